@@ -1,0 +1,23 @@
+// RAII for libevent: an event base and events that free themselves.
+//
+// The Daemon owns the one EventBase; every Event belongs to the object whose
+// callback it runs, so a callback can never outlive its target.
+#pragma once
+
+#include <event2/event.h>
+
+#include <memory>
+
+namespace superd {
+
+struct EventBaseDeleter {
+    void operator()(event_base* base) const { event_base_free(base); }
+};
+struct EventDeleter {
+    void operator()(event* ev) const { event_free(ev); }
+};
+
+using EventBase = std::unique_ptr<event_base, EventBaseDeleter>;
+using Event = std::unique_ptr<event, EventDeleter>;
+
+} // namespace superd

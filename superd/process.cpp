@@ -1,0 +1,60 @@
+#include "superd/process.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace superd {
+
+namespace {
+
+// For kernels without close_range (before 5.11): walk the fds that exist,
+// never every number up to the limit.
+void cloexec_from_proc(int lowest)
+{
+    DIR* dir = ::opendir("/proc/self/fd");
+    if (!dir)
+        return;
+    while (dirent* entry = ::readdir(dir)) {
+        int fd = std::atoi(entry->d_name);
+        if (fd >= lowest && fd != ::dirfd(dir))
+            ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    ::closedir(dir);
+}
+
+} // namespace
+
+std::optional<Error> prepare_process()
+{
+    for (int fd = 0; fd <= 2; ++fd) {
+        if (::fcntl(fd, F_GETFD) >= 0)
+            continue;
+        int null = ::open("/dev/null", O_RDWR);
+        if (null < 0)
+            return Error{std::string("cannot open /dev/null: ") + std::strerror(errno)};
+        if (null != fd) {
+            // Lower numbers are taken, so open() returned exactly `fd`
+            // unless the fd was closed between the two calls.
+            ::dup2(null, fd);
+            ::close(null);
+        }
+    }
+
+    if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+        cloexec_from_proc(3);
+
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+    return std::nullopt;
+}
+
+} // namespace superd

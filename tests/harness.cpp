@@ -1,0 +1,384 @@
+#include "tests/harness.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace harness {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+[[noreturn]] void fail(const std::string& what)
+{
+    throw std::runtime_error(what + (errno ? std::string(": ") + std::strerror(errno) : std::string()));
+}
+
+std::string read_file(const std::string& path)
+{
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+// Waits up to `limit` for `pid` to exit; returns its status as an exit code
+// (128+signal when killed), or -1 if it is still running.
+int wait_exit(pid_t pid, std::chrono::milliseconds limit)
+{
+    auto deadline = Clock::now() + limit;
+    for (;;) {
+        int status = 0;
+        pid_t r = ::waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (Clock::now() >= deadline)
+            return -1;
+        std::this_thread::sleep_for(5ms);
+    }
+}
+
+// Starts superd with `args`, stdout and stderr to `log_path`.
+pid_t start_process(const std::vector<std::string>& args, const std::string& log_path, bool hostile_signals)
+{
+    // Orphaned services become ours, so they can be reaped by pid at the end.
+    ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+
+    std::vector<std::string> all{superd_binary()};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (std::string& a : all)
+        argv.push_back(a.data());
+    argv.push_back(nullptr);
+
+    pid_t pid = ::fork();
+    if (pid < 0)
+        fail("fork");
+    if (pid == 0) {
+        // Only async-signal-safe calls from here to exec.
+        int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (log < 0 || null < 0)
+            ::_exit(126);
+        ::dup2(null, 0);
+        ::dup2(log, 1);
+        ::dup2(log, 2);
+        if (hostile_signals) {
+            ::signal(SIGINT, SIG_IGN);
+            ::signal(SIGQUIT, SIG_IGN);
+            sigset_t blocked;
+            sigemptyset(&blocked);
+            sigaddset(&blocked, SIGUSR2);
+            sigaddset(&blocked, SIGINT);
+            ::sigprocmask(SIG_BLOCK, &blocked, nullptr);
+        }
+        ::execv(argv[0], argv.data());
+        ::_exit(127);
+    }
+    return pid;
+}
+
+} // namespace
+
+std::string superd_binary() { return SUPERD_BINARY; }
+std::string service_binary(const std::string& name) { return std::string(SERVICES_DIR) + "/" + name; }
+std::string probe_binary() { return PROBE_BINARY; }
+
+TempDir::TempDir()
+{
+    std::string pattern = (fs::temp_directory_path() / "superd-test-XXXXXX").string();
+    if (!::mkdtemp(pattern.data()))
+        fail("mkdtemp");
+    path_ = pattern;
+}
+
+TempDir::~TempDir()
+{
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+}
+
+std::string TempDir::write(const std::string& name, const std::string& contents) const
+{
+    fs::path file = path_ / name;
+    fs::create_directories(file.parent_path());
+    std::ofstream out(file, std::ios::binary | std::ios::trunc);
+    out << contents;
+    if (!out)
+        fail("write " + file.string());
+    return file.string();
+}
+
+uint16_t free_port(int family)
+{
+    UniqueFd fd(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd)
+        fail("socket");
+    sockaddr_storage ss{};
+    socklen_t len;
+    if (family == AF_INET6) {
+        auto& sin6 = reinterpret_cast<sockaddr_in6&>(ss);
+        sin6.sin6_family = AF_INET6;
+        sin6.sin6_addr = in6addr_loopback;
+        len = sizeof sin6;
+    } else {
+        auto& sin = reinterpret_cast<sockaddr_in&>(ss);
+        sin.sin_family = AF_INET;
+        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        len = sizeof sin;
+    }
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0)
+        fail("bind");
+    len = sizeof ss;
+    if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&ss), &len) != 0)
+        fail("getsockname");
+    return ntohs(reinterpret_cast<sockaddr_in&>(ss).sin_port); // same offset in sockaddr_in6
+}
+
+Finished run_superd(const std::vector<std::string>& args, std::chrono::milliseconds limit)
+{
+    TempDir dir;
+    std::string log_path = (dir.path() / "output").string();
+    pid_t pid = start_process(args, log_path, false);
+    Finished result;
+    result.status = wait_exit(pid, limit);
+    if (result.status < 0) {
+        kill_and_reap(pid);
+        fail("superd did not finish in time");
+    }
+    result.output = read_file(log_path);
+    return result;
+}
+
+Superd::Superd(const std::string& config_text, StartOptions options)
+{
+    std::string config = dir_.write("superd.toml", config_text);
+    log_path_ = (dir_.path() / "superd.log").string();
+    pid_ = start_process({"--config", config}, log_path_, options.hostile_signals);
+    auto deadline = Clock::now() + 10s;
+    while (count_in_log(" ready ") == 0) {
+        int status = 0;
+        if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+            pid_ = -1;
+            throw std::runtime_error("superd exited before it was ready:\n" + log());
+        }
+        if (Clock::now() >= deadline)
+            throw std::runtime_error("superd was not ready in time:\n" + log());
+        std::this_thread::sleep_for(5ms);
+    }
+}
+
+Superd::~Superd()
+{
+    std::vector<pid_t> left = children();
+    if (pid_ > 0)
+        kill_and_reap(pid_);
+    for (pid_t child : left)
+        kill_and_reap(child);
+}
+
+std::string Superd::log() const { return read_file(log_path_); }
+
+size_t Superd::count_in_log(const std::string& needle) const
+{
+    std::string text = log();
+    size_t n = 0;
+    for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + needle.size()))
+        ++n;
+    return n;
+}
+
+bool Superd::wait_for_log(const std::string& needle, size_t times, std::chrono::milliseconds limit) const
+{
+    auto deadline = Clock::now() + limit;
+    while (count_in_log(needle) < times) {
+        if (Clock::now() >= deadline)
+            return false;
+        std::this_thread::sleep_for(10ms);
+    }
+    return true;
+}
+
+int Superd::stop(std::chrono::milliseconds limit)
+{
+    if (pid_ <= 0)
+        fail("superd is not running");
+    ::kill(pid_, SIGTERM);
+    int status = wait_exit(pid_, limit);
+    if (status >= 0)
+        pid_ = -1;
+    return status;
+}
+
+std::vector<pid_t> Superd::children() const
+{
+    std::vector<pid_t> result;
+    if (pid_ <= 0)
+        return result;
+    for (const auto& entry : fs::directory_iterator("/proc")) {
+        const std::string name = entry.path().filename().string();
+        if (name.find_first_not_of("0123456789") != std::string::npos)
+            continue;
+        std::string stat = read_file("/proc/" + name + "/stat");
+        // pid (comm) state ppid ...; comm may hold spaces and parentheses.
+        size_t close = stat.rfind(')');
+        if (close == std::string::npos)
+            continue;
+        std::istringstream fields(stat.substr(close + 1));
+        std::string state;
+        pid_t ppid = 0;
+        fields >> state >> ppid;
+        if (ppid == pid_)
+            result.push_back(std::stoi(name));
+    }
+    return result;
+}
+
+std::string service_toml(const std::string& name, const std::vector<std::string>& listen,
+                         const std::string& program)
+{
+    std::string text = "[service." + name + "]\nlisten = [";
+    for (size_t i = 0; i < listen.size(); ++i)
+        text += (i ? ", \"" : "\"") + listen[i] + "\"";
+    text += "]\nprogram = \"" + program + "\"\n\n";
+    return text;
+}
+
+std::string loopback(uint16_t port) { return "127.0.0.1:" + std::to_string(port); }
+
+UniqueFd connect_tcp(uint16_t port, const std::string& host)
+{
+    bool v6 = host.find(':') != std::string::npos;
+    UniqueFd fd(::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd)
+        fail("socket");
+    timeval timeout{10, 0};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+    sockaddr_storage ss{};
+    socklen_t len;
+    if (v6) {
+        auto& sin6 = reinterpret_cast<sockaddr_in6&>(ss);
+        sin6.sin6_family = AF_INET6;
+        sin6.sin6_port = htons(port);
+        ::inet_pton(AF_INET6, host.c_str(), &sin6.sin6_addr);
+        len = sizeof sin6;
+    } else {
+        auto& sin = reinterpret_cast<sockaddr_in&>(ss);
+        sin.sin_family = AF_INET;
+        sin.sin_port = htons(port);
+        ::inet_pton(AF_INET, host.c_str(), &sin.sin_addr);
+        len = sizeof sin;
+    }
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0)
+        fail("connect to " + host + " port " + std::to_string(port));
+    return fd;
+}
+
+void send_all(int fd, const std::string& data)
+{
+    size_t sent = 0;
+    while (sent < data.size()) {
+        ssize_t n = ::send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            fail("send");
+        }
+        sent += static_cast<size_t>(n);
+    }
+}
+
+namespace {
+
+// Reads what is available within the deadline: appends to `out`, returns
+// false at EOF.
+bool read_some(int fd, std::string& out, Clock::time_point deadline)
+{
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) {
+        errno = 0;
+        fail("read: deadline passed with " + std::to_string(out.size()) + " bytes read");
+    }
+    pollfd p{fd, POLLIN, 0};
+    int ready = ::poll(&p, 1, static_cast<int>(left));
+    if (ready < 0 && errno != EINTR)
+        fail("poll");
+    if (ready <= 0)
+        return true;
+    char buffer[16384];
+    ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+    if (n < 0) {
+        if (errno == EINTR || errno == EAGAIN)
+            return true;
+        if (errno == ECONNRESET)
+            return false;
+        fail("recv");
+    }
+    out.append(buffer, static_cast<size_t>(n));
+    return n > 0;
+}
+
+} // namespace
+
+std::string read_to_eof(int fd, std::chrono::milliseconds limit)
+{
+    auto deadline = Clock::now() + limit;
+    std::string out;
+    while (read_some(fd, out, deadline)) {
+    }
+    return out;
+}
+
+std::string read_n(int fd, size_t n, std::chrono::milliseconds limit)
+{
+    auto deadline = Clock::now() + limit;
+    std::string out;
+    while (out.size() < n && read_some(fd, out, deadline)) {
+    }
+    return out;
+}
+
+std::string round_trip(uint16_t port, const std::string& request, const std::string& host)
+{
+    UniqueFd fd = connect_tcp(port, host);
+    send_all(fd.get(), request);
+    ::shutdown(fd.get(), SHUT_WR);
+    return read_to_eof(fd.get());
+}
+
+std::vector<std::string> lines_with_prefix(const std::string& text, const std::string& prefix)
+{
+    std::vector<std::string> out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);)
+        if (line.rfind(prefix, 0) == 0)
+            out.push_back(line.substr(prefix.size()));
+    return out;
+}
+
+void kill_and_reap(pid_t pid)
+{
+    ::kill(pid, SIGKILL);
+    wait_exit(pid, 5s);
+}
+
+} // namespace harness

@@ -1,0 +1,110 @@
+// Test harness: temporary folders, free loopback ports, a real superd
+// process, and blocking socket clients with deadlines.
+//
+// Every wait here is bounded, and every process a test starts is ended by
+// pid when its owner goes out of scope, so a failing test cannot hang the
+// suite or leave processes behind.
+#pragma once
+
+#include "superd/fd.h"
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace harness {
+
+using namespace std::chrono_literals;
+using superd::UniqueFd;
+
+// Paths of the binaries under test, fixed at build time.
+std::string superd_binary();
+std::string service_binary(const std::string& name); // build/services/NAME
+std::string probe_binary();
+
+class TempDir {
+public:
+    TempDir();
+    ~TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    const std::filesystem::path& path() const { return path_; }
+    // Writes `contents` to a file in the folder; returns its path.
+    std::string write(const std::string& name, const std::string& contents) const;
+
+private:
+    std::filesystem::path path_;
+};
+
+// A port that is free on the loopback address of `family` right now,
+// chosen by the kernel so that concurrent test runs do not collide.
+uint16_t free_port(int family = 2 /* AF_INET */);
+
+// The result of running superd to completion.
+struct Finished {
+    int status = -1; // exit status, or 128+signal
+    std::string output; // stdout and stderr together
+};
+// Runs superd with `args` and waits up to `limit`; killed past that.
+Finished run_superd(const std::vector<std::string>& args, std::chrono::milliseconds limit = 10s);
+
+struct StartOptions {
+    // Start superd the way a careless parent might: SIGINT and SIGQUIT
+    // ignored, SIGUSR2 and SIGINT blocked.
+    bool hostile_signals = false;
+};
+
+// A superd started on a config file, ready when it has logged "ready".
+class Superd {
+public:
+    explicit Superd(const std::string& config_text, StartOptions options = {});
+    ~Superd();
+    Superd(const Superd&) = delete;
+    Superd& operator=(const Superd&) = delete;
+
+    pid_t pid() const { return pid_; }
+    const TempDir& dir() const { return dir_; }
+    std::string log() const;
+    size_t count_in_log(const std::string& needle) const;
+    // Waits until `needle` appears `times` times in the log.
+    bool wait_for_log(const std::string& needle, size_t times = 1, std::chrono::milliseconds limit = 10s) const;
+
+    // SIGTERM, then waits; returns the exit status (128+signal if killed).
+    int stop(std::chrono::milliseconds limit = 10s);
+
+    // Pids of superd's children (zombies included), from /proc.
+    std::vector<pid_t> children() const;
+
+private:
+    TempDir dir_;
+    std::string log_path_;
+    pid_t pid_ = -1;
+};
+
+// A [service.NAME] table; `listen` entries are written as given.
+std::string service_toml(const std::string& name, const std::vector<std::string>& listen,
+                         const std::string& program);
+// "127.0.0.1:PORT"
+std::string loopback(uint16_t port);
+
+// Client side, all with deadlines.
+UniqueFd connect_tcp(uint16_t port, const std::string& host = "127.0.0.1");
+void send_all(int fd, const std::string& data);
+// Reads until EOF (or the deadline, which fails the test).
+std::string read_to_eof(int fd, std::chrono::milliseconds limit = 10s);
+// Reads exactly `n` bytes (fewer only at EOF or the deadline).
+std::string read_n(int fd, size_t n, std::chrono::milliseconds limit = 10s);
+// One whole exchange: connect, send, half-close, read to EOF.
+std::string round_trip(uint16_t port, const std::string& request, const std::string& host = "127.0.0.1");
+
+// The rest of each line of `text` that starts with `prefix` (for probe reports).
+std::vector<std::string> lines_with_prefix(const std::string& text, const std::string& prefix);
+
+// Kills the process group of `pid` and reaps `pid` if it is our child.
+void kill_and_reap(pid_t pid);
+
+} // namespace harness

@@ -1,0 +1,192 @@
+// superd's own behaviour, end to end: concurrency, what a child inherits,
+// reaping, and failures that must not stop the daemon.
+#include "tests/harness.h"
+
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include <csignal>
+
+#include <atomic>
+#include <filesystem>
+#include <latch>
+#include <mutex>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+using namespace harness;
+
+namespace {
+
+// Waits until superd has no child left, zombie or running.
+bool wait_no_children(const Superd& superd, std::chrono::milliseconds limit = 20s)
+{
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!superd.children().empty()) {
+        if (std::chrono::steady_clock::now() >= deadline)
+            return false;
+        std::this_thread::sleep_for(20ms);
+    }
+    return true;
+}
+
+} // namespace
+
+TEST_CASE("200 clients at once are all served correctly", "[daemon][integration]")
+{
+    uint16_t port = free_port();
+    Superd superd(service_toml("echo", {loopback(port)}, service_binary("echo")));
+
+    constexpr int kClients = 200;
+    std::latch start(kClients);
+    std::atomic<int> served{0};
+    std::mutex failures_lock;
+    std::vector<std::string> failures;
+    std::vector<std::thread> clients;
+    for (int i = 0; i < kClients; ++i) {
+        clients.emplace_back([&, i] {
+            try {
+                UniqueFd fd = connect_tcp(port);
+                start.arrive_and_wait(); // every client connected before any sends
+                std::string message = "client " + std::to_string(i) + " says hello\n";
+                send_all(fd.get(), message);
+                ::shutdown(fd.get(), SHUT_WR);
+                if (read_to_eof(fd.get()) == message)
+                    ++served;
+                else
+                    throw std::runtime_error("client " + std::to_string(i) + ": wrong reply");
+            } catch (const std::exception& e) {
+                start.count_down();
+                std::lock_guard lock(failures_lock);
+                failures.push_back(e.what());
+            }
+        });
+    }
+    for (auto& t : clients)
+        t.join();
+    INFO((failures.empty() ? std::string() : failures.front()));
+    CHECK(served == kClients);
+    CHECK(superd.wait_for_log("exited service=echo", kClients));
+}
+
+TEST_CASE("A child holds exactly fds 0-2 and starts with clean signals, even from a hostile parent",
+          "[daemon][integration]")
+{
+    uint16_t port = free_port();
+    Superd superd(service_toml("probe", {loopback(port)}, probe_binary()), StartOptions{.hostile_signals = true});
+
+    UniqueFd fd = connect_tcp(port);
+    sockaddr_storage mine{};
+    socklen_t len = sizeof mine;
+    REQUIRE(::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&mine), &len) == 0);
+    ::shutdown(fd.get(), SHUT_WR);
+    std::string report = read_to_eof(fd.get());
+    INFO(report);
+
+    CHECK(harness::lines_with_prefix(report, "fds: ") == std::vector<std::string>{"0 1 2"});
+    CHECK(harness::lines_with_prefix(report, "sigblk: ") == std::vector<std::string>{"0000000000000000"});
+    CHECK(harness::lines_with_prefix(report, "sigign: ") == std::vector<std::string>{"0000000000000000"});
+    CHECK(harness::lines_with_prefix(report, "session: ") == std::vector<std::string>{"yes"});
+    std::string client_port = std::to_string(ntohs(reinterpret_cast<sockaddr_in&>(mine).sin_port));
+    auto env = harness::lines_with_prefix(report, "env: ");
+    std::sort(env.begin(), env.end());
+    CHECK(env == std::vector<std::string>{
+                     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                     "PROTO=TCP",
+                     "REMOTE_ADDR=127.0.0.1",
+                     "REMOTE_PORT=" + client_port,
+                     "TCPLOCALIP=127.0.0.1",
+                     "TCPLOCALPORT=" + std::to_string(port),
+                     "TCPREMOTEIP=127.0.0.1",
+                     "TCPREMOTEPORT=" + client_port,
+                 });
+
+    // superd itself unblocked SIGINT and handles it, ignored or not.
+    ::kill(superd.pid(), SIGINT);
+    CHECK(superd.wait_for_log("stopping signal=SIGINT"));
+    CHECK(superd.stop() == 0);
+}
+
+TEST_CASE("A wildcard listener tells the child the local address the client reached", "[daemon][integration]")
+{
+    uint16_t port = free_port();
+    Superd superd(service_toml("probe", {std::to_string(port)}, probe_binary()));
+    for (std::string host : {"127.0.0.1", "::1"}) {
+        UniqueFd fd = connect_tcp(port, host);
+        ::shutdown(fd.get(), SHUT_WR);
+        auto env = harness::lines_with_prefix(read_to_eof(fd.get()), "env: ");
+        CHECK(std::count(env.begin(), env.end(), "TCPLOCALIP=" + host) == 1);
+        CHECK(std::count(env.begin(), env.end(), "REMOTE_ADDR=" + host) == 1);
+    }
+}
+
+TEST_CASE("No zombie is left after 1,000 connections", "[daemon][integration]")
+{
+    uint16_t port = free_port();
+    Superd superd(service_toml("echo", {loopback(port)}, service_binary("echo")));
+
+    constexpr int kThreads = 10, kEach = 100;
+    std::atomic<int> served{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+        threads.emplace_back([&] {
+            for (int i = 0; i < kEach; ++i) {
+                try {
+                    if (round_trip(port, "ping\n") == "ping\n")
+                        ++served;
+                } catch (const std::exception&) {
+                }
+            }
+        });
+    }
+    for (auto& t : threads)
+        t.join();
+    CHECK(served == kThreads * kEach);
+    CHECK(superd.wait_for_log("exited service=echo", kThreads * kEach, 30s));
+    CHECK(wait_no_children(superd));
+    CHECK(superd.count_in_log("spawned service=echo") == kThreads * kEach);
+}
+
+TEST_CASE("A service whose program vanished closes the connection and others keep serving",
+          "[daemon][integration]")
+{
+    TempDir programs;
+    auto doomed = programs.path() / "doomed";
+    std::filesystem::copy_file(service_binary("echo"), doomed);
+    std::filesystem::permissions(doomed, std::filesystem::perms::owner_all);
+
+    uint16_t gone_port = free_port(), echo_port = free_port();
+    Superd superd(service_toml("gone", {loopback(gone_port)}, doomed.string())
+                  + service_toml("echo", {loopback(echo_port)}, service_binary("echo")));
+    std::filesystem::remove(doomed);
+
+    for (int i = 0; i < 3; ++i) {
+        UniqueFd fd = connect_tcp(gone_port);
+        send_all(fd.get(), "anyone there?\n");
+        CHECK(read_to_eof(fd.get()) == "");
+    }
+    CHECK(superd.wait_for_log("failed service=gone", 3));
+    CHECK_THAT(superd.log(), Catch::Contains("No such file or directory"));
+    CHECK(round_trip(echo_port, "still here\n") == "still here\n");
+    CHECK(superd.stop() == 0);
+}
+
+TEST_CASE("Each child's end is logged with its status and duration", "[daemon][integration]")
+{
+    TempDir programs;
+    std::string script = programs.write("fails", "#!/bin/sh\nexit 7\n");
+    std::filesystem::permissions(script, std::filesystem::perms::owner_all);
+    uint16_t port = free_port();
+    Superd superd(service_toml("fails", {loopback(port)}, script));
+
+    UniqueFd fd = connect_tcp(port);
+    CHECK(read_to_eof(fd.get()) == "");
+    REQUIRE(superd.wait_for_log("exited service=fails"));
+    std::string log = superd.log();
+    std::regex line(R"(exited service=fails pid=\d+ peer=127\.0\.0\.1:\d+ status="exit 7" ran=\d+\.\d{3}s)");
+    CHECK(std::regex_search(log, line));
+}

@@ -1,0 +1,80 @@
+#include "superd/listener.h"
+
+#include "tests/harness.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include <catch2/catch.hpp>
+
+using superd::Listener;
+using superd::SocketAddress;
+
+namespace {
+
+SocketAddress parse(const std::string& text)
+{
+    auto parsed = superd::parse_listen_address(text);
+    REQUIRE(parsed.ok());
+    return parsed->front();
+}
+
+} // namespace
+
+TEST_CASE("A taken address is refused with the address and the reason", "[listener]")
+{
+    std::string address = "127.0.0.1:" + std::to_string(harness::free_port());
+    auto first = Listener::open(parse(address));
+    REQUIRE(first.ok());
+    auto second = Listener::open(parse(address));
+    REQUIRE_FALSE(second.ok());
+    CHECK_THAT(second.error(), Catch::Contains(address) && Catch::Contains("Address already in use"));
+}
+
+TEST_CASE("IPv4 and IPv6 wildcards share a port (v6only is set)", "[listener]")
+{
+    uint16_t port = harness::free_port();
+    auto both = superd::parse_listen_address(std::to_string(port));
+    REQUIRE(both.ok());
+    auto v4 = Listener::open((*both)[0]);
+    auto v6 = Listener::open((*both)[1]);
+    REQUIRE(v4.ok());
+    INFO((v6.ok() ? std::string() : v6.error()));
+    REQUIRE(v6.ok());
+    int v6only = 0;
+    socklen_t len = sizeof v6only;
+    REQUIRE(::getsockopt((*v6)->fd(), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &len) == 0);
+    CHECK(v6only == 1);
+}
+
+TEST_CASE("Accepted connections are blocking, close-on-exec, with the peer's address", "[listener]")
+{
+    uint16_t port = harness::free_port();
+    auto listener = Listener::open(parse("127.0.0.1:" + std::to_string(port)));
+    REQUIRE(listener.ok());
+    CHECK((::fcntl((*listener)->fd(), F_GETFD) & FD_CLOEXEC) != 0);
+
+    superd::EventBase base(event_base_new());
+    std::vector<std::pair<superd::UniqueFd, SocketAddress>> accepted;
+    (*listener)->start(base.get(), [&](superd::UniqueFd fd, const SocketAddress& peer) {
+        accepted.emplace_back(std::move(fd), peer);
+    });
+
+    std::vector<superd::UniqueFd> clients;
+    for (int i = 0; i < 3; ++i)
+        clients.push_back(harness::connect_tcp(port));
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (accepted.size() < 3 && std::chrono::steady_clock::now() < deadline)
+        event_base_loop(base.get(), EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    REQUIRE(accepted.size() == 3);
+
+    for (size_t i = 0; i < 3; ++i) {
+        int fd = accepted[i].first.get();
+        CHECK((::fcntl(fd, F_GETFL) & O_NONBLOCK) == 0);
+        CHECK((::fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0);
+        SocketAddress mine;
+        mine.length = sizeof mine.storage;
+        REQUIRE(::getsockname(clients[i].get(), mine.get(), &mine.length) == 0);
+        CHECK(accepted[i].second == mine);
+    }
+}

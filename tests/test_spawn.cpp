@@ -1,0 +1,87 @@
+#include "superd/spawn.h"
+
+#include "tests/harness.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <catch2/catch.hpp>
+
+#include <csignal>
+
+using superd::Launcher;
+
+namespace {
+
+superd::SocketAddress parse(const std::string& text)
+{
+    auto parsed = superd::parse_listen_address(text);
+    REQUIRE(parsed.ok());
+    return parsed->front();
+}
+
+} // namespace
+
+TEST_CASE("A spawned service gets the connection on 0/1/2, a clean environment and default signals",
+          "[spawn]")
+{
+    int pair[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+    superd::UniqueFd ours(pair[0]), theirs(pair[1]);
+
+    // A careless library's fd without close-on-exec, an ignored SIGPIPE and a
+    // blocked SIGUSR2 in the parent: none of it may reach the child.
+    superd::UniqueFd leaky(::open("/dev/null", O_RDONLY));
+    ::signal(SIGPIPE, SIG_IGN);
+    sigset_t blocked, previous;
+    sigemptyset(&blocked);
+    sigaddset(&blocked, SIGUSR2);
+    ::sigprocmask(SIG_BLOCK, &blocked, &previous);
+
+    Launcher launcher(harness::probe_binary(), {"probe"});
+    auto result = launcher.spawn(theirs.get(), parse("[::ffff:192.0.2.7]:4000"), parse("127.0.0.1:7007"));
+
+    ::sigprocmask(SIG_SETMASK, &previous, nullptr);
+    ::signal(SIGPIPE, SIG_DFL);
+    REQUIRE(result.error == 0);
+    REQUIRE(result.pid > 0);
+    theirs.reset();
+
+    ::shutdown(ours.get(), SHUT_WR);
+    std::string report = harness::read_to_eof(ours.get());
+    int status = 0;
+    REQUIRE(::waitpid(result.pid, &status, 0) == result.pid);
+    CHECK(WIFEXITED(status));
+
+    INFO(report);
+    CHECK(harness::lines_with_prefix(report, "fds: ") == std::vector<std::string>{"0 1 2"});
+    CHECK(harness::lines_with_prefix(report, "sigblk: ") == std::vector<std::string>{"0000000000000000"});
+    CHECK(harness::lines_with_prefix(report, "sigign: ") == std::vector<std::string>{"0000000000000000"});
+    CHECK(harness::lines_with_prefix(report, "session: ") == std::vector<std::string>{"yes"});
+    auto env = harness::lines_with_prefix(report, "env: ");
+    std::sort(env.begin(), env.end());
+    CHECK(env == std::vector<std::string>{
+                     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                     "PROTO=TCP",
+                     "REMOTE_ADDR=192.0.2.7",
+                     "REMOTE_PORT=4000",
+                     "TCPLOCALIP=127.0.0.1",
+                     "TCPLOCALPORT=7007",
+                     "TCPREMOTEIP=192.0.2.7",
+                     "TCPREMOTEPORT=4000",
+                 });
+}
+
+TEST_CASE("A program that cannot be executed is a spawn error, not a child", "[spawn]")
+{
+    int pair[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+    superd::UniqueFd ours(pair[0]), theirs(pair[1]);
+
+    Launcher launcher("/nonexistent/program", {"program"});
+    auto result = launcher.spawn(theirs.get(), parse("127.0.0.1:1"), parse("127.0.0.1:2"));
+    CHECK(result.error == ENOENT);
+    CHECK(result.pid == -1);
+    CHECK(::waitpid(-1, nullptr, WNOHANG) < 0); // nothing to reap
+}
