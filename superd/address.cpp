@@ -1,8 +1,11 @@
 #include "superd/address.h"
 
 #include <arpa/inet.h>
+#include <sys/un.h>
 
+#include <algorithm>
 #include <charconv>
+#include <cstddef>
 #include <cstring>
 
 namespace superd {
@@ -46,6 +49,8 @@ Result<std::vector<SocketAddress>> parse_ipv6(std::string_view host, uint16_t po
     return std::vector<SocketAddress>{a};
 }
 
+const sockaddr_un& as_unix(const SocketAddress& a) { return reinterpret_cast<const sockaddr_un&>(a.storage); }
+
 bool is_v4_mapped(const SocketAddress& a)
 {
     return a.family() == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&as_ipv6(a).sin6_addr);
@@ -73,6 +78,25 @@ SocketAddress SocketAddress::any_ipv6(uint16_t port)
     sin6.sin6_addr = in6addr_any;
     a.length = sizeof sin6;
     return a;
+}
+
+SocketAddress SocketAddress::unix_path(std::string_view path)
+{
+    SocketAddress a;
+    auto& sun = reinterpret_cast<sockaddr_un&>(a.storage);
+    sun.sun_family = AF_UNIX;
+    size_t n = std::min(path.size(), sizeof sun.sun_path - 1);
+    std::memcpy(sun.sun_path, path.data(), n);
+    a.length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + n + 1);
+    return a;
+}
+
+std::string_view SocketAddress::path() const
+{
+    if (family() != AF_UNIX || length <= offsetof(sockaddr_un, sun_path))
+        return {};
+    const sockaddr_un& sun = as_unix(*this);
+    return std::string_view(sun.sun_path, strnlen(sun.sun_path, length - offsetof(sockaddr_un, sun_path)));
 }
 
 uint16_t SocketAddress::port() const
@@ -108,6 +132,8 @@ bool operator==(const SocketAddress& a, const SocketAddress& b)
         return as_ipv4(a).sin_addr.s_addr == as_ipv4(b).sin_addr.s_addr;
     case AF_INET6:
         return std::memcmp(&as_ipv6(a).sin6_addr, &as_ipv6(b).sin6_addr, sizeof(in6_addr)) == 0;
+    case AF_UNIX:
+        return a.path() == b.path();
     default:
         return a.length == b.length && std::memcmp(&a.storage, &b.storage, a.length) == 0;
     }
@@ -123,6 +149,9 @@ void format_host(const SocketAddress& address, HostText& out)
         ok = inet_ntop(AF_INET, &as_ipv6(address).sin6_addr.s6_addr[12], out.data(), out.size());
     } else if (address.family() == AF_INET6) {
         ok = inet_ntop(AF_INET6, &as_ipv6(address).sin6_addr, out.data(), out.size());
+    } else if (address.family() == AF_UNIX) {
+        std::strcpy(out.data(), "unix"); // a path can be longer than a host
+        ok = out.data();
     }
     if (!ok)
         std::strcpy(out.data(), "?");
@@ -136,6 +165,8 @@ void format_port(const SocketAddress& address, PortText& out)
 
 std::string SocketAddress::to_string() const
 {
+    if (family() == AF_UNIX)
+        return "unix:" + std::string(path());
     HostText host;
     PortText port;
     format_host(*this, host);
@@ -154,6 +185,18 @@ Result<std::vector<SocketAddress>> parse_listen_address(std::string_view text)
     };
     if (text.empty())
         return Error{"empty listen address"};
+
+    if (text.substr(0, 5) == "unix:") {
+        std::string_view path = text.substr(5);
+        if (path.empty())
+            return invalid("missing socket path after 'unix:'");
+        if (path.size() >= sizeof(sockaddr_un::sun_path))
+            return invalid("socket path longer than " + std::to_string(sizeof(sockaddr_un::sun_path) - 1)
+                           + " bytes");
+        if (path.find('\0') != std::string_view::npos)
+            return invalid("socket path contains a NUL byte");
+        return std::vector<SocketAddress>{SocketAddress::unix_path(path)};
+    }
 
     if (text.front() == '[') {
         size_t close = text.find(']');

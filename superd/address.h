@@ -1,8 +1,8 @@
 // Socket addresses: parsing the config's listen syntax and printing peers.
 //
-// A listen address is written "ADDR:PORT" (IPv4), "[V6ADDR]:PORT" or "PORT"
+// A listen address is written "ADDR:PORT" (IPv4), "[V6ADDR]:PORT", "PORT"
 // alone, which means every address of both families and so yields two socket
-// addresses (0.0.0.0 and ::). Hosts are numeric: a name resolved once at load
+// addresses (0.0.0.0 and ::), or "unix:PATH" for a unix socket. Hosts are numeric: a name resolved once at load
 // time would silently go stale, so names are refused.
 //
 // Printing is allocation-free (HostText/PortText buffers) because it runs for
@@ -28,6 +28,10 @@ struct SocketAddress {
 
     static SocketAddress any_ipv4(uint16_t port);
     static SocketAddress any_ipv6(uint16_t port);
+    static SocketAddress unix_path(std::string_view path); // truncated to fit
+
+    // The path of a unix socket address; empty for other families.
+    std::string_view path() const;
 
     int family() const { return storage.ss_family; }
     const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
@@ -35,7 +39,7 @@ struct SocketAddress {
     uint16_t port() const;
     bool is_wildcard() const;
 
-    // "127.0.0.1:7007" or "[::1]:7007".
+    // "127.0.0.1:7007", "[::1]:7007" or "unix:/run/x.sock".
     std::string to_string() const;
 
     friend bool operator==(const SocketAddress& a, const SocketAddress& b);

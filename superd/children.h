@@ -21,8 +21,9 @@ using Clock = std::chrono::steady_clock;
 
 struct Child {
     std::string service;
-    SocketAddress peer;
+    SocketAddress peer;        // the client, or the listening address of a wait service
     Clock::time_point started;
+    std::string wait_listener; // a wait service's listener key, resumed on exit
 };
 
 struct ChildExit {

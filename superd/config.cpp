@@ -1,5 +1,9 @@
 #include "superd/config.h"
 
+#include "superd/identity.h"
+#include "superd/inetd_conf.h"
+
+#include <glob.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -7,17 +11,38 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <optional>
 #include <sstream>
+#include <utility>
 
 namespace superd {
 
 namespace {
 
 namespace fs = std::filesystem;
+
+constexpr const char* kDefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+// Set by superd for each connection; a service cannot set them itself.
+constexpr std::string_view kReservedEnv[] = {
+    "REMOTE_ADDR", "REMOTE_PORT", "PROTO", "TCPREMOTEIP", "TCPREMOTEPORT", "TCPLOCALIP", "TCPLOCALPORT",
+    "UNIXREMOTEPID", "UNIXREMOTEEUID", "UNIXREMOTEEGID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
+};
+
+constexpr std::string_view kServiceKeys[] = {
+    "protocol", "listen", "mode", "fd_convention", "builtin", "program", "args", "user", "group", "env",
+    "pass_env", "stderr", "cwd", "umask", "nice", "socket_mode", "socket_user", "socket_group",
+};
+
+// Keys that only make sense for a program superd spawns.
+constexpr std::string_view kSpawnKeys[] = {
+    "mode", "fd_convention", "program", "args", "user", "group", "env", "pass_env", "stderr", "cwd", "umask", "nice",
+};
 
 // Where errors point: the file and the folder that relative paths start from.
 struct Source {
@@ -28,151 +53,454 @@ struct Source {
     {
         return Error{path + ":" + std::to_string(line) + ": " + message};
     }
-    Error at(const toml::node& node, const std::string& message) const
-    {
-        return at(static_cast<int>(node.source().begin.line), message);
-    }
+    Error at(const toml::node& node, const std::string& message) const { return at(line_of(node), message); }
     Error at(const toml::key& key, const std::string& message) const
     {
         return at(static_cast<int>(key.source().begin.line), message);
     }
+    static int line_of(const toml::node& node) { return static_cast<int>(node.source().begin.line); }
+
+    std::string absolute(const std::string& p) const
+    {
+        fs::path result(p);
+        if (result.is_relative())
+            result = folder / result;
+        return result.lexically_normal().string();
+    }
 };
+
+Source source_for(const std::string& path) { return Source{path, fs::absolute(fs::path(path)).parent_path()}; }
+
+Result<std::string> read_file(const std::string& path)
+{
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+        return Error{path + ": cannot read: " + std::strerror(errno)};
+    std::ostringstream contents;
+    contents << in.rdbuf();
+    if (in.bad())
+        return Error{path + ": cannot read: " + std::strerror(errno)};
+    return contents.str();
+}
 
 bool valid_service_name(std::string_view name)
 {
     if (name.empty() || name.size() > 64)
         return false;
-    for (char c : name) {
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'
-                  || c == '-' || c == '.';
-        if (!ok)
-            return false;
-    }
-    return true;
+    return std::all_of(name.begin(), name.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'
+               || c == '.';
+    });
 }
 
-// The list of strings at `node` with their lines, or an error naming `what`.
-// Where `lone_string_ok`, a string alone is taken as a list of one.
-Result<std::vector<std::pair<std::string, int>>> string_list(const Source& src, const toml::node& node,
-                                                             const std::string& what, bool lone_string_ok)
+bool valid_env_name(std::string_view name)
 {
-    std::vector<std::pair<std::string, int>> items;
-    if (auto s = node.as_string(); s && lone_string_ok) {
-        items.emplace_back(s->get(), static_cast<int>(node.source().begin.line));
+    if (name.empty() || (name[0] >= '0' && name[0] <= '9'))
+        return false;
+    return std::all_of(name.begin(), name.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+    });
+}
+
+// Reads the values of one service's table, each error at its own line.
+class ServiceReader {
+public:
+    ServiceReader(const Source& src, const std::string& service, const toml::table& table)
+        : src_(src), service_(service), table_(table)
+    {
+    }
+
+    const toml::node* get(std::string_view key) const { return table_.get(key); }
+
+    Error error(const toml::node& node, const std::string& message) const
+    {
+        return src_.at(node, "service '" + service_ + "': " + message);
+    }
+
+    Result<std::string> string(const toml::node& node, std::string_view key) const
+    {
+        const auto* value = node.as_string();
+        if (!value || value->get().empty())
+            return error(node, std::string(key) + " must be a non-empty string");
+        return value->get();
+    }
+
+    Result<int64_t> integer(const toml::node& node, std::string_view key, int64_t low, int64_t high) const
+    {
+        const auto* value = node.as_integer();
+        if (!value)
+            return error(node, std::string(key) + " must be an integer");
+        if (value->get() < low || value->get() > high)
+            return error(node, std::string(key) + " must be between " + std::to_string(low) + " and "
+                                   + std::to_string(high));
+        return value->get();
+    }
+
+    // One of `choices`, by name.
+    template <typename E>
+    Result<E> choice(const toml::node& node, std::string_view key,
+                     std::initializer_list<std::pair<std::string_view, E>> choices) const
+    {
+        std::string allowed;
+        for (const auto& [name, value] : choices) {
+            if (node.as_string() && node.as_string()->get() == name)
+                return value;
+            allowed += (allowed.empty() ? "\"" : ", \"") + std::string(name) + "\"";
+        }
+        return error(node, std::string(key) + " must be one of " + allowed);
+    }
+
+    // A list of strings with their lines; a lone string where `lone_ok`.
+    Result<std::vector<std::pair<std::string, int>>> strings(const toml::node& node, std::string_view key,
+                                                            bool lone_ok) const
+    {
+        std::vector<std::pair<std::string, int>> items;
+        if (auto s = node.as_string(); s && lone_ok) {
+            items.emplace_back(s->get(), Source::line_of(node));
+            return items;
+        }
+        const toml::array* array = node.as_array();
+        if (!array)
+            return error(node, std::string(key) + " must be a list of strings");
+        for (const toml::node& element : *array) {
+            auto s = element.as_string();
+            if (!s)
+                return error(element, std::string(key) + " must be a list of strings");
+            items.emplace_back(s->get(), Source::line_of(element));
+        }
+        if (items.empty())
+            return error(node, std::string(key) + " is empty");
         return items;
     }
-    const toml::array* array = node.as_array();
-    if (!array)
-        return src.at(node, what + " must be a list of strings");
-    for (const toml::node& element : *array) {
-        auto s = element.as_string();
-        if (!s)
-            return src.at(element, what + " must be a list of strings");
-        items.emplace_back(s->get(), static_cast<int>(element.source().begin.line));
+
+    // A file mode: a string of octal digits ("0660") or a TOML integer (0o660).
+    Result<mode_t> file_mode(const toml::node& node, std::string_view key) const
+    {
+        long value = -1;
+        if (const auto* s = node.as_string()) {
+            const std::string& text = s->get();
+            char* end = nullptr;
+            if (!text.empty() && text.find_first_not_of("01234567") == std::string::npos)
+                value = std::strtol(text.c_str(), &end, 8);
+        } else if (const auto* i = node.as_integer()) {
+            value = static_cast<long>(i->get());
+        }
+        if (value < 0 || value > 07777)
+            return error(node, std::string(key) + " must be an octal mode such as \"0660\"");
+        return static_cast<mode_t>(value);
     }
-    return items;
+
+private:
+    const Source& src_;
+    const std::string& service_;
+    const toml::table& table_;
+};
+
+std::optional<Error> read_listen(const ServiceReader& r, const Source& src, ServiceConfig& config)
+{
+    const toml::node* node = r.get("listen");
+    auto items = r.strings(*node, "listen", true);
+    if (!items)
+        return Error{items.error()};
+    for (const auto& [text, line] : *items) {
+        auto addresses = parse_listen_address(text);
+        if (!addresses)
+            return src.at(line, "service '" + config.name + "': listen " + addresses.error());
+        for (SocketAddress a : *addresses) {
+            bool is_unix = a.family() == AF_UNIX;
+            if (is_unix != (config.protocol == Protocol::kUnix))
+                return src.at(line, "service '" + config.name + "': listen '" + text + "' does not fit protocol \""
+                                        + to_string(config.protocol) + "\""
+                                        + (is_unix ? " (set protocol = \"unix\")" : " (use \"unix:/PATH\")"));
+            if (is_unix) {
+                std::string path = src.absolute(std::string(a.path()));
+                auto resolved = parse_listen_address("unix:" + path);
+                if (!resolved)
+                    return src.at(line, "service '" + config.name + "': listen " + resolved.error());
+                a = resolved->front();
+            }
+            config.listen.push_back({text, a, line});
+        }
+    }
+    return std::nullopt;
 }
 
-// Checks that `program` names an executable file; returns its absolute path.
-Result<std::string> resolve_program(const Source& src, const toml::node& node, const std::string& service)
+std::optional<Error> read_program(const ServiceReader& r, const Source& src, ServiceConfig& config)
 {
-    const auto* value = node.as_string();
-    if (!value || value->get().empty())
-        return src.at(node, "service '" + service + "': program must be a non-empty string");
-    fs::path path(value->get());
-    if (path.is_relative())
-        path = src.folder / path;
-    path = path.lexically_normal();
+    const toml::node* node = r.get("program");
+    if (!node)
+        return src.at(config.line, "service '" + config.name + "': missing key 'program' (or 'builtin')");
+    auto program = r.string(*node, "program");
+    if (!program)
+        return Error{program.error()};
+    config.program = src.absolute(*program);
+    if (auto problem = program_problem(config.program))
+        return r.error(*node, *problem);
 
-    struct stat st;
-    if (::stat(path.c_str(), &st) != 0)
-        return src.at(node, "service '" + service + "': program " + path.string() + ": " + std::strerror(errno));
-    if (!S_ISREG(st.st_mode))
-        return src.at(node, "service '" + service + "': program " + path.string() + " is not a regular file");
-    if (::access(path.c_str(), X_OK) != 0)
-        return src.at(node, "service '" + service + "': program " + path.string() + " is not executable");
-    return path.string();
+    if (const toml::node* args = r.get("args")) {
+        auto items = r.strings(*args, "args", false);
+        if (!items)
+            return Error{items.error()};
+        for (auto& item : *items)
+            config.args.push_back(std::move(item.first));
+    } else {
+        config.args.push_back(fs::path(config.program).filename().string());
+    }
+    return std::nullopt;
+}
+
+std::optional<Error> read_environment(const ServiceReader& r, ServiceConfig& config)
+{
+    std::vector<std::string> added;
+    bool has_path = false;
+    auto add = [&](const toml::node& at, const std::string& name, const std::string& value) -> std::optional<Error> {
+        if (!valid_env_name(name))
+            return r.error(at, "'" + name + "' is not a valid environment variable name");
+        if (std::find(std::begin(kReservedEnv), std::end(kReservedEnv), name) != std::end(kReservedEnv))
+            return r.error(at, name + " is set by superd for each connection");
+        for (const std::string& existing : added)
+            if (existing.compare(0, name.size() + 1, name + "=") == 0)
+                return r.error(at, name + " is set twice (env and pass_env)");
+        has_path = has_path || name == "PATH";
+        added.push_back(name + "=" + value);
+        return std::nullopt;
+    };
+
+    if (const toml::node* env = r.get("env")) {
+        const toml::table* table = env->as_table();
+        if (!table)
+            return r.error(*env, "env must be a table, e.g. env = { TZ = \"UTC\" }");
+        for (const auto& [key, value] : *table) {
+            const auto* s = value.as_string();
+            if (!s)
+                return r.error(value, "env." + std::string(key.str()) + " must be a string");
+            if (auto e = add(value, std::string(key.str()), s->get()))
+                return e;
+        }
+    }
+    if (const toml::node* pass = r.get("pass_env")) {
+        auto names = r.strings(*pass, "pass_env", false);
+        if (!names)
+            return Error{names.error()};
+        for (const auto& [name, line] : *names) {
+            // A variable superd itself lacks is simply not passed.
+            if (const char* value = std::getenv(name.c_str())) {
+                if (auto e = add(*pass, name, value))
+                    return e;
+            } else if (!valid_env_name(name)) {
+                return r.error(*pass, "'" + name + "' is not a valid environment variable name");
+            }
+        }
+    }
+    if (!has_path)
+        config.env.push_back(kDefaultPath);
+    config.env.insert(config.env.end(), added.begin(), added.end());
+    return std::nullopt;
+}
+
+std::optional<Error> read_spawn_settings(const ServiceReader& r, const Source& src, ServiceConfig& config)
+{
+    if (const toml::node* node = r.get("mode")) {
+        auto mode = r.choice<Mode>(*node, "mode", {{"nowait", Mode::kNowait}, {"wait", Mode::kWait}});
+        if (!mode)
+            return Error{mode.error()};
+        config.mode = *mode;
+    }
+    if (const toml::node* node = r.get("fd_convention")) {
+        auto convention = r.choice<FdConvention>(
+            *node, "fd_convention", {{"inetd", FdConvention::kInetd}, {"systemd", FdConvention::kSystemd}});
+        if (!convention)
+            return Error{convention.error()};
+        config.fd_convention = *convention;
+    }
+    if (config.protocol == Protocol::kUdp && config.mode == Mode::kNowait)
+        return src.at(config.line, "service '" + config.name
+                                       + "': a UDP service runs as mode = \"wait\" (it gets the socket and reads "
+                                         "the datagrams itself), unless it is a builtin");
+    if (auto e = read_program(r, src, config))
+        return e;
+
+    const toml::node* user = r.get("user");
+    const toml::node* group = r.get("group");
+    if (user || group) {
+        std::string user_name, group_name;
+        if (user) {
+            auto name = r.string(*user, "user");
+            if (!name)
+                return Error{name.error()};
+            user_name = *name;
+        }
+        if (group) {
+            auto name = r.string(*group, "group");
+            if (!name)
+                return Error{name.error()};
+            group_name = *name;
+        }
+        auto identity = resolve_identity(user_name, group_name);
+        if (!identity)
+            return r.error(user ? *user : *group, identity.error());
+        config.identity = std::move(identity.value());
+    }
+
+    if (auto e = read_environment(r, config))
+        return e;
+
+    // A socket-activated daemon's stderr belongs in a log, not on fd 3's peer.
+    config.stderr_target =
+        config.fd_convention == FdConvention::kSystemd ? StderrTarget::kLog : StderrTarget::kSocket;
+    if (const toml::node* node = r.get("stderr")) {
+        auto target = r.choice<StderrTarget>(
+            *node, "stderr",
+            {{"socket", StderrTarget::kSocket}, {"log", StderrTarget::kLog}, {"null", StderrTarget::kNull}});
+        if (!target)
+            return Error{target.error()};
+        config.stderr_target = *target;
+    }
+    if (const toml::node* node = r.get("cwd")) {
+        auto cwd = r.string(*node, "cwd");
+        if (!cwd)
+            return Error{cwd.error()};
+        config.cwd = src.absolute(*cwd);
+        struct stat st;
+        if (::stat(config.cwd.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+            return r.error(*node, "cwd " + config.cwd + " is not a directory");
+    }
+    if (const toml::node* node = r.get("umask")) {
+        auto umask = r.file_mode(*node, "umask");
+        if (!umask)
+            return Error{umask.error()};
+        if (*umask > 0777)
+            return r.error(*node, "umask must be at most 0777");
+        config.umask = *umask;
+    }
+    if (const toml::node* node = r.get("nice")) {
+        auto nice = r.integer(*node, "nice", -20, 19);
+        if (!nice)
+            return Error{nice.error()};
+        config.nice = static_cast<int>(*nice);
+    }
+    return std::nullopt;
+}
+
+std::optional<Error> read_socket_ownership(const ServiceReader& r, ServiceConfig& config)
+{
+    for (std::string_view key : {"socket_mode", "socket_user", "socket_group"})
+        if (const toml::node* node = r.get(key); node && config.protocol != Protocol::kUnix)
+            return r.error(*node, std::string(key) + " is for unix sockets (protocol = \"unix\")");
+    if (const toml::node* node = r.get("socket_mode")) {
+        auto mode = r.file_mode(*node, "socket_mode");
+        if (!mode)
+            return Error{mode.error()};
+        config.socket_mode = *mode;
+    }
+    if (const toml::node* node = r.get("socket_user")) {
+        auto name = r.string(*node, "socket_user");
+        auto uid = name ? resolve_uid(*name) : Result<uid_t>(Error{name.error()});
+        if (!uid)
+            return r.error(*node, uid.error());
+        config.socket_uid = *uid;
+    }
+    if (const toml::node* node = r.get("socket_group")) {
+        auto name = r.string(*node, "socket_group");
+        auto gid = name ? resolve_gid(*name) : Result<gid_t>(Error{name.error()});
+        if (!gid)
+            return r.error(*node, gid.error());
+        config.socket_gid = *gid;
+    }
+    return std::nullopt;
 }
 
 Result<ServiceConfig> parse_service(const Source& src, const toml::key& name, const toml::node& node)
 {
     std::string service(name.str());
     if (!valid_service_name(service))
-        return src.at(name, "service name '" + service + "' may only use letters, digits, '_', '-' and '.' "
-                                                          "(at most 64)");
+        return src.at(name, "service name '" + service
+                                + "' may only use letters, digits, '_', '-' and '.' (at most 64)");
     const toml::table* table = node.as_table();
     if (!table)
         return src.at(name, "service." + service + " must be a table");
 
     ServiceConfig config;
     config.name = service;
-    config.line = static_cast<int>(node.source().begin.line);
-    bool has_listen = false, has_program = false;
-
+    config.file = src.path;
+    config.line = Source::line_of(node);
     for (const auto& [key, value] : *table) {
-        if (key == "listen") {
-            auto items = string_list(src, value, "service '" + service + "': listen", true);
-            if (!items)
-                return Error{items.error()};
-            if (items->empty())
-                return src.at(value, "service '" + service + "': listen is empty");
-            for (const auto& [text, line] : *items) {
-                auto addresses = parse_listen_address(text);
-                if (!addresses)
-                    return src.at(line, "service '" + service + "': listen " + addresses.error());
-                for (const SocketAddress& a : *addresses)
-                    config.listen.push_back({text, a, line});
-            }
-            has_listen = true;
-        } else if (key == "program") {
-            auto program = resolve_program(src, value, service);
-            if (!program)
-                return Error{program.error()};
-            config.program = std::move(*program);
-            has_program = true;
-        } else if (key == "args") {
-            auto items = string_list(src, value, "service '" + service + "': args", false);
-            if (!items)
-                return Error{items.error()};
-            if (items->empty())
-                return src.at(value, "service '" + service + "': args is empty (argv[0] is needed)");
-            for (auto& item : *items)
-                config.args.push_back(std::move(item.first));
-        } else {
+        if (std::find(std::begin(kServiceKeys), std::end(kServiceKeys), key.str()) == std::end(kServiceKeys))
             return src.at(key, "service '" + service + "': unknown key '" + std::string(key.str()) + "'");
-        }
     }
-    if (!has_listen)
+    ServiceReader r(src, config.name, *table);
+
+    if (const toml::node* p = r.get("protocol")) {
+        auto protocol = r.choice<Protocol>(
+            *p, "protocol", {{"tcp", Protocol::kTcp}, {"udp", Protocol::kUdp}, {"unix", Protocol::kUnix}});
+        if (!protocol)
+            return Error{protocol.error()};
+        config.protocol = *protocol;
+    }
+    if (!r.get("listen"))
         return src.at(config.line, "service '" + service + "': missing key 'listen'");
-    if (!has_program)
-        return src.at(config.line, "service '" + service + "': missing key 'program'");
-    if (config.args.empty())
-        config.args.push_back(fs::path(config.program).filename().string());
+    if (auto e = read_listen(r, src, config))
+        return *e;
+
+    if (const toml::node* b = r.get("builtin")) {
+        auto builtin = r.choice<Builtin>(*b, "builtin",
+                                         {{"echo", Builtin::kEcho},
+                                          {"discard", Builtin::kDiscard},
+                                          {"chargen", Builtin::kChargen},
+                                          {"daytime", Builtin::kDaytime},
+                                          {"time", Builtin::kTime}});
+        if (!builtin)
+            return Error{builtin.error()};
+        config.builtin = *builtin;
+        for (std::string_view key : kSpawnKeys)
+            if (const toml::node* n = r.get(key))
+                return r.error(*n, std::string(key) + " does not apply to a builtin (it runs inside superd)");
+        if (config.protocol == Protocol::kUnix)
+            return r.error(*b, "builtins serve TCP and UDP, not unix sockets");
+    } else if (auto e = read_spawn_settings(r, src, config)) {
+        return *e;
+    }
+    if (auto e = read_socket_ownership(r, config))
+        return *e;
     return config;
 }
 
-// Two listeners clash when bind() would refuse the second: the same family and
-// port, and the same address or a wildcard on either side.
-bool clash(const SocketAddress& a, const SocketAddress& b)
+// Two listeners clash when bind() would refuse the second: the same kind of
+// socket, family and port, and the same address or a wildcard on either side.
+bool clash(const ServiceConfig& sa, const SocketAddress& a, const ServiceConfig& sb, const SocketAddress& b)
 {
-    return a.family() == b.family() && a.port() == b.port() && (a == b || a.is_wildcard() || b.is_wildcard());
+    bool a_stream = sa.protocol != Protocol::kUdp, b_stream = sb.protocol != Protocol::kUdp;
+    return a_stream == b_stream && a.family() == b.family() && a.port() == b.port()
+           && (a == b || a.is_wildcard() || b.is_wildcard());
 }
 
-std::optional<Error> check_unique_listeners(const Source& src, const std::vector<ServiceConfig>& services)
+std::string where(const ServiceConfig& s, int line) { return s.file + ":" + std::to_string(line); }
+
+std::optional<Error> check_unique(const std::vector<ServiceConfig>& services)
 {
+    auto error_at = [](const ServiceConfig& s, int line, const std::string& message) {
+        return Error{where(s, line) + ": " + message};
+    };
     for (size_t i = 0; i < services.size(); ++i) {
-        for (const ListenAddress& mine : services[i].listen) {
+        const ServiceConfig& mine = services[i];
+        for (size_t j = 0; j < i; ++j)
+            if (services[j].name == mine.name)
+                return error_at(mine, mine.line,
+                                "service '" + mine.name + "' is already defined at " + where(services[j], services[j].line));
+        for (size_t k = 0; k < mine.listen.size(); ++k) {
+            const ListenAddress& la = mine.listen[k];
             for (size_t j = 0; j <= i; ++j) {
-                for (const ListenAddress& theirs : services[j].listen) {
-                    if (&theirs == &mine)
-                        break;
-                    if (!clash(mine.address, theirs.address))
+                const ServiceConfig& other = services[j];
+                size_t end = j == i ? k : other.listen.size();
+                for (size_t m = 0; m < end; ++m) {
+                    const ListenAddress& lb = other.listen[m];
+                    if (!clash(mine, la.address, other, lb.address))
                         continue;
-                    if (i == j && mine.line == theirs.line && mine.text == theirs.text)
+                    if (j == i && la.line == lb.line && la.text == lb.text)
                         continue; // the two sockets of one "PORT" entry
-                    return src.at(mine.line, "service '" + services[i].name + "': " + mine.text
-                                                 + " is already used by service '" + services[j].name + "' ("
-                                                 + theirs.text + " at line " + std::to_string(theirs.line) + ")");
+                    return error_at(mine, la.line,
+                                    "service '" + mine.name + "': " + la.text + " is already used by service '"
+                                        + other.name + "' (" + lb.text + " at " + where(other, lb.line) + ")");
                 }
             }
         }
@@ -180,7 +508,202 @@ std::optional<Error> check_unique_listeners(const Source& src, const std::vector
     return std::nullopt;
 }
 
+// Reads the [service.NAME] tables of one TOML document into `out`; with
+// `main`, also its [superd] table into `includes` and `inetd_conf`.
+std::optional<Error> read_document(const Source& src, const toml::table& root, bool main,
+                                   std::vector<ServiceConfig>& out, std::vector<std::pair<std::string, int>>& includes,
+                                   std::string& inetd_conf)
+{
+    size_t first = out.size();
+    for (const auto& [key, value] : root) {
+        if (key == "superd") {
+            if (!main)
+                return src.at(key, "[superd] belongs in the main config file, not in an included one");
+            const toml::table* table = value.as_table();
+            if (!table)
+                return src.at(key, "'superd' must be a table");
+            for (const auto& [k, v] : *table) {
+                if (k == "include") {
+                    const toml::array* array = v.as_array();
+                    if (!array && !v.as_string())
+                        return src.at(v, "include must be a list of file patterns");
+                    auto push = [&](const toml::node& n) -> std::optional<Error> {
+                        if (!n.as_string() || n.as_string()->get().empty())
+                            return src.at(n, "include must be a list of file patterns");
+                        includes.emplace_back(src.absolute(n.as_string()->get()), Source::line_of(n));
+                        return std::nullopt;
+                    };
+                    if (array) {
+                        for (const toml::node& n : *array)
+                            if (auto e = push(n))
+                                return e;
+                    } else if (auto e = push(v)) {
+                        return e;
+                    }
+                } else if (k == "inetd_conf") {
+                    if (!v.as_string() || v.as_string()->get().empty())
+                        return src.at(v, "inetd_conf must be a file name");
+                    inetd_conf = src.absolute(v.as_string()->get());
+                } else {
+                    return src.at(k, "[superd]: unknown key '" + std::string(k.str()) + "'");
+                }
+            }
+        } else if (key == "service") {
+            const toml::table* services = value.as_table();
+            if (!services)
+                return src.at(key, "'service' must be a table of [service.NAME] tables");
+            for (const auto& [name, node] : *services) {
+                auto service = parse_service(src, name, node);
+                if (!service)
+                    return Error{service.error()};
+                out.push_back(std::move(*service));
+            }
+        } else {
+            return src.at(key, "unknown key '" + std::string(key.str()) + "' (expected [superd] or [service.NAME])");
+        }
+    }
+    // toml++ keeps keys sorted; the file's own order reads better in logs and
+    // makes a clash point at the later of two lines.
+    std::stable_sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end(),
+                     [](const ServiceConfig& a, const ServiceConfig& b) { return a.line < b.line; });
+    return std::nullopt;
+}
+
+Result<toml::table> parse_toml(const Source& src, std::string_view text)
+{
+    try {
+        return toml::parse(text, src.path);
+    } catch (const toml::parse_error& e) {
+        return src.at(static_cast<int>(e.source().begin.line), std::string(e.description()));
+    }
+}
+
+// Everything a configuration is made of, gathered file by file.
+struct Loader {
+    Config config;
+    std::string inetd_conf;
+
+    std::optional<Error> main_file(std::string_view text, const std::string& path)
+    {
+        Source src = source_for(path);
+        config.files.push_back(path);
+        auto root = parse_toml(src, text);
+        if (!root)
+            return Error{root.error()};
+        std::vector<std::pair<std::string, int>> includes;
+        if (auto e = read_document(src, *root, true, config.services, includes, inetd_conf))
+            return e;
+        for (const auto& [pattern, line] : includes)
+            if (auto e = included(src, pattern, line))
+                return e;
+        return std::nullopt;
+    }
+
+    // A pattern matching no file is fine: a drop-in folder may be empty.
+    std::optional<Error> included(const Source& from, const std::string& pattern, int line)
+    {
+        glob_t matches{};
+        int rc = ::glob(pattern.c_str(), GLOB_ERR, nullptr, &matches);
+        std::vector<std::string> files(matches.gl_pathv, matches.gl_pathv + matches.gl_pathc);
+        ::globfree(&matches);
+        if (rc != 0 && rc != GLOB_NOMATCH)
+            return from.at(line, "include '" + pattern + "' cannot be read");
+        for (const std::string& file : files) {
+            if (std::find(config.files.begin(), config.files.end(), file) != config.files.end())
+                return from.at(line, "include '" + pattern + "' matches " + file + ", which is already read");
+            auto text = read_file(file);
+            if (!text)
+                return from.at(line, text.error());
+            config.files.push_back(file);
+            Source src = source_for(file);
+            auto root = parse_toml(src, *text);
+            if (!root)
+                return Error{root.error()};
+            std::vector<std::pair<std::string, int>> none;
+            std::string unused;
+            if (auto e = read_document(src, *root, false, config.services, none, unused))
+                return e;
+        }
+        return std::nullopt;
+    }
+
+    std::optional<Error> inetd_file(const std::string& path)
+    {
+        auto text = read_file(path);
+        if (!text)
+            return Error{text.error()};
+        config.files.push_back(path);
+        auto services = parse_inetd_conf(*text, path);
+        if (!services)
+            return Error{services.error()};
+        for (ServiceConfig& s : *services)
+            config.services.push_back(std::move(s));
+        return std::nullopt;
+    }
+
+    Result<Config> finish()
+    {
+        if (config.services.empty()) {
+            std::string file = config.files.empty() ? std::string("config") : config.files.front();
+            return Error{file + ":1: no services defined (add a [service.NAME] table)"};
+        }
+        if (auto e = check_unique(config.services))
+            return *e;
+        return std::move(config);
+    }
+};
+
 } // namespace
+
+const char* to_string(Protocol protocol)
+{
+    switch (protocol) {
+    case Protocol::kTcp:
+        return "tcp";
+    case Protocol::kUdp:
+        return "udp";
+    case Protocol::kUnix:
+        return "unix";
+    }
+    return "?";
+}
+
+const char* to_string(Builtin builtin)
+{
+    switch (builtin) {
+    case Builtin::kEcho:
+        return "echo";
+    case Builtin::kDiscard:
+        return "discard";
+    case Builtin::kChargen:
+        return "chargen";
+    case Builtin::kDaytime:
+        return "daytime";
+    case Builtin::kTime:
+        return "time";
+    }
+    return "?";
+}
+
+std::optional<Builtin> builtin_named(std::string_view name)
+{
+    for (Builtin b : {Builtin::kEcho, Builtin::kDiscard, Builtin::kChargen, Builtin::kDaytime, Builtin::kTime})
+        if (name == to_string(b))
+            return b;
+    return std::nullopt;
+}
+
+std::optional<std::string> program_problem(const std::string& path)
+{
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0)
+        return "program " + path + ": " + std::strerror(errno);
+    if (!S_ISREG(st.st_mode))
+        return "program " + path + " is not a regular file";
+    if (::access(path.c_str(), X_OK) != 0)
+        return "program " + path + " is not executable";
+    return std::nullopt;
+}
 
 size_t Config::listener_count() const
 {
@@ -192,51 +715,34 @@ size_t Config::listener_count() const
 
 Result<Config> parse_config(std::string_view text, const std::string& path)
 {
-    Source src{path, fs::absolute(fs::path(path)).parent_path()};
-
-    toml::table root;
-    try {
-        root = toml::parse(text, path);
-    } catch (const toml::parse_error& e) {
-        return src.at(static_cast<int>(e.source().begin.line), std::string(e.description()));
-    }
-
-    Config config;
-    config.path = path;
-    for (const auto& [key, value] : root) {
-        if (key != "service")
-            return src.at(key, "unknown key '" + std::string(key.str()) + "' (expected [service.NAME] tables)");
-        const toml::table* services = value.as_table();
-        if (!services)
-            return src.at(key, "'service' must be a table of [service.NAME] tables");
-        for (const auto& [name, node] : *services) {
-            auto service = parse_service(src, name, node);
-            if (!service)
-                return Error{service.error()};
-            config.services.push_back(std::move(*service));
-        }
-    }
-    if (config.services.empty())
-        return src.at(1, "no services defined (add a [service.NAME] table)");
-    // toml++ keeps keys sorted; the file's own order reads better in logs and
-    // makes a clash point at the later of the two lines.
-    std::stable_sort(config.services.begin(), config.services.end(),
-                     [](const ServiceConfig& a, const ServiceConfig& b) { return a.line < b.line; });
-    if (auto error = check_unique_listeners(src, config.services))
-        return *error;
-    return config;
+    Loader loader;
+    if (auto e = loader.main_file(text, path))
+        return *e;
+    if (!loader.inetd_conf.empty())
+        if (auto e = loader.inetd_file(loader.inetd_conf))
+            return *e;
+    return loader.finish();
 }
 
-Result<Config> load_config(const std::string& path)
+Result<Config> load_config(const ConfigSources& sources)
 {
-    std::ifstream in(path, std::ios::binary);
-    if (!in)
-        return Error{path + ": cannot read: " + std::strerror(errno)};
-    std::ostringstream contents;
-    contents << in.rdbuf();
-    if (in.bad())
-        return Error{path + ": cannot read: " + std::strerror(errno)};
-    return parse_config(contents.str(), path);
+    Loader loader;
+    if (!sources.config.empty()) {
+        auto text = read_file(sources.config);
+        if (!text)
+            return Error{text.error()};
+        if (auto e = loader.main_file(*text, sources.config))
+            return *e;
+    }
+    if (!sources.inetd_conf.empty() && sources.inetd_conf != loader.inetd_conf)
+        if (auto e = loader.inetd_file(sources.inetd_conf))
+            return *e;
+    if (!loader.inetd_conf.empty())
+        if (auto e = loader.inetd_file(loader.inetd_conf))
+            return *e;
+    return loader.finish();
 }
+
+Result<Config> load_config(const std::string& path) { return load_config(ConfigSources{path, ""}); }
 
 } // namespace superd

@@ -1,9 +1,15 @@
-// The configuration: what superd serves, as read from a TOML file.
+// The configuration: what superd serves, as read from TOML files and,
+// optionally, a classic inetd.conf.
 //
-// load_config() parses and validates a whole file with no side effects on the
-// daemon: it reads files and checks that programs exist, nothing more. Any
-// problem comes back as one error "FILE:LINE: message", so a caller can refuse
-// the file and keep running what it had.
+// load_config() parses and validates everything with no side effects on the
+// daemon: it reads files, looks up users and checks that programs exist,
+// nothing more. Any problem comes back as one error "FILE:LINE: message", so
+// a caller can refuse the whole configuration and keep running what it had.
+// `superd --check` and a reload run exactly this.
+//
+//     [superd]
+//     include    = ["superd.d/*.toml"]   # more [service.NAME] tables
+//     inetd_conf = "/etc/inetd.conf"     # optional
 //
 //     [service.echo]
 //     listen  = ["127.0.0.1:7007", "[::1]:7007"]
@@ -14,11 +20,24 @@
 #include "superd/address.h"
 #include "superd/result.h"
 
+#include <sys/types.h>
+
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace superd {
+
+enum class Protocol { kTcp, kUdp, kUnix };
+enum class Mode { kNowait, kWait };
+enum class FdConvention { kInetd, kSystemd };
+enum class Builtin { kEcho, kDiscard, kChargen, kDaytime, kTime };
+enum class StderrTarget { kSocket, kLog, kNull };
+
+const char* to_string(Protocol protocol);
+const char* to_string(Builtin builtin);
+std::optional<Builtin> builtin_named(std::string_view name);
 
 struct ListenAddress {
     std::string text; // as written in the file, for messages
@@ -26,26 +45,67 @@ struct ListenAddress {
     int line = 0;
 };
 
+// Who a spawned program runs as; resolved when the file is loaded.
+struct Identity {
+    std::string user; // for messages; empty when only the group changes
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::vector<gid_t> groups; // supplementary groups from the user's entry
+    bool change_user = false;
+};
+
 struct ServiceConfig {
     std::string name;
+    std::string file; // where it is defined
+    int line = 0;     // where its table starts
+
+    Protocol protocol = Protocol::kTcp;
     std::vector<ListenAddress> listen; // one socket each; "PORT" yields two
-    std::string program;               // absolute path
-    std::vector<std::string> args;     // argv, never empty
-    int line = 0;                      // where the service's table starts
+    Mode mode = Mode::kNowait;
+    FdConvention fd_convention = FdConvention::kInetd;
+
+    std::optional<Builtin> builtin; // in-process; else program and args
+    std::string program;            // absolute path
+    std::vector<std::string> args;  // argv, never empty
+
+    std::optional<Identity> identity;
+    std::vector<std::string> env; // "NAME=value", PATH first; per-connection variables come later
+    StderrTarget stderr_target = StderrTarget::kSocket;
+    std::string cwd; // empty: superd's own
+    std::optional<mode_t> umask;
+    std::optional<int> nice;
+
+    // From inetd.conf's "nowait.N": at most N spawns a minute (OpenBSD).
+    std::optional<unsigned> inetd_max;
+
+    // Unix sockets only.
+    std::optional<mode_t> socket_mode;
+    std::optional<uid_t> socket_uid;
+    std::optional<gid_t> socket_gid;
 };
 
 struct Config {
-    std::string path;
-    std::vector<ServiceConfig> services;
+    std::vector<ServiceConfig> services; // in file order, includes after the main file
+    std::vector<std::string> files;      // every file that was read
 
     size_t listener_count() const;
 };
 
-// Reads and validates the file at `path`.
+// Where a configuration comes from: a TOML file, an inetd.conf, or both
+// (an inetd_conf named in the TOML file is read as well).
+struct ConfigSources {
+    std::string config;
+    std::string inetd_conf;
+};
+
+Result<Config> load_config(const ConfigSources& sources);
 Result<Config> load_config(const std::string& path);
 
-// Validates `text` as if it were the contents of the file at `path`; relative
-// program paths resolve against that file's folder.
+// Validates `text` as if it were the contents of the TOML file at `path`;
+// relative paths resolve against that file's folder.
 Result<Config> parse_config(std::string_view text, const std::string& path);
+
+// What keeps `path` from being run as a service, if anything.
+std::optional<std::string> program_problem(const std::string& path);
 
 } // namespace superd

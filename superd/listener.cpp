@@ -4,6 +4,9 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <climits>
@@ -17,66 +20,179 @@ namespace {
 constexpr int kAcceptBatch = 64;
 
 // How long a listener rests when the process is out of fds or memory.
-constexpr timeval kPause{1, 0};
+constexpr std::chrono::milliseconds kOutOfResourcesPause{1000};
 
 // listen() caps the backlog at net.core.somaxconn, so asking for the most
 // gives the system's maximum.
 constexpr int kBacklog = INT_MAX;
 
+Error failure(const char* what, const SocketSpec& spec, int err)
+{
+    return Error{"cannot " + std::string(what) + " " + spec.address.to_string() + ": " + std::strerror(err)};
+}
+
+// Makes room for a unix socket at `path`: nothing there, or a socket nobody
+// answers on (left by a superd that died), which is removed.
+std::optional<Error> clear_unix_path(const SocketSpec& spec)
+{
+    std::string path(spec.address.path());
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0)
+        return errno == ENOENT ? std::nullopt : std::optional<Error>(failure("inspect", spec, errno));
+    if (!S_ISSOCK(st.st_mode))
+        return Error{"cannot listen on " + spec.address.to_string() + ": the file exists and is not a socket"};
+    UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (probe && ::connect(probe.get(), spec.address.get(), spec.address.length) == 0)
+        return Error{"cannot listen on " + spec.address.to_string() + ": another process is listening there"};
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+        return failure("remove the stale socket", spec, errno);
+    return std::nullopt;
+}
+
 } // namespace
 
-Result<std::unique_ptr<Listener>> Listener::open(const SocketAddress& address)
-{
-    auto fail = [&](const char* what) {
-        return Error{"cannot " + std::string(what) + " " + address.to_string() + ": " + std::strerror(errno)};
-    };
+std::string SocketSpec::key() const { return std::string(to_string(protocol)) + " " + address.to_string(); }
 
-    UniqueFd fd(::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+Result<std::unique_ptr<Listener>> Listener::open(const SocketSpec& spec)
+{
+    const SocketAddress& address = spec.address;
+    int type = spec.protocol == Protocol::kUdp ? SOCK_DGRAM : SOCK_STREAM;
+
+    if (address.family() == AF_UNIX)
+        if (auto e = clear_unix_path(spec))
+            return *e;
+
+    UniqueFd fd(::socket(address.family(), type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd)
-        return fail("create a socket for");
+        return failure("create a socket for", spec, errno);
     int one = 1;
-    if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
-        return fail("set SO_REUSEADDR on");
+    if (address.family() != AF_UNIX && ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
+        return failure("set SO_REUSEADDR on", spec, errno);
     // An IPv6 socket takes IPv6 only, whatever net.ipv6.bindv6only says, so
     // that "PORT" can bind 0.0.0.0 and :: side by side on any host.
     if (address.family() == AF_INET6
         && ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0)
-        return fail("set IPV6_V6ONLY on");
+        return failure("set IPV6_V6ONLY on", spec, errno);
+    // UDP builtins answer from the address a datagram was sent to.
+    if (type == SOCK_DGRAM && address.family() == AF_INET)
+        ::setsockopt(fd.get(), IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
+    if (type == SOCK_DGRAM && address.family() == AF_INET6)
+        ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
     if (::bind(fd.get(), address.get(), address.length) != 0)
-        return fail("bind");
-    if (::listen(fd.get(), kBacklog) != 0)
-        return fail("listen on");
-    return std::unique_ptr<Listener>(new Listener(std::move(fd), address));
+        return failure("bind", spec, errno);
+    if (type == SOCK_STREAM && ::listen(fd.get(), kBacklog) != 0)
+        return failure("listen on", spec, errno);
+
+    std::unique_ptr<Listener> listener(new Listener(std::move(fd), spec));
+    if (address.family() == AF_UNIX) {
+        struct stat st;
+        if (::stat(std::string(address.path()).c_str(), &st) == 0)
+            listener->unix_inode_ = st.st_ino;
+        if (auto e = listener->apply_ownership(spec))
+            return *e;
+    }
+    return listener;
 }
 
-void Listener::start(event_base* base, Handler handler)
+Listener::~Listener()
 {
-    handler_ = std::move(handler);
+    // Remove our socket file, unless something else has taken its place.
+    if (unix_inode_ != 0) {
+        std::string path(spec_.address.path());
+        struct stat st;
+        if (::lstat(path.c_str(), &st) == 0 && st.st_ino == unix_inode_)
+            ::unlink(path.c_str());
+    }
+}
+
+std::optional<Error> Listener::apply_ownership(const SocketSpec& spec)
+{
+    spec_.mode = spec.mode;
+    spec_.uid = spec.uid;
+    spec_.gid = spec.gid;
+    if (spec_.address.family() != AF_UNIX)
+        return std::nullopt;
+    std::string path(spec_.address.path());
+    if (spec_.mode && ::chmod(path.c_str(), *spec_.mode) != 0)
+        return failure("chmod", spec_, errno);
+    if ((spec_.uid || spec_.gid)
+        && ::lchown(path.c_str(), spec_.uid ? *spec_.uid : static_cast<uid_t>(-1),
+                    spec_.gid ? *spec_.gid : static_cast<gid_t>(-1))
+               != 0)
+        return failure("chown", spec_, errno);
+    return std::nullopt;
+}
+
+void Listener::accept_with(event_base* base, ConnectionHandler handler)
+{
+    on_connection_ = std::move(handler);
+    on_ready_ = nullptr;
+    start(base);
+}
+
+void Listener::watch_with(event_base* base, ReadyHandler handler)
+{
+    on_ready_ = std::move(handler);
+    on_connection_ = nullptr;
+    start(base);
+}
+
+// The first start watches the socket; later ones (a reload) only swap the
+// handler and leave a paused listener paused: its wait child still runs.
+void Listener::start(event_base* base)
+{
+    if (read_event_)
+        return;
     read_event_.reset(event_new(base, fd_.get(), EV_READ | EV_PERSIST, on_readable, this));
     resume_timer_.reset(evtimer_new(base, on_resume, this));
+    resume();
+}
+
+void Listener::pause()
+{
+    paused_ = true;
+    event_del(read_event_.get());
+    evtimer_del(resume_timer_.get());
+}
+
+void Listener::resume(std::chrono::milliseconds delay)
+{
+    evtimer_del(resume_timer_.get());
+    if (delay.count() > 0) {
+        event_del(read_event_.get());
+        paused_ = true;
+        timeval tv{static_cast<time_t>(delay.count() / 1000), static_cast<suseconds_t>(delay.count() % 1000 * 1000)};
+        evtimer_add(resume_timer_.get(), &tv);
+        return;
+    }
+    paused_ = false;
     event_add(read_event_.get(), nullptr);
 }
 
 void Listener::on_readable(evutil_socket_t, short, void* self)
 {
-    static_cast<Listener*>(self)->accept_batch();
+    auto* listener = static_cast<Listener*>(self);
+    if (listener->on_ready_)
+        listener->on_ready_();
+    else
+        listener->accept_batch();
 }
 
 void Listener::on_resume(evutil_socket_t, short, void* self)
 {
     auto* listener = static_cast<Listener*>(self);
-    spdlog::info("resumed listen={}", listener->address_.to_string());
-    event_add(listener->read_event_.get(), nullptr);
+    spdlog::debug("resumed listen={}", listener->address());
+    listener->resume();
 }
 
 void Listener::accept_batch()
 {
-    for (int i = 0; i < kAcceptBatch; ++i) {
+    for (int i = 0; i < kAcceptBatch && !paused_; ++i) {
         SocketAddress peer;
         peer.length = sizeof peer.storage;
         int fd = ::accept4(fd_.get(), peer.get(), &peer.length, SOCK_CLOEXEC);
         if (fd >= 0) {
-            handler_(UniqueFd(fd), peer);
+            on_connection_(UniqueFd(fd), peer);
             continue;
         }
         switch (errno) {
@@ -96,18 +212,12 @@ void Listener::accept_batch()
         case ENETUNREACH:
             continue;
         default:
-            spdlog::warn("paused listen={} reason=\"accept: {}\" for={}s", address_.to_string(),
-                         std::strerror(errno), kPause.tv_sec);
-            pause();
+            spdlog::warn("paused listen={} reason=\"accept: {}\" for={}ms", address(), std::strerror(errno),
+                         kOutOfResourcesPause.count());
+            resume(kOutOfResourcesPause);
             return;
         }
     }
-}
-
-void Listener::pause()
-{
-    event_del(read_event_.get());
-    evtimer_add(resume_timer_.get(), &kPause);
 }
 
 } // namespace superd

@@ -30,6 +30,8 @@ struct fmt::formatter<superd::SocketAddress> : fmt::formatter<std::string_view> 
     template <typename FormatContext>
     auto format(const superd::SocketAddress& address, FormatContext& ctx) const
     {
+        if (address.family() == AF_UNIX)
+            return fmt::format_to(ctx.out(), "unix:{}", address.path());
         superd::HostText host;
         format_host(address, host);
         bool brackets = address.family() == AF_INET6 && std::strchr(host.data(), ':') != nullptr;

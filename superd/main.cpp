@@ -18,15 +18,17 @@ namespace {
 constexpr int kExitCannotStart = 1;
 constexpr int kExitUsage = 2;
 
-const char kUsage[] = "usage: superd --config FILE [--check] [--log-level LEVEL]\n"
+const char kUsage[] = "usage: superd --config FILE [--inetd-conf FILE] [--check] [--log-level LEVEL]\n"
                       "\n"
                       "  -c, --config FILE      the services to run (TOML)\n"
-                      "      --check            validate FILE and exit: 0 when valid, 2 when not\n"
+                      "      --inetd-conf FILE  also (or only) the services of a classic inetd.conf\n"
+                      "      --check            validate the configuration and exit: 0 when valid, 2 when not\n"
                       "  -l, --log-level LEVEL  trace, debug, info (default), warn or error\n"
                       "  -V, --version          print the version and exit\n"
                       "  -h, --help             print this help and exit\n"
                       "\n"
-                      "superd runs in the foreground and logs to stderr. SIGTERM or SIGINT stop it.\n";
+                      "superd runs in the foreground and logs to stderr. SIGHUP reloads the\n"
+                      "configuration; SIGTERM or SIGINT stop superd.\n";
 
 int usage_error(const std::string& message)
 {
@@ -38,13 +40,14 @@ int usage_error(const std::string& message)
 
 int main(int argc, char** argv)
 {
-    enum { kCheck = 256 };
+    enum { kCheck = 256, kInetdConf };
     const option options[] = {
         {"config", required_argument, nullptr, 'c'}, {"check", no_argument, nullptr, kCheck},
+        {"inetd-conf", required_argument, nullptr, kInetdConf},
         {"log-level", required_argument, nullptr, 'l'}, {"version", no_argument, nullptr, 'V'},
         {"help", no_argument, nullptr, 'h'}, {nullptr, 0, nullptr, 0},
     };
-    std::string config_path;
+    superd::ConfigSources sources;
     bool check = false;
     auto level = spdlog::level::info;
 
@@ -52,7 +55,10 @@ int main(int argc, char** argv)
     for (int opt; (opt = getopt_long(argc, argv, "c:l:Vh", options, nullptr)) != -1;) {
         switch (opt) {
         case 'c':
-            config_path = optarg;
+            sources.config = optarg;
+            break;
+        case kInetdConf:
+            sources.inetd_conf = optarg;
             break;
         case kCheck:
             check = true;
@@ -75,8 +81,8 @@ int main(int argc, char** argv)
     }
     if (optind < argc)
         return usage_error(std::string("unexpected argument '") + argv[optind] + "'");
-    if (config_path.empty())
-        return usage_error("--config FILE is required");
+    if (sources.config.empty() && sources.inetd_conf.empty())
+        return usage_error("--config FILE (or --inetd-conf FILE) is required");
 
     if (auto error = superd::prepare_process()) {
         std::fprintf(stderr, "superd: %s\n", error->message.c_str());
@@ -84,19 +90,20 @@ int main(int argc, char** argv)
     }
     superd::init_logging(level);
 
-    auto config = superd::load_config(config_path);
+    auto config = superd::load_config(sources);
     if (!config) {
         spdlog::error("{}", config.error());
         return kExitUsage;
     }
     if (check) {
-        std::printf("%s: ok, %zu services on %zu listeners\n", config_path.c_str(), config->services.size(),
-                    config->listener_count());
+        for (const std::string& file : config->files)
+            std::printf("%s: ok\n", file.c_str());
+        std::printf("%zu services on %zu listeners\n", config->services.size(), config->listener_count());
         return 0;
     }
 
-    superd::Daemon daemon(std::move(*config));
-    if (auto error = daemon.start()) {
+    superd::Daemon daemon(sources);
+    if (auto error = daemon.start(std::move(*config))) {
         spdlog::error("cannot start: {}", error->message);
         return kExitCannotStart;
     }

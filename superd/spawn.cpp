@@ -1,11 +1,14 @@
 #include "superd/spawn.h"
 
+#include <fcntl.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <csignal>
 #include <cstdint>
 #include <cstring>
@@ -13,8 +16,6 @@
 namespace superd {
 
 namespace {
-
-constexpr const char* kPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 // The child runs on this much of the parent's stack until it execs.
 constexpr size_t kChildStack = 32 * 1024;
@@ -34,16 +35,42 @@ struct ChildPlan {
     const char* program;
     char* const* argv;
     char* const* envp;
-    int connection;
-    int error; // set by the child when it cannot get as far as exec
+    SpawnIo io;
+    bool systemd;
+    char* listen_pid; // "LISTEN_PID=" to complete, or null
+    const Identity* identity;
+    const char* cwd; // or null
+    int umask;       // or -1
+    bool set_nice;
+    int nice;
+    // Set by the child when it cannot get as far as exec.
+    int error;
+    const char* step;
 };
+
+// Appends the decimal `value` and a NUL at `out`; no libc involved.
+void write_decimal(char* out, long value)
+{
+    char digits[24];
+    int n = 0;
+    do
+        digits[n++] = static_cast<char>('0' + value % 10);
+    while ((value /= 10) > 0);
+    while (n > 0)
+        *out++ = digits[--n];
+    *out = '\0';
+}
 
 // Runs in the child, on the parent's stack and in the parent's memory, until
 // execve. The parent is suspended meanwhile (CLONE_VFORK). Raw system calls
-// only: no allocation, no locks, nothing that touches libc's state.
-[[gnu::no_sanitize_address]] int run_child(void* arg)
+// only: no allocation, no locks, nothing that touches libc's state. Returns
+// only on failure, with plan->error and plan->step set.
+[[gnu::no_sanitize_address]] void child_setup(ChildPlan* plan)
 {
-    auto* plan = static_cast<ChildPlan*>(arg);
+    auto failed = [plan](const char* step) {
+        plan->error = errno;
+        plan->step = step;
+    };
 
     // Back to SIG_DFL while every signal is still blocked, so no handler of
     // the daemon can ever run here. SIGKILL and SIGSTOP refuse; that is fine.
@@ -53,67 +80,149 @@ struct ChildPlan {
         ::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, sizeof dfl.mask);
 
     if (::syscall(SYS_setsid) < 0)
-        goto fail;
-    for (int target = 0; target <= 2; ++target)
-        if (::syscall(SYS_dup3, plan->connection, target, 0) < 0)
-            goto fail;
+        return failed("setsid");
+
+    const SpawnIo& io = plan->io;
+    int err = io.stderr_fd >= 0 ? io.stderr_fd : io.socket;
+    int in = plan->systemd ? io.null_fd : io.socket;
+    if (::syscall(SYS_dup3, in, 0, 0) < 0 || ::syscall(SYS_dup3, in, 1, 0) < 0 || ::syscall(SYS_dup3, err, 2, 0) < 0)
+        return failed("dup");
+    int first_unused = 3;
+    if (plan->systemd) {
+        // fd 3 may already be the socket; then it only loses close-on-exec.
+        long rc = io.socket == 3 ? ::syscall(SYS_fcntl, 3, F_SETFD, 0) : ::syscall(SYS_dup3, io.socket, 3, 0);
+        if (rc < 0)
+            return failed("dup");
+        first_unused = 4;
+        if (plan->listen_pid)
+            write_decimal(plan->listen_pid + std::strlen("LISTEN_PID="), ::syscall(SYS_getpid));
+    }
     // Every fd superd holds is close-on-exec already; this also keeps out any
     // a library opened without it. Kernels before 5.9 lack close_range.
-    if (::syscall(SYS_close_range, 3U, ~0U, 0U) < 0 && errno != ENOSYS)
-        goto fail;
-    {
-        uint64_t none = 0;
-        ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof none);
+    if (::syscall(SYS_close_range, first_unused, ~0U, 0U) < 0 && errno != ENOSYS)
+        return failed("close_range");
+
+    // Priority first: lowering nice needs the privileges dropped below.
+    if (plan->set_nice && ::syscall(SYS_setpriority, PRIO_PROCESS, 0, plan->nice) < 0)
+        return failed("setpriority");
+    if (const Identity* id = plan->identity) {
+        if (::syscall(SYS_setgroups, id->groups.size(), id->groups.data()) < 0)
+            return failed("setgroups");
+        if (::syscall(SYS_setgid, id->gid) < 0)
+            return failed("setgid");
+        if (id->change_user && ::syscall(SYS_setuid, id->uid) < 0)
+            return failed("setuid");
     }
+    // After the switch, so the service's own rights decide.
+    if (plan->cwd && ::syscall(SYS_chdir, plan->cwd) < 0)
+        return failed("chdir");
+    if (plan->umask >= 0)
+        ::syscall(SYS_umask, plan->umask);
+
+    uint64_t none = 0;
+    ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof none);
     ::syscall(SYS_execve, plan->program, plan->argv, plan->envp);
-fail:
-    plan->error = errno;
+    failed("exec");
+}
+
+[[gnu::no_sanitize_address]] int run_child(void* arg)
+{
+    child_setup(static_cast<ChildPlan*>(arg));
     ::syscall(SYS_exit_group, 127);
     return 127;
 }
 
-void put(std::array<char, 96>& slot, const char* name, const char* value)
+template <size_t N>
+void put(std::array<char, N>& slot, const char* name, const char* value)
 {
     size_t n = std::strlen(name);
-    size_t m = std::min(std::strlen(value), slot.size() - n - 2);
+    size_t m = std::min(std::strlen(value), N - n - 2);
     std::memcpy(slot.data(), name, n);
     slot[n] = '=';
     std::memcpy(slot.data() + n + 1, value, m);
     slot[n + 1 + m] = '\0';
 }
 
+template <size_t N>
+void put(std::array<char, N>& slot, const char* name, long value)
+{
+    std::array<char, 24> text;
+    write_decimal(text.data(), value);
+    put(slot, name, text.data());
+}
+
 } // namespace
 
-Launcher::Launcher(std::string program, std::vector<std::string> args)
-    : program_(std::move(program)), args_(std::move(args)), fixed_env_{kPath, "PROTO=TCP"}
+Launcher::Launcher(const ServiceConfig& config)
+    : program_(config.program),
+      args_(config.args),
+      fixed_env_(config.env),
+      protocol_(config.protocol),
+      per_connection_(config.mode == Mode::kNowait),
+      systemd_(config.fd_convention == FdConvention::kSystemd),
+      identity_(config.identity),
+      cwd_(config.cwd),
+      umask_(config.umask ? static_cast<int>(*config.umask) : -1),
+      nice_(config.nice)
 {
     for (std::string& arg : args_)
         argv_.push_back(arg.data());
     argv_.push_back(nullptr);
 
+    const char* proto = protocol_ == Protocol::kUdp ? "PROTO=UDP" : protocol_ == Protocol::kUnix ? "PROTO=UNIX" : "PROTO=TCP";
+    fixed_env_.push_back(proto);
+    if (systemd_) {
+        fixed_env_.push_back("LISTEN_FDS=1");
+        fixed_env_.push_back("LISTEN_FDNAMES=" + config.name);
+    }
     for (std::string& var : fixed_env_)
         envp_.push_back(var.data());
-    for (EnvSlot& slot : slots_)
-        envp_.push_back(slot.data());
+    if (systemd_) {
+        put(listen_pid_, "LISTEN_PID", "");
+        envp_.push_back(listen_pid_.data());
+    }
+    if (per_connection_) {
+        size_t used = protocol_ == Protocol::kUnix ? 3 : 6;
+        for (size_t i = 0; i < used; ++i)
+            envp_.push_back(slots_[i].data());
+    }
     envp_.push_back(nullptr);
 }
 
-SpawnResult Launcher::spawn(int connection, const SocketAddress& peer, const SocketAddress& local)
+SpawnResult Launcher::spawn(const SpawnIo& io, const Peer& peer)
 {
-    HostText host;
-    PortText port;
-    format_host(peer, host);
-    format_port(peer, port);
-    put(slots_[kRemoteAddr], "REMOTE_ADDR", host.data());
-    put(slots_[kRemotePort], "REMOTE_PORT", port.data());
-    put(slots_[kTcpRemoteIp], "TCPREMOTEIP", host.data());
-    put(slots_[kTcpRemotePort], "TCPREMOTEPORT", port.data());
-    format_host(local, host);
-    format_port(local, port);
-    put(slots_[kTcpLocalIp], "TCPLOCALIP", host.data());
-    put(slots_[kTcpLocalPort], "TCPLOCALPORT", port.data());
+    if (per_connection_ && protocol_ == Protocol::kUnix) {
+        const ucred cred = peer.credentials.value_or(ucred{0, static_cast<uid_t>(-1), static_cast<gid_t>(-1)});
+        put(slots_[0], "UNIXREMOTEPID", static_cast<long>(cred.pid));
+        put(slots_[1], "UNIXREMOTEEUID", static_cast<long>(cred.uid));
+        put(slots_[2], "UNIXREMOTEEGID", static_cast<long>(cred.gid));
+    } else if (per_connection_ && peer.remote && peer.local) {
+        HostText host;
+        PortText port;
+        format_host(*peer.remote, host);
+        format_port(*peer.remote, port);
+        put(slots_[0], "REMOTE_ADDR", host.data());
+        put(slots_[1], "REMOTE_PORT", port.data());
+        put(slots_[2], "TCPREMOTEIP", host.data());
+        put(slots_[3], "TCPREMOTEPORT", port.data());
+        format_host(*peer.local, host);
+        format_port(*peer.local, port);
+        put(slots_[4], "TCPLOCALIP", host.data());
+        put(slots_[5], "TCPLOCALPORT", port.data());
+    }
 
-    ChildPlan plan{program_.c_str(), argv_.data(), envp_.data(), connection, 0};
+    ChildPlan plan{};
+    plan.program = program_.c_str();
+    plan.argv = argv_.data();
+    plan.envp = envp_.data();
+    plan.io = io;
+    plan.systemd = systemd_;
+    plan.listen_pid = systemd_ ? listen_pid_.data() : nullptr;
+    plan.identity = identity_ ? &*identity_ : nullptr;
+    plan.cwd = cwd_.empty() ? nullptr : cwd_.c_str();
+    plan.umask = umask_;
+    plan.set_nice = nice_.has_value();
+    plan.nice = nice_.value_or(0);
 
     sigset_t all, previous;
     sigfillset(&all);
@@ -124,15 +233,15 @@ SpawnResult Launcher::spawn(int connection, const SocketAddress& peer, const Soc
     ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
 
     if (pid < 0)
-        return {-1, clone_error};
+        return {-1, clone_error, "clone"};
     if (plan.error != 0) {
         // CLONE_VFORK resumed us only once the child had exited: reap it now,
         // so a failed spawn leaves no zombie and no pid for the reaper.
         while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
         }
-        return {-1, plan.error};
+        return {-1, plan.error, plan.step};
     }
-    return {pid, 0};
+    return {pid, 0, ""};
 }
 
 } // namespace superd

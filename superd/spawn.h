@@ -1,64 +1,98 @@
-// Launcher: starts one service's program for one connection.
+// Launcher: starts one service's program, for one connection or (wait
+// services) for its listening socket.
 //
 // Everything that does not depend on the connection is built once, when the
-// service is loaded: argv and the fixed part of the environment. A spawn then
-// writes the client's and server's addresses into preallocated slots and
-// starts the child with a vfork-style clone (CLONE_VM | CLONE_VFORK, as musl's
-// posix_spawn does): no page tables are copied, so its cost does not grow
-// with the daemon's memory, and nothing is allocated.
+// service is loaded: argv, the fixed part of the environment, the identity
+// to switch to. A spawn writes the client's and server's addresses into
+// preallocated slots and starts the child with a vfork-style clone
+// (CLONE_VM | CLONE_VFORK, as musl's posix_spawn does): no page tables are
+// copied, so its cost does not grow with the daemon's memory, and nothing is
+// allocated.
 //
-// The child gets the connection on fds 0, 1 and 2 and no other descriptor,
-// an empty signal mask, every signal at its default disposition, and a
-// session of its own. Its environment is PATH plus the connection's addresses
-// under systemd's names (REMOTE_ADDR, REMOTE_PORT) and UCSPI's (PROTO,
-// TCPREMOTEIP, TCPREMOTEPORT, TCPLOCALIP, TCPLOCALPORT).
+// The child gets, with the inetd convention, the socket on fds 0 and 1 and
+// its stderr target on fd 2; with the systemd convention, /dev/null on 0 and
+// 1, stderr on 2 and the socket on fd 3 with LISTEN_FDS=1, LISTEN_PID and
+// LISTEN_FDNAMES. No other descriptor, an empty signal mask, every signal at
+// its default disposition, a session of its own, then nice, groups, group,
+// user, cwd and umask as configured. Its environment is the service's (PATH,
+// env, pass_env) plus PROTO and, for a connection, the client and server
+// under systemd's names (REMOTE_ADDR, REMOTE_PORT) and UCSPI's (TCPREMOTEIP,
+// TCPREMOTEPORT, TCPLOCALIP, TCPLOCALPORT; for unix sockets UNIXREMOTEPID,
+// UNIXREMOTEEUID, UNIXREMOTEEGID).
 //
 // Why not glibc's posix_spawn: its child sets glibc's internal signals (32
 // and 33) to SIG_IGN, which survives exec, so a service would start with
-// signals ignored; and it cannot switch user or group, which services need.
+// signals ignored; and it cannot switch user or group.
 //
 // Not thread-safe: spawn() reuses the launcher's buffers.
 #pragma once
 
 #include "superd/address.h"
+#include "superd/config.h"
 
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <array>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace superd {
 
+// The descriptors a spawn hands over; none of them may be 0, 1 or 2 (the
+// daemon keeps those open).
+struct SpawnIo {
+    int socket = -1;    // the connection, or the listening socket
+    int stderr_fd = -1; // where fd 2 goes; -1: the socket
+    int null_fd = -1;   // /dev/null, for the systemd convention's fds 0 and 1
+};
+
+// Who is on the other end; empty for a wait service's listening socket.
+struct Peer {
+    const SocketAddress* remote = nullptr;
+    const SocketAddress* local = nullptr;
+    std::optional<ucred> credentials; // unix sockets (SO_PEERCRED)
+};
+
 struct SpawnResult {
     pid_t pid = -1;
-    int error = 0; // an errno value when the spawn failed
+    int error = 0;            // an errno value when the spawn failed
+    const char* step = "";    // what failed: "clone", "setuid", "chdir", "exec", ...
 };
 
 class Launcher {
 public:
-    Launcher(std::string program, std::vector<std::string> args);
+    explicit Launcher(const ServiceConfig& config);
     Launcher(const Launcher&) = delete;
     Launcher& operator=(const Launcher&) = delete;
 
-    // `connection` must not be 0, 1 or 2 (the daemon keeps those open).
     // A program that cannot be executed is reported here, as an error, and
     // leaves no child behind.
-    SpawnResult spawn(int connection, const SocketAddress& peer, const SocketAddress& local);
+    SpawnResult spawn(const SpawnIo& io, const Peer& peer);
 
     const std::string& program() const { return program_; }
 
 private:
     // "NAME=value" in a fixed buffer: large enough for any numeric address.
     using EnvSlot = std::array<char, 96>;
-    enum Slot { kRemoteAddr, kRemotePort, kTcpRemoteIp, kTcpRemotePort, kTcpLocalIp, kTcpLocalPort, kSlots };
+    static constexpr size_t kMaxSlots = 6;
 
     std::string program_;
     std::vector<std::string> args_;
     std::vector<char*> argv_;
     std::vector<std::string> fixed_env_;
-    std::array<EnvSlot, kSlots> slots_{};
+    std::array<EnvSlot, kMaxSlots> slots_{};
+    EnvSlot listen_pid_{}; // "LISTEN_PID=", completed by the child
     std::vector<char*> envp_;
+
+    Protocol protocol_;
+    bool per_connection_; // nowait: the peer's variables are set
+    bool systemd_;
+    std::optional<Identity> identity_;
+    std::string cwd_;
+    int umask_ = -1;
+    std::optional<int> nice_;
 };
 
 } // namespace superd

@@ -99,3 +99,16 @@ TEST_CASE("Socket addresses compare by family, address and port", "[address]")
     CHECK_FALSE(a->front() == c->front());
     CHECK_FALSE(a->front() == d->front());
 }
+
+TEST_CASE("Unix socket listen addresses", "[address]")
+{
+    CHECK(only("unix:/run/superd/echo.sock") == "unix:/run/superd/echo.sock");
+    auto parsed = parse_listen_address("unix:/tmp/x");
+    REQUIRE(parsed.ok());
+    CHECK(parsed->front().family() == AF_UNIX);
+    CHECK(parsed->front().path() == "/tmp/x");
+    CHECK(parsed->front() == superd::SocketAddress::unix_path("/tmp/x"));
+    CHECK_FALSE(parsed->front() == superd::SocketAddress::unix_path("/tmp/y"));
+    CHECK_THAT(error_of("unix:"), Catch::Contains("missing socket path"));
+    CHECK_THAT(error_of("unix:/" + std::string(200, 'a')), Catch::Contains("longer than 107 bytes"));
+}

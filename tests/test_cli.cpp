@@ -25,7 +25,7 @@ TEST_CASE("A bad command line exits 2 and says why", "[cli][integration]")
 {
     auto no_config = run_superd({});
     CHECK(no_config.status == 2);
-    CHECK_THAT(no_config.output, Catch::Contains("--config FILE is required"));
+    CHECK_THAT(no_config.output, Catch::Contains("--config FILE (or --inetd-conf FILE) is required"));
 
     auto unknown = run_superd({"--frobnicate"});
     CHECK(unknown.status == 2);
@@ -46,7 +46,7 @@ TEST_CASE("superd --check validates and exits 0 or 2", "[cli][integration]")
     std::string good = dir.write("good.toml", service_toml("echo", {loopback(free_port())}, service_binary("echo")));
     auto ok = run_superd({"--check", "--config", good});
     CHECK(ok.status == 0);
-    CHECK_THAT(ok.output, Catch::Contains("ok, 1 services on 1 listeners"));
+    CHECK_THAT(ok.output, Catch::Contains(good + ": ok") && Catch::Contains("1 services on 1 listeners"));
 
     std::string bad = dir.write("bad.toml", "[service.echo]\nlisten = [\"127.0.0.1:7\"]\nprogram = \"/bin/true\"\n"
                                             "colour = \"blue\"\n");

@@ -19,14 +19,16 @@ SocketAddress parse(const std::string& text)
     return parsed->front();
 }
 
+superd::SocketSpec tcp(const SocketAddress& address) { return superd::SocketSpec{superd::Protocol::kTcp, address, {}, {}, {}}; }
+
 } // namespace
 
 TEST_CASE("A taken address is refused with the address and the reason", "[listener]")
 {
     std::string address = "127.0.0.1:" + std::to_string(harness::free_port());
-    auto first = Listener::open(parse(address));
+    auto first = Listener::open(tcp(parse(address)));
     REQUIRE(first.ok());
-    auto second = Listener::open(parse(address));
+    auto second = Listener::open(tcp(parse(address)));
     REQUIRE_FALSE(second.ok());
     CHECK_THAT(second.error(), Catch::Contains(address) && Catch::Contains("Address already in use"));
 }
@@ -36,8 +38,8 @@ TEST_CASE("IPv4 and IPv6 wildcards share a port (v6only is set)", "[listener]")
     uint16_t port = harness::free_port();
     auto both = superd::parse_listen_address(std::to_string(port));
     REQUIRE(both.ok());
-    auto v4 = Listener::open((*both)[0]);
-    auto v6 = Listener::open((*both)[1]);
+    auto v4 = Listener::open(tcp((*both)[0]));
+    auto v6 = Listener::open(tcp((*both)[1]));
     REQUIRE(v4.ok());
     INFO((v6.ok() ? std::string() : v6.error()));
     REQUIRE(v6.ok());
@@ -50,13 +52,13 @@ TEST_CASE("IPv4 and IPv6 wildcards share a port (v6only is set)", "[listener]")
 TEST_CASE("Accepted connections are blocking, close-on-exec, with the peer's address", "[listener]")
 {
     uint16_t port = harness::free_port();
-    auto listener = Listener::open(parse("127.0.0.1:" + std::to_string(port)));
+    auto listener = Listener::open(tcp(parse("127.0.0.1:" + std::to_string(port))));
     REQUIRE(listener.ok());
     CHECK((::fcntl((*listener)->fd(), F_GETFD) & FD_CLOEXEC) != 0);
 
     superd::EventBase base(event_base_new());
     std::vector<std::pair<superd::UniqueFd, SocketAddress>> accepted;
-    (*listener)->start(base.get(), [&](superd::UniqueFd fd, const SocketAddress& peer) {
+    (*listener)->accept_with(base.get(), [&](superd::UniqueFd fd, const SocketAddress& peer) {
         accepted.emplace_back(std::move(fd), peer);
     });
 

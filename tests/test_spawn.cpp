@@ -21,6 +21,16 @@ superd::SocketAddress parse(const std::string& text)
     return parsed->front();
 }
 
+superd::ServiceConfig probe_service()
+{
+    superd::ServiceConfig config;
+    config.name = "probe";
+    config.program = harness::probe_binary();
+    config.args = {"probe"};
+    config.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+    return config;
+}
+
 } // namespace
 
 TEST_CASE("A spawned service gets the connection on 0/1/2, a clean environment and default signals",
@@ -39,8 +49,10 @@ TEST_CASE("A spawned service gets the connection on 0/1/2, a clean environment a
     sigaddset(&blocked, SIGUSR2);
     ::sigprocmask(SIG_BLOCK, &blocked, &previous);
 
-    Launcher launcher(harness::probe_binary(), {"probe"});
-    auto result = launcher.spawn(theirs.get(), parse("[::ffff:192.0.2.7]:4000"), parse("127.0.0.1:7007"));
+    auto remote = parse("[::ffff:192.0.2.7]:4000");
+    auto local = parse("127.0.0.1:7007");
+    Launcher launcher(probe_service());
+    auto result = launcher.spawn(superd::SpawnIo{theirs.get(), -1, -1}, superd::Peer{&remote, &local, std::nullopt});
 
     ::sigprocmask(SIG_SETMASK, &previous, nullptr);
     ::signal(SIGPIPE, SIG_DFL);
@@ -79,9 +91,14 @@ TEST_CASE("A program that cannot be executed is a spawn error, not a child", "[s
     REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
     superd::UniqueFd ours(pair[0]), theirs(pair[1]);
 
-    Launcher launcher("/nonexistent/program", {"program"});
-    auto result = launcher.spawn(theirs.get(), parse("127.0.0.1:1"), parse("127.0.0.1:2"));
+    superd::ServiceConfig config = probe_service();
+    config.program = "/nonexistent/program";
+    Launcher launcher(config);
+    auto remote = parse("127.0.0.1:1");
+    auto local = parse("127.0.0.1:2");
+    auto result = launcher.spawn(superd::SpawnIo{theirs.get(), -1, -1}, superd::Peer{&remote, &local, std::nullopt});
     CHECK(result.error == ENOENT);
+    CHECK(std::string(result.step) == "exec");
     CHECK(result.pid == -1);
     CHECK(::waitpid(-1, nullptr, WNOHANG) < 0); // nothing to reap
 }

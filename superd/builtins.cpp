@@ -1,0 +1,322 @@
+#include "superd/builtins.h"
+
+#include "superd/children.h"
+#include "superd/log.h"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <random>
+
+namespace superd {
+
+namespace rfc {
+
+uint32_t time_since_1900(int64_t unix_seconds)
+{
+    // 70 years, 17 of them leap years.
+    constexpr int64_t kFrom1900To1970 = 2208988800;
+    return static_cast<uint32_t>(static_cast<uint64_t>(unix_seconds + kFrom1900To1970));
+}
+
+std::string daytime(int64_t unix_seconds)
+{
+    std::time_t t = static_cast<std::time_t>(unix_seconds);
+    std::tm local{};
+    char line[128];
+    if (!::localtime_r(&t, &local) || std::strftime(line, sizeof line, "%A, %B %d, %Y %H:%M:%S-%Z\r\n", &local) == 0)
+        return "unknown\r\n";
+    return line;
+}
+
+std::string_view chargen_line(uint64_t n)
+{
+    constexpr size_t kPrintable = 95, kWidth = 72;
+    // The pattern twice over, so any line is one contiguous slice of it.
+    static const std::string pattern = [] {
+        std::string p;
+        for (size_t i = 0; i < 2 * kPrintable; ++i)
+            p.push_back(static_cast<char>(' ' + i % kPrintable));
+        return p;
+    }();
+    static const std::array<std::string, kPrintable> lines = [] {
+        std::array<std::string, kPrintable> all;
+        for (size_t i = 0; i < kPrintable; ++i)
+            all[i] = pattern.substr(i, kWidth) + "\r\n";
+        return all;
+    }();
+    return lines[n % kPrintable];
+}
+
+} // namespace rfc
+
+namespace {
+
+// Echo stops reading while this much waits to be sent; chargen keeps about
+// this much queued.
+constexpr size_t kOutputLimit = 64 * 1024;
+constexpr int kDatagramBatch = 64;
+
+struct BuffereventDeleter {
+    void operator()(bufferevent* bev) const { bufferevent_free(bev); }
+};
+
+int64_t now_seconds() { return static_cast<int64_t>(std::time(nullptr)); }
+
+// The reply to one datagram, or nothing.
+std::string datagram_reply(Builtin kind, std::string_view request, std::mt19937& random)
+{
+    switch (kind) {
+    case Builtin::kEcho:
+        return std::string(request);
+    case Builtin::kDiscard:
+        return {};
+    case Builtin::kChargen: {
+        // RFC 864: a datagram of a random length from 0 to 512 characters.
+        size_t length = std::uniform_int_distribution<size_t>(0, 512)(random);
+        std::string reply;
+        for (uint64_t line = random(); reply.size() < length; ++line)
+            reply.append(rfc::chargen_line(line));
+        reply.resize(length);
+        return reply;
+    }
+    case Builtin::kDaytime:
+        return rfc::daytime(now_seconds());
+    case Builtin::kTime: {
+        uint32_t t = htonl(rfc::time_since_1900(now_seconds()));
+        return std::string(reinterpret_cast<const char*>(&t), sizeof t);
+    }
+    }
+    return {};
+}
+
+} // namespace
+
+struct Builtins::Connection {
+    Builtins* owner;
+    Builtin kind;
+    std::string service;
+    SocketAddress peer;
+    std::unique_ptr<bufferevent, BuffereventDeleter> bev;
+    Clock::time_point started = Clock::now();
+    uint64_t chargen_next = 0;
+    bool closing = false; // the client is done; flush, then close
+
+    evbuffer* output() const { return bufferevent_get_output(bev.get()); }
+};
+
+Builtins::Builtins(event_base* base) : base_(base), random_(std::random_device{}()) { refresh_interfaces(); }
+
+Builtins::~Builtins() = default;
+
+void Builtins::serve(Builtin kind, const std::string& service, UniqueFd connection, const SocketAddress& peer)
+{
+    evutil_make_socket_nonblocking(connection.get());
+    bufferevent* bev = bufferevent_socket_new(base_, connection.get(), BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        spdlog::error("failed service={} peer={} reason=\"cannot create a buffer\"", service, peer);
+        return;
+    }
+    connection.release(); // the bufferevent closes it
+    auto c = std::make_unique<Connection>();
+    c->owner = this;
+    c->kind = kind;
+    c->service = service;
+    c->peer = peer;
+    c->bev.reset(bev);
+    Connection* raw = c.get();
+    live_.emplace(raw, std::move(c));
+
+    bufferevent_setcb(bev, on_read, on_write, on_event, raw);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    switch (kind) {
+    case Builtin::kDaytime: {
+        std::string line = rfc::daytime(now_seconds());
+        evbuffer_add(raw->output(), line.data(), line.size());
+        raw->closing = true;
+        break;
+    }
+    case Builtin::kTime: {
+        uint32_t t = htonl(rfc::time_since_1900(now_seconds()));
+        evbuffer_add(raw->output(), &t, sizeof t);
+        raw->closing = true;
+        break;
+    }
+    case Builtin::kChargen:
+        on_write(bev, raw);
+        break;
+    case Builtin::kEcho:
+    case Builtin::kDiscard:
+        break;
+    }
+}
+
+void Builtins::on_read(bufferevent* bev, void* ctx)
+{
+    auto* c = static_cast<Connection*>(ctx);
+    evbuffer* input = bufferevent_get_input(bev);
+    if (c->kind != Builtin::kEcho) {
+        evbuffer_drain(input, evbuffer_get_length(input));
+        return;
+    }
+    evbuffer_add_buffer(c->output(), input);
+    if (evbuffer_get_length(c->output()) >= kOutputLimit)
+        bufferevent_disable(bev, EV_READ); // until the client reads
+}
+
+// Called when the output has drained (the low watermark is 0).
+void Builtins::on_write(bufferevent* bev, void* ctx)
+{
+    auto* c = static_cast<Connection*>(ctx);
+    if (c->closing) {
+        c->owner->close(c);
+        return;
+    }
+    if (c->kind == Builtin::kEcho) {
+        bufferevent_enable(bev, EV_READ);
+    } else if (c->kind == Builtin::kChargen) {
+        while (evbuffer_get_length(c->output()) < kOutputLimit) {
+            std::string_view line = rfc::chargen_line(c->chargen_next++);
+            evbuffer_add(c->output(), line.data(), line.size());
+        }
+    }
+}
+
+void Builtins::on_event(bufferevent*, short what, void* ctx)
+{
+    auto* c = static_cast<Connection*>(ctx);
+    // The client is done sending: what is owed to it still goes out (echo's
+    // backlog, daytime's line), then the connection closes. chargen owes
+    // nothing.
+    if ((what & BEV_EVENT_EOF) && c->kind != Builtin::kChargen && evbuffer_get_length(c->output()) > 0) {
+        c->closing = true;
+        return;
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+        c->owner->close(c);
+}
+
+void Builtins::close(Connection* c)
+{
+    std::chrono::duration<double> ran = Clock::now() - c->started;
+    spdlog::info("closed service={} peer={} ran={:.3f}s", c->service, c->peer, ran.count());
+    live_.erase(c);
+}
+
+void Builtins::refresh_interfaces()
+{
+    broadcasts_.clear();
+    ifaddrs* list = nullptr;
+    if (::getifaddrs(&list) != 0)
+        return;
+    for (ifaddrs* i = list; i; i = i->ifa_next)
+        if ((i->ifa_flags & IFF_BROADCAST) && i->ifa_broadaddr && i->ifa_broadaddr->sa_family == AF_INET)
+            broadcasts_.push_back(reinterpret_cast<sockaddr_in*>(i->ifa_broadaddr)->sin_addr.s_addr);
+    ::freeifaddrs(list);
+}
+
+bool Builtins::silent_to(const SocketAddress& source, const SocketAddress& destination) const
+{
+    if (source.port() < 1024)
+        return true;
+    auto group_or_broadcast = [this](const SocketAddress& a) {
+        if (a.family() == AF_INET) {
+            in_addr_t addr = reinterpret_cast<const sockaddr_in&>(a.storage).sin_addr.s_addr;
+            return IN_MULTICAST(ntohl(addr)) || addr == INADDR_BROADCAST || addr == INADDR_ANY
+                   || std::find(broadcasts_.begin(), broadcasts_.end(), addr) != broadcasts_.end();
+        }
+        const in6_addr& addr = reinterpret_cast<const sockaddr_in6&>(a.storage).sin6_addr;
+        return IN6_IS_ADDR_MULTICAST(&addr) || IN6_IS_ADDR_UNSPECIFIED(&addr);
+    };
+    return group_or_broadcast(source) || (destination.family() != AF_UNSPEC && group_or_broadcast(destination));
+}
+
+void Builtins::answer(Builtin kind, const std::string& service, int fd)
+{
+    for (int i = 0; i < kDatagramBatch; ++i) {
+        std::array<char, 65536> data;
+        alignas(cmsghdr) std::array<char, 256> control;
+        SocketAddress source;
+        iovec iov{data.data(), data.size()};
+        msghdr msg{};
+        msg.msg_name = source.get();
+        msg.msg_namelen = sizeof source.storage;
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.data();
+        msg.msg_controllen = control.size();
+        ssize_t n = ::recvmsg(fd, &msg, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN)
+                spdlog::warn("failed service={} reason=\"recvmsg: {}\"", service, std::strerror(errno));
+            return;
+        }
+        source.length = msg.msg_namelen;
+
+        // Where the datagram was sent: the reply comes from there.
+        SocketAddress destination;
+        alignas(cmsghdr) std::array<char, 256> reply_control{};
+        size_t reply_control_length = 0;
+        for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+            if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
+                in_pktinfo info;
+                std::memcpy(&info, CMSG_DATA(cm), sizeof info);
+                auto& d = reinterpret_cast<sockaddr_in&>(destination.storage);
+                d.sin_family = AF_INET;
+                d.sin_addr = info.ipi_addr;
+                destination.length = sizeof d;
+                info.ipi_spec_dst = info.ipi_addr;
+                info.ipi_ifindex = 0;
+                reply_control_length = CMSG_SPACE(sizeof info);
+                auto* out = reinterpret_cast<cmsghdr*>(reply_control.data());
+                *out = *cm;
+                out->cmsg_len = CMSG_LEN(sizeof info);
+                std::memcpy(CMSG_DATA(out), &info, sizeof info);
+            } else if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO) {
+                in6_pktinfo info;
+                std::memcpy(&info, CMSG_DATA(cm), sizeof info);
+                auto& d = reinterpret_cast<sockaddr_in6&>(destination.storage);
+                d.sin6_family = AF_INET6;
+                d.sin6_addr = info.ipi6_addr;
+                destination.length = sizeof d;
+                reply_control_length = CMSG_SPACE(sizeof info);
+                auto* out = reinterpret_cast<cmsghdr*>(reply_control.data());
+                *out = *cm;
+                out->cmsg_len = CMSG_LEN(sizeof info);
+                std::memcpy(CMSG_DATA(out), &info, sizeof info);
+            }
+        }
+        if (silent_to(source, destination)) {
+            spdlog::debug("refused service={} peer={} reason=\"reflection risk\"", service, source);
+            continue;
+        }
+        std::string reply = datagram_reply(kind, std::string_view(data.data(), static_cast<size_t>(n)), random_);
+        if (kind == Builtin::kDiscard)
+            continue;
+        iovec out_iov{reply.data(), reply.size()};
+        msghdr out{};
+        out.msg_name = source.get();
+        out.msg_namelen = source.length;
+        out.msg_iov = &out_iov;
+        out.msg_iovlen = 1;
+        out.msg_control = reply_control_length ? reply_control.data() : nullptr;
+        out.msg_controllen = reply_control_length;
+        if (::sendmsg(fd, &out, MSG_DONTWAIT) < 0)
+            spdlog::debug("failed service={} peer={} reason=\"sendmsg: {}\"", service, source, std::strerror(errno));
+    }
+}
+
+} // namespace superd
