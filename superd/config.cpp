@@ -603,11 +603,14 @@ struct Loader {
     std::optional<Error> included(const Source& from, const std::string& pattern, int line)
     {
         glob_t matches{};
-        int rc = ::glob(pattern.c_str(), GLOB_ERR, nullptr, &matches);
+        // A folder that does not exist holds no files; one that cannot be
+        // read might hold services, which is an error.
+        auto unreadable = [](const char*, int err) { return err == ENOENT || err == ENOTDIR ? 0 : 1; };
+        int rc = ::glob(pattern.c_str(), 0, unreadable, &matches);
         std::vector<std::string> files(matches.gl_pathv, matches.gl_pathv + matches.gl_pathc);
         ::globfree(&matches);
         if (rc != 0 && rc != GLOB_NOMATCH)
-            return from.at(line, "include '" + pattern + "' cannot be read");
+            return from.at(line, "include '" + pattern + "': a folder cannot be read");
         for (const std::string& file : files) {
             if (std::find(config.files.begin(), config.files.end(), file) != config.files.end())
                 return from.at(line, "include '" + pattern + "' matches " + file + ", which is already read");

@@ -101,6 +101,7 @@ pid_t start_process(const std::vector<std::string>& args, const std::string& log
 std::string superd_binary() { return SUPERD_BINARY; }
 std::string service_binary(const std::string& name) { return std::string(SERVICES_DIR) + "/" + name; }
 std::string probe_binary() { return PROBE_BINARY; }
+std::string waiter_binary() { return WAITER_BINARY; }
 
 TempDir::TempDir()
 {

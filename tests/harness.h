@@ -25,6 +25,7 @@ using superd::UniqueFd;
 std::string superd_binary();
 std::string service_binary(const std::string& name); // build/services/NAME
 std::string probe_binary();
+std::string waiter_binary();
 
 class TempDir {
 public:

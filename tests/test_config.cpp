@@ -195,3 +195,175 @@ TEST_CASE("An unreadable file is reported with its name", "[config]")
     REQUIRE_FALSE(config.ok());
     CHECK(config.error() == "/nonexistent/superd.toml: cannot read: No such file or directory");
 }
+
+TEST_CASE("Service kinds: protocol, mode, builtins", "[config]")
+{
+    Fixture f;
+    auto config = f.load(R"([service.echo]
+listen = ["127.0.0.1:7", "[::1]:7"]
+builtin = "echo"
+
+[service.echo-udp]
+protocol = "udp"
+listen = ["127.0.0.1:7"]
+builtin = "echo"
+
+[service.tftp]
+protocol = "udp"
+listen = ["127.0.0.1:69"]
+mode = "wait"
+program = "prog"
+
+[service.socket]
+protocol = "unix"
+listen = ["unix:sub/x.sock"]
+program = "prog"
+socket_mode = "0660"
+socket_group = "0"
+fd_convention = "systemd"
+)");
+    INFO((config.ok() ? std::string() : config.error()));
+    REQUIRE(config.ok());
+    REQUIRE(config->services.size() == 4);
+    CHECK(config->services[0].builtin == superd::Builtin::kEcho);
+    CHECK(config->services[1].protocol == superd::Protocol::kUdp); // TCP and UDP share port 7
+    CHECK(config->services[2].mode == superd::Mode::kWait);
+    const auto& socket = config->services[3];
+    CHECK(socket.listen[0].address.path() == (f.dir.path() / "sub/x.sock").string());
+    CHECK(socket.socket_mode == 0660u);
+    CHECK(socket.socket_gid == 0u);
+    CHECK(socket.fd_convention == superd::FdConvention::kSystemd);
+    CHECK(socket.stderr_target == superd::StderrTarget::kLog); // the systemd convention's default
+}
+
+TEST_CASE("A spawned service's environment, identity and process settings", "[config]")
+{
+    Fixture f;
+    ::setenv("SUPERD_TEST_PASSED", "from the daemon", 1);
+    ::unsetenv("SUPERD_TEST_MISSING");
+    auto config = f.load(R"([service.a]
+listen = ["127.0.0.1:7000"]
+program = "prog"
+env = { TZ = "UTC", GREETING = "hello world" }
+pass_env = ["SUPERD_TEST_PASSED", "SUPERD_TEST_MISSING"]
+stderr = "null"
+cwd = "sub"
+umask = "027"
+nice = 5
+
+[service.b]
+listen = ["127.0.0.1:7001"]
+program = "prog"
+env = { PATH = "/opt/bin" }
+umask = 0o077
+)");
+    INFO((config.ok() ? std::string() : config.error()));
+    REQUIRE(config.ok());
+    const auto& a = config->services[0];
+    CHECK(a.env == std::vector<std::string>{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                            "GREETING=hello world", "TZ=UTC", "SUPERD_TEST_PASSED=from the daemon"});
+    CHECK(a.stderr_target == superd::StderrTarget::kNull);
+    CHECK(a.cwd == (f.dir.path() / "sub").string());
+    CHECK(a.umask == 027u);
+    CHECK(a.nice == 5);
+    const auto& b = config->services[1];
+    CHECK(b.env == std::vector<std::string>{"PATH=/opt/bin"});
+    CHECK(b.umask == 077u);
+    CHECK(b.stderr_target == superd::StderrTarget::kSocket);
+}
+
+TEST_CASE("Errors in service kinds and settings name their line", "[config]")
+{
+    Fixture f;
+    const std::string head = "[service.a]\nlisten = [\"127.0.0.1:7000\"]\n"; // lines 1-2
+    CHECK_THAT(f.error_at(head + "program = \"prog\"\nprotocol = \"sctp\"\n", 4),
+               Catch::Contains("protocol must be one of \"tcp\", \"udp\", \"unix\""));
+    CHECK_THAT(f.error_at("[service.a]\nprotocol = \"unix\"\nlisten = [\"127.0.0.1:7000\"]\nprogram = \"prog\"\n", 3),
+               Catch::Contains("does not fit protocol \"unix\""));
+    CHECK_THAT(f.error_at("[service.a]\nlisten = [\"unix:/tmp/x\"]\nprogram = \"prog\"\n", 2),
+               Catch::Contains("does not fit protocol \"tcp\""));
+    CHECK_THAT(f.error_at("[service.a]\nprotocol = \"udp\"\nlisten = [\"127.0.0.1:7000\"]\nprogram = \"prog\"\n", 1),
+               Catch::Contains("mode = \"wait\""));
+    CHECK_THAT(f.error_at(head + "builtin = \"qotd\"\n", 3), Catch::Contains("builtin must be one of"));
+    CHECK_THAT(f.error_at(head + "builtin = \"echo\"\nprogram = \"prog\"\n", 4),
+               Catch::Contains("program does not apply to a builtin"));
+    CHECK_THAT(f.error_at(head + "builtin = \"echo\"\nuser = \"nobody\"\n", 4),
+               Catch::Contains("user does not apply to a builtin"));
+    CHECK_THAT(f.error_at(head, 1), Catch::Contains("missing key 'program' (or 'builtin')"));
+    CHECK_THAT(f.error_at(head + "program = \"prog\"\nmode = \"sometimes\"\n", 4), Catch::Contains("mode must be"));
+    CHECK_THAT(f.error_at(head + "program = \"prog\"\nuser = \"no-such-user-xyz\"\n", 4),
+               Catch::Contains("unknown user"));
+    CHECK_THAT(f.error_at(head + "program = \"prog\"\nenv = { REMOTE_ADDR = \"x\" }\n", 4),
+               Catch::Contains("REMOTE_ADDR is set by superd"));
+    CHECK_THAT(f.error_at(head + "program = \"prog\"\nenv = { \"A-B\" = \"x\" }\n", 4),
+               Catch::Contains("not a valid environment variable name"));
+    CHECK_THAT(f.error_at(head + "program = \"prog\"\nenv = [\"A=b\"]\n", 4), Catch::Contains("env must be a table"));
+    CHECK_THAT(f.error_at(head + "program = \"prog\"\nstderr = \"file\"\n", 4), Catch::Contains("stderr must be"));
+    CHECK_THAT(f.error_at(head + "program = \"prog\"\ncwd = \"prog\"\n", 4), Catch::Contains("is not a directory"));
+    CHECK_THAT(f.error_at(head + "program = \"prog\"\numask = \"999\"\n", 4), Catch::Contains("octal mode"));
+    CHECK_THAT(f.error_at(head + "program = \"prog\"\nnice = 40\n", 4), Catch::Contains("between -20 and 19"));
+    CHECK_THAT(f.error_at(head + "program = \"prog\"\nsocket_mode = \"0600\"\n", 4),
+               Catch::Contains("socket_mode is for unix sockets"));
+}
+
+TEST_CASE("Includes add services from drop-in files", "[config]")
+{
+    Fixture f;
+    f.dir.write("superd.d/10-a.toml", "[service.a]\nlisten = [\"127.0.0.1:7001\"]\nprogram = \"../prog\"\n");
+    f.dir.write("superd.d/20-b.toml", "[service.b]\nlisten = [\"127.0.0.1:7002\"]\nprogram = \"../prog\"\n");
+    f.dir.write("superd.d/ignored.txt", "not toml");
+    auto config = f.load("[superd]\ninclude = [\"superd.d/*.toml\", \"empty.d/*.toml\"]\n\n"
+                         "[service.main]\nlisten = [\"127.0.0.1:7000\"]\nprogram = \"prog\"\n");
+    INFO((config.ok() ? std::string() : config.error()));
+    REQUIRE(config.ok());
+    REQUIRE(config->services.size() == 3);
+    CHECK(config->services[0].name == "main");
+    CHECK(config->services[1].name == "a");
+    CHECK(config->services[1].file == (f.dir.path() / "superd.d/10-a.toml").string());
+    CHECK(config->services[1].program == (f.dir.path() / "prog").string()); // relative to the included file
+    CHECK(config->services[2].name == "b");
+    CHECK(config->files.size() == 3);
+}
+
+TEST_CASE("Clashes across files name both files", "[config]")
+{
+    Fixture f;
+    std::string a = f.dir.write("superd.d/a.toml", "[service.x]\nlisten = [\"127.0.0.1:7001\"]\nprogram = \"../prog\"\n");
+    std::string b = f.dir.write("superd.d/b.toml", "\n[service.x]\nlisten = [\"127.0.0.1:7002\"]\nprogram = \"../prog\"\n");
+    auto config = f.load("[superd]\ninclude = [\"superd.d/*.toml\"]\n");
+    REQUIRE_FALSE(config.ok());
+    CHECK_THAT(config.error(), Catch::StartsWith(b + ":2: service 'x' is already defined at " + a + ":1"));
+
+    f.dir.write("superd.d/b.toml", "[service.y]\nlisten = [\"127.0.0.1:7001\"]\nprogram = \"../prog\"\n");
+    config = f.load("[superd]\ninclude = [\"superd.d/*.toml\"]\n");
+    REQUIRE_FALSE(config.ok());
+    CHECK_THAT(config.error(), Catch::StartsWith(b + ":2: service 'y': 127.0.0.1:7001 is already used by service 'x'")
+                                   && Catch::Contains(a + ":2"));
+
+    f.dir.write("superd.d/b.toml", "[superd]\ninclude = []\n");
+    config = f.load("[superd]\ninclude = [\"superd.d/*.toml\"]\n");
+    REQUIRE_FALSE(config.ok());
+    CHECK_THAT(config.error(), Catch::StartsWith(b + ":1: [superd] belongs in the main config file"));
+
+    config = f.load("[superd]\nincludes = [\"x\"]\n");
+    REQUIRE_FALSE(config.ok());
+    CHECK_THAT(config.error(), Catch::Contains(":2: [superd]: unknown key 'includes'"));
+}
+
+TEST_CASE("inetd_conf in [superd] adds the services of an inetd.conf", "[config]")
+{
+    Fixture f;
+    f.dir.write("inetd.conf", "# classic\n17007 stream tcp nowait root internal\n");
+    auto bad = f.load("[superd]\ninetd_conf = \"inetd.conf\"\n");
+    REQUIRE_FALSE(bad.ok()); // 17007 has no internal service
+    CHECK_THAT(bad.error(), Catch::Contains("inetd.conf:2: there is no internal service '17007'"));
+
+    f.dir.write("inetd.conf", "# classic\necho stream tcp nowait root internal\n");
+    auto config = f.load("[superd]\ninetd_conf = \"inetd.conf\"\n\n"
+                         "[service.own]\nlisten = [\"127.0.0.1:7000\"]\nprogram = \"prog\"\n");
+    INFO((config.ok() ? std::string() : config.error()));
+    REQUIRE(config.ok());
+    REQUIRE(config->services.size() == 2);
+    CHECK(config->services[1].name == "echo-tcp");
+    CHECK(config->services[1].builtin == superd::Builtin::kEcho);
+}
