@@ -44,8 +44,14 @@ Result<std::vector<SocketAddress>> parse_ipv6(std::string_view host, uint16_t po
 {
     SocketAddress a = SocketAddress::any_ipv6(port);
     std::string h(host);
+    const in6_addr& addr = as_ipv6(a).sin6_addr;
     if (inet_pton(AF_INET6, h.c_str(), &as_ipv6(a).sin6_addr) != 1)
         return Error{"'" + h + "' is not a numeric IPv6 address"};
+    // IPv6 sockets are v6-only, so these could never be bound.
+    if (IN6_IS_ADDR_V4MAPPED(&addr))
+        return Error{"'" + h + "' is an IPv4-mapped address; write the IPv4 address itself"};
+    if (IN6_IS_ADDR_LINKLOCAL(&addr))
+        return Error{"'" + h + "' is link-local and needs an interface, which superd does not take yet"};
     return std::vector<SocketAddress>{a};
 }
 

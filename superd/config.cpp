@@ -202,7 +202,9 @@ std::optional<Error> read_listen(const ServiceReader& r, const Source& src, Serv
     auto items = r.strings(*node, "listen", true);
     if (!items)
         return Error{items.error()};
+    int entry = 0;
     for (const auto& [text, line] : *items) {
+        ++entry;
         auto addresses = parse_listen_address(text);
         if (!addresses)
             return src.at(line, "service '" + config.name + "': listen " + addresses.error());
@@ -219,7 +221,7 @@ std::optional<Error> read_listen(const ServiceReader& r, const Source& src, Serv
                     return src.at(line, "service '" + config.name + "': listen " + resolved.error());
                 a = resolved->front();
             }
-            config.listen.push_back({text, a, line});
+            config.listen.push_back({text, a, line, entry});
         }
     }
     return std::nullopt;
@@ -496,7 +498,7 @@ std::optional<Error> check_unique(const std::vector<ServiceConfig>& services)
                     const ListenAddress& lb = other.listen[m];
                     if (!clash(mine, la.address, other, lb.address))
                         continue;
-                    if (j == i && la.line == lb.line && la.text == lb.text)
+                    if (j == i && la.entry == lb.entry)
                         continue; // the two sockets of one "PORT" entry
                     return error_at(mine, la.line,
                                     "service '" + mine.name + "': " + la.text + " is already used by service '"
@@ -569,8 +571,52 @@ std::optional<Error> read_document(const Source& src, const toml::table& root, b
     return std::nullopt;
 }
 
+// toml++ 3.3 (Debian 12's) recurses once per segment of a dotted key or
+// table header, and a long enough one overflows the stack (fixed in 3.4 by
+// TOML_MAX_DOTTED_KEYS_DEPTH). A reload must never crash the daemon, so keys
+// deeper than any real config are refused before parsing. The scan skips
+// strings, where dots are only text.
+constexpr size_t kMaxConfigSize = 16 * 1024 * 1024;
+constexpr int kMaxKeyDepth = 64;
+
+std::optional<Error> too_deep(const Source& src, std::string_view text)
+{
+    if (text.size() > kMaxConfigSize)
+        return src.at(1, "the file is larger than 16 MiB");
+    int line = 1, dots = 0;
+    for (size_t i = 0; i < text.size(); ++i) {
+        char c = text[i];
+        if (c == '\n') {
+            ++line;
+            dots = 0;
+        } else if (c == '#') {
+            while (i + 1 < text.size() && text[i + 1] != '\n')
+                ++i;
+        } else if (c == '"' || c == '\'') {
+            bool multi = text.substr(i, 3) == std::string(3, c);
+            std::string_view close = multi ? text.substr(i, 3) : text.substr(i, 1);
+            size_t j = i + close.size();
+            while (j < text.size() && text.substr(j, close.size()) != close) {
+                if (c == '"' && text[j] == '\\')
+                    ++j;
+                if (j < text.size() && text[j] == '\n')
+                    ++line;
+                if (!multi && j < text.size() && text[j] == '\n')
+                    break; // an unterminated string: the parser says so
+                ++j;
+            }
+            i = j + close.size() - 1;
+        } else if (c == '.' && ++dots > kMaxKeyDepth) {
+            return src.at(line, "a key nested more than " + std::to_string(kMaxKeyDepth) + " levels deep");
+        }
+    }
+    return std::nullopt;
+}
+
 Result<toml::table> parse_toml(const Source& src, std::string_view text)
 {
+    if (auto e = too_deep(src, text))
+        return *e;
     try {
         return toml::parse(text, src.path);
     } catch (const toml::parse_error& e) {

@@ -43,6 +43,7 @@ struct ListenAddress {
     std::string text; // as written in the file, for messages
     SocketAddress address;
     int line = 0;
+    int entry = 0; // which list entry: "PORT" makes two addresses of one entry
 };
 
 // Who a spawned program runs as; resolved when the file is loaded.

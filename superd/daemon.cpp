@@ -138,9 +138,10 @@ std::optional<Error> Daemon::apply(Config config)
     builtins_->refresh_interfaces();
     for (auto& [key, slot] : listeners_)
         serve(slot);
-    if (kept + closed > 0)
+    if (started_)
         spdlog::info("reloaded services={} listeners={} kept={} opened={} closed={}", services_.size(),
                      listeners_.size(), kept, opened, closed);
+    started_ = true;
     return std::nullopt;
 }
 
@@ -191,10 +192,20 @@ void Daemon::handle_signal(int signal)
         reload();
         break;
     case SIGTERM:
-    case SIGINT:
+    case SIGINT: {
+        // Children that ended before the signal are still logged; a second
+        // SIGTERM while superd shuts down must not kill it with a status
+        // other than 0 once libevent has given the signals back.
+        reap();
+        sigset_t stop;
+        sigemptyset(&stop);
+        sigaddset(&stop, SIGTERM);
+        sigaddset(&stop, SIGINT);
+        ::sigprocmask(SIG_BLOCK, &stop, nullptr);
         spdlog::info("stopping signal={} running={} (left to finish)", signal_name(signal), children_.size());
         event_base_loopbreak(base_.get());
         break;
+    }
     }
 }
 

@@ -86,6 +86,7 @@ private:
     std::unordered_map<StderrPipe*, std::unique_ptr<StderrPipe>> stderr_pipes_;
     std::vector<Event> signal_events_;
     ChildTable children_;
+    bool started_ = false; // the first apply() is the start, later ones reloads
 };
 
 } // namespace superd

@@ -145,6 +145,10 @@ void Listener::start(event_base* base)
         return;
     read_event_.reset(event_new(base, fd_.get(), EV_READ | EV_PERSIST, on_readable, this));
     resume_timer_.reset(evtimer_new(base, on_resume, this));
+    if (!read_event_ || !resume_timer_) {
+        spdlog::critical("cannot watch listen={}: out of memory", address());
+        return;
+    }
     resume();
 }
 
@@ -210,6 +214,7 @@ void Listener::accept_batch()
         case EHOSTUNREACH:
         case EOPNOTSUPP:
         case ENETUNREACH:
+        case EPERM: // a firewall rule refused this connection
             continue;
         default:
             spdlog::warn("paused listen={} reason=\"accept: {}\" for={}ms", address(), std::strerror(errno),

@@ -98,9 +98,9 @@ void write_decimal(char* out, long value)
             write_decimal(plan->listen_pid + std::strlen("LISTEN_PID="), ::syscall(SYS_getpid));
     }
     // Every fd superd holds is close-on-exec already; this also keeps out any
-    // a library opened without it. Kernels before 5.9 lack close_range.
-    if (::syscall(SYS_close_range, first_unused, ~0U, 0U) < 0 && errno != ENOSYS)
-        return failed("close_range");
+    // a library opened without it. Its failure is no reason to fail: kernels
+    // before 5.9 lack close_range, and seccomp filters may refuse it.
+    ::syscall(SYS_close_range, first_unused, ~0U, 0U);
 
     // Priority first: lowering nice needs the privileges dropped below.
     if (plan->set_nice && ::syscall(SYS_setpriority, PRIO_PROCESS, 0, plan->nice) < 0)

@@ -6,14 +6,17 @@
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -56,13 +59,16 @@ int wait_exit(pid_t pid, std::chrono::milliseconds limit)
     }
 }
 
-// Starts superd with `args`, stdout and stderr to `log_path`.
-pid_t start_process(const std::vector<std::string>& args, const std::string& log_path, bool hostile_signals)
+// Starts `args` (superd unless `command` is set), stdout and stderr to `log_path`.
+pid_t start_process(const std::vector<std::string>& args, const std::string& log_path, bool hostile_signals,
+                    bool command = false)
 {
     // Orphaned services become ours, so they can be reaped by pid at the end.
     ::prctl(PR_SET_CHILD_SUBREAPER, 1);
 
-    std::vector<std::string> all{superd_binary()};
+    std::vector<std::string> all;
+    if (!command)
+        all.push_back(superd_binary());
     all.insert(all.end(), args.begin(), args.end());
     std::vector<char*> argv;
     for (std::string& a : all)
@@ -98,6 +104,8 @@ pid_t start_process(const std::vector<std::string>& args, const std::string& log
 
 } // namespace
 
+uint16_t kernel_port(int family);
+
 std::string superd_binary() { return SUPERD_BINARY; }
 std::string service_binary(const std::string& name) { return std::string(SERVICES_DIR) + "/" + name; }
 std::string probe_binary() { return PROBE_BINARY; }
@@ -129,6 +137,17 @@ std::string TempDir::write(const std::string& name, const std::string& contents)
 }
 
 uint16_t free_port(int family)
+{
+    static std::set<uint16_t> given; // the kernel may hand a closed port out again
+    for (int attempt = 0; attempt < 100; ++attempt) {
+        uint16_t port = kernel_port(family);
+        if (given.insert(port).second)
+            return port;
+    }
+    fail("no fresh port");
+}
+
+uint16_t kernel_port(int family)
 {
     UniqueFd fd(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd)
@@ -181,19 +200,31 @@ Superd::Superd(const std::string& config_text, StartOptions options)
             pid_ = -1;
             throw std::runtime_error("superd exited before it was ready:\n" + log());
         }
-        if (Clock::now() >= deadline)
+        if (Clock::now() >= deadline) {
+            kill_and_reap(pid_);
+            pid_ = -1;
             throw std::runtime_error("superd was not ready in time:\n" + log());
+        }
         std::this_thread::sleep_for(5ms);
     }
 }
 
 Superd::~Superd()
 {
-    std::vector<pid_t> left = children();
+    adopt_children();
     if (pid_ > 0)
         kill_and_reap(pid_);
-    for (pid_t child : left)
+    // Services run in their own sessions and outlive superd; this process is
+    // their subreaper, so it can end and reap each by pid.
+    for (pid_t child : orphans_)
         kill_and_reap(child);
+}
+
+void Superd::adopt_children()
+{
+    for (pid_t child : children())
+        if (std::find(orphans_.begin(), orphans_.end(), child) == orphans_.end())
+            orphans_.push_back(child);
 }
 
 std::string Superd::log() const { return read_file(log_path_); }
@@ -218,12 +249,38 @@ bool Superd::wait_for_log(const std::string& needle, size_t times, std::chrono::
     return true;
 }
 
+void Superd::rewrite_config(const std::string& config_text) const { dir_.write("superd.toml", config_text); }
+
+bool Superd::reload(std::chrono::milliseconds limit) const
+{
+    size_t applied = count_in_log(" reloaded "), failed = count_in_log(" reload failed ");
+    ::kill(pid_, SIGHUP);
+    auto deadline = Clock::now() + limit;
+    for (;;) {
+        if (count_in_log(" reloaded ") > applied)
+            return true;
+        if (count_in_log(" reload failed ") > failed)
+            return false;
+        if (Clock::now() >= deadline)
+            throw std::runtime_error("no outcome of the reload in time:\n" + log());
+        std::this_thread::sleep_for(5ms);
+    }
+}
+
 int Superd::stop(std::chrono::milliseconds limit)
 {
     if (pid_ <= 0)
         fail("superd is not running");
+    adopt_children();
     ::kill(pid_, SIGTERM);
-    int status = wait_exit(pid_, limit);
+    return Superd::wait_exit(limit);
+}
+
+int Superd::wait_exit(std::chrono::milliseconds limit)
+{
+    if (pid_ <= 0)
+        fail("superd is not running");
+    int status = harness::wait_exit(pid_, limit);
     if (status >= 0)
         pid_ = -1;
     return status;
@@ -261,6 +318,19 @@ std::string service_toml(const std::string& name, const std::vector<std::string>
         text += (i ? ", \"" : "\"") + listen[i] + "\"";
     text += "]\nprogram = \"" + program + "\"\n\n";
     return text;
+}
+
+superd::SocketAddress socket_address(const std::string& host, uint16_t port)
+{
+    superd::SocketAddress a;
+    if (host.find(':') != std::string::npos) {
+        a = superd::SocketAddress::any_ipv6(port);
+        ::inet_pton(AF_INET6, host.c_str(), &reinterpret_cast<sockaddr_in6&>(a.storage).sin6_addr);
+    } else {
+        a = superd::SocketAddress::any_ipv4(port);
+        ::inet_pton(AF_INET, host.c_str(), &reinterpret_cast<sockaddr_in&>(a.storage).sin_addr);
+    }
+    return a;
 }
 
 std::string loopback(uint16_t port) { return "127.0.0.1:" + std::to_string(port); }
@@ -376,8 +446,98 @@ std::vector<std::string> lines_with_prefix(const std::string& text, const std::s
     return out;
 }
 
+std::string udp_exchange(uint16_t port, const std::string& data, const std::string& host, uint16_t source_port,
+                         std::chrono::milliseconds limit)
+{
+    bool v6 = host.find(':') != std::string::npos;
+    int family = v6 ? AF_INET6 : AF_INET;
+    UniqueFd fd(::socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (!fd)
+        fail("socket");
+    sockaddr_storage to{}, from{};
+    socklen_t len;
+    if (v6) {
+        auto& a = reinterpret_cast<sockaddr_in6&>(to);
+        a.sin6_family = AF_INET6;
+        a.sin6_port = htons(port);
+        ::inet_pton(AF_INET6, host.c_str(), &a.sin6_addr);
+        auto& b = reinterpret_cast<sockaddr_in6&>(from);
+        b.sin6_family = AF_INET6;
+        b.sin6_port = htons(source_port);
+        b.sin6_addr = in6addr_loopback;
+        len = sizeof a;
+    } else {
+        auto& a = reinterpret_cast<sockaddr_in&>(to);
+        a.sin_family = AF_INET;
+        a.sin_port = htons(port);
+        ::inet_pton(AF_INET, host.c_str(), &a.sin_addr);
+        auto& b = reinterpret_cast<sockaddr_in&>(from);
+        b.sin_family = AF_INET;
+        b.sin_port = htons(source_port);
+        b.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        len = sizeof a;
+    }
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&from), len) != 0)
+        fail("bind");
+    if (::sendto(fd.get(), data.data(), data.size(), 0, reinterpret_cast<sockaddr*>(&to), len) < 0)
+        fail("sendto");
+    pollfd p{fd.get(), POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(limit.count())) <= 0)
+        return {};
+    char buffer[65536];
+    ssize_t n = ::recv(fd.get(), buffer, sizeof buffer, 0);
+    return n > 0 ? std::string(buffer, static_cast<size_t>(n)) : std::string();
+}
+
+UniqueFd connect_unix(const std::string& path)
+{
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un sun{};
+    sun.sun_family = AF_UNIX;
+    std::strncpy(sun.sun_path, path.c_str(), sizeof sun.sun_path - 1);
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0)
+        fail("connect to " + path);
+    timeval timeout{10, 0};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    return fd;
+}
+
+unsigned long listening_inode(uint16_t port)
+{
+    std::ifstream in("/proc/net/tcp");
+    char wanted[32];
+    std::snprintf(wanted, sizeof wanted, "0100007F:%04X", port);
+    for (std::string line; std::getline(in, line);) {
+        std::istringstream fields(line);
+        std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout;
+        unsigned long inode = 0;
+        fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >> inode;
+        if (local == wanted && state == "0A")
+            return inode;
+    }
+    return 0;
+}
+
+Finished run_command(const std::vector<std::string>& argv, std::chrono::milliseconds limit)
+{
+    TempDir dir;
+    std::string log_path = (dir.path() / "output").string();
+    pid_t pid = start_process(argv, log_path, false, true);
+    Finished result;
+    result.status = wait_exit(pid, limit);
+    if (result.status < 0) {
+        kill_and_reap(pid);
+        fail(argv.front() + " did not finish in time");
+    }
+    result.output = read_file(log_path);
+    return result;
+}
+
 void kill_and_reap(pid_t pid)
 {
+    if (pid <= 0)
+        return;
+    ::kill(-pid, SIGKILL); // a service leads its own session and group
     ::kill(pid, SIGKILL);
     wait_exit(pid, 5s);
 }

@@ -6,6 +6,7 @@
 // suite or leave processes behind.
 #pragma once
 
+#include "superd/address.h"
 #include "superd/fd.h"
 
 #include <sys/types.h>
@@ -42,7 +43,8 @@ private:
 };
 
 // A port that is free on the loopback address of `family` right now,
-// chosen by the kernel so that concurrent test runs do not collide.
+// chosen by the kernel so that concurrent test runs do not collide, and
+// never one this process was given before.
 uint16_t free_port(int family = 2 /* AF_INET */);
 
 // The result of running superd to completion.
@@ -74,17 +76,32 @@ public:
     // Waits until `needle` appears `times` times in the log.
     bool wait_for_log(const std::string& needle, size_t times = 1, std::chrono::milliseconds limit = 10s) const;
 
+    // Replaces the config file (superd reads it at the next reload).
+    void rewrite_config(const std::string& config_text) const;
+    // SIGHUP, then waits for the reload's outcome; true if it was applied.
+    bool reload(std::chrono::milliseconds limit = 10s) const;
+
     // SIGTERM, then waits; returns the exit status (128+signal if killed).
     int stop(std::chrono::milliseconds limit = 10s);
+    // Waits for superd to exit by itself (after a signal the test sent).
+    int wait_exit(std::chrono::milliseconds limit = 10s);
 
     // Pids of superd's children (zombies included), from /proc.
     std::vector<pid_t> children() const;
 
 private:
+    // Remembers superd's children, which outlive it, to end them by pid.
+    void adopt_children();
+
     TempDir dir_;
     std::string log_path_;
     pid_t pid_ = -1;
+    std::vector<pid_t> orphans_;
 };
+
+// A socket address from a numeric host, as a peer might have (unlike a
+// listen address, IPv4-mapped IPv6 is allowed).
+superd::SocketAddress socket_address(const std::string& host, uint16_t port);
 
 // A [service.NAME] table; `listen` entries are written as given.
 std::string service_toml(const std::string& name, const std::vector<std::string>& listen,
@@ -105,7 +122,17 @@ std::string round_trip(uint16_t port, const std::string& request, const std::str
 // The rest of each line of `text` that starts with `prefix` (for probe reports).
 std::vector<std::string> lines_with_prefix(const std::string& text, const std::string& prefix);
 
-// Kills the process group of `pid` and reaps `pid` if it is our child.
+// Sends `data` from a UDP socket (bound to `source_port` if not 0) and waits
+// up to `limit` for one reply; empty when none came.
+std::string udp_exchange(uint16_t port, const std::string& data, const std::string& host = "127.0.0.1",
+                         uint16_t source_port = 0, std::chrono::milliseconds limit = 2s);
+UniqueFd connect_unix(const std::string& path);
+// The inode of the socket listening on 127.0.0.1:`port`, from /proc/net/tcp.
+unsigned long listening_inode(uint16_t port);
+// Runs a command to completion (killed past `limit`).
+Finished run_command(const std::vector<std::string>& argv, std::chrono::milliseconds limit = 10s);
+
+// Kills `pid` and its process group, and reaps `pid` if it is our child.
 void kill_and_reap(pid_t pid);
 
 } // namespace harness

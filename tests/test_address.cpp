@@ -1,5 +1,7 @@
 #include "superd/address.h"
 
+#include "tests/harness.h"
+
 #include <catch2/catch.hpp>
 
 using superd::parse_listen_address;
@@ -81,12 +83,17 @@ TEST_CASE("Malformed listen addresses say what is wrong", "[address]")
 
 TEST_CASE("IPv4-mapped IPv6 peers print as plain IPv4", "[address]")
 {
-    auto parsed = parse_listen_address("[::ffff:192.0.2.7]:4000");
-    REQUIRE(parsed.ok());
+    auto peer = harness::socket_address("::ffff:192.0.2.7", 4000);
     superd::HostText host;
-    superd::format_host(parsed->front(), host);
+    superd::format_host(peer, host);
     CHECK(std::string(host.data()) == "192.0.2.7");
-    CHECK(parsed->front().to_string() == "192.0.2.7:4000");
+    CHECK(peer.to_string() == "192.0.2.7:4000");
+}
+
+TEST_CASE("IPv6 listen addresses that bind() would refuse are refused", "[address]")
+{
+    CHECK_THAT(error_of("[::ffff:127.0.0.1]:7000"), Catch::Contains("IPv4-mapped"));
+    CHECK_THAT(error_of("[fe80::1]:7000"), Catch::Contains("link-local"));
 }
 
 TEST_CASE("Socket addresses compare by family, address and port", "[address]")

@@ -99,7 +99,7 @@ TEST_CASE("SIGTERM and SIGINT stop superd with status 0", "[cli][integration]")
     {
         Superd superd(config);
         ::kill(superd.pid(), SIGINT);
-        CHECK(superd.wait_for_log("stopping signal=SIGINT"));
-        CHECK(superd.stop() == 0);
+        CHECK(superd.wait_exit() == 0);
+        CHECK_THAT(superd.log(), Catch::Contains("stopping signal=SIGINT"));
     }
 }

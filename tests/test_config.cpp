@@ -174,8 +174,10 @@ TEST_CASE("Config errors name the file and the line", "[config]")
         // A wildcard clashes with any address of its family on that port...
         CHECK_THAT(f.error_at(ok_service + "[service.b]\nlisten = [\"7000\"]\nprogram = \"prog\"\n", 5),
                    Catch::Contains("already used by service 'a'"));
-        // ...also within one service.
+        // ...also within one service, and so does an address listed twice.
         CHECK_THAT(f.error_at("[service.a]\nlisten = [\"[::1]:7000\", \"7000\"]\nprogram = \"prog\"\n", 2),
+                   Catch::Contains("already used by service 'a'"));
+        CHECK_THAT(f.error_at("[service.a]\nlisten = [\"7000\", \"7000\"]\nprogram = \"prog\"\n", 2),
                    Catch::Contains("already used by service 'a'"));
     }
 }
@@ -185,6 +187,24 @@ TEST_CASE("Distinct addresses on one port do not clash", "[config]")
     Fixture f;
     auto config = f.load("[service.a]\nlisten = [\"127.0.0.1:7000\", \"[::1]:7000\"]\nprogram = \"prog\"\n"
                          "[service.b]\nlisten = [\"127.0.0.2:7000\"]\nprogram = \"prog\"\n");
+    INFO((config.ok() ? std::string() : config.error()));
+    CHECK(config.ok());
+}
+
+TEST_CASE("Keys nested deeper than any real config are refused, not a crash", "[config]")
+{
+    // toml++ 3.3 overflows its stack on keys like these.
+    Fixture f;
+    std::string deep(50000 * 2, '.');
+    for (size_t i = 0; i < deep.size(); i += 2)
+        deep[i] = 'x';
+    deep.back() = 'x';
+    CHECK_THAT(f.error_at("# fine\n" + deep + " = 1\n", 2), Catch::Contains("nested more than 64 levels"));
+    CHECK_THAT(f.error_at("[" + deep + "]\n", 1), Catch::Contains("nested more than 64 levels"));
+    // Dots inside strings and comments are text.
+    std::string dots(1000, '.');
+    auto config = f.load("# " + dots + "\n[service.a]\nlisten = [\"127.0.0.1:7000\"]\nprogram = \"prog\"\n"
+                         "args = [\"" + dots + "\", '" + dots + "', \"\"\"\n" + dots + "\"\"\"]\n");
     INFO((config.ok() ? std::string() : config.error()));
     CHECK(config.ok());
 }

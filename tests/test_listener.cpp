@@ -51,12 +51,12 @@ TEST_CASE("IPv4 and IPv6 wildcards share a port (v6only is set)", "[listener]")
 
 TEST_CASE("Accepted connections are blocking, close-on-exec, with the peer's address", "[listener]")
 {
+    superd::EventBase base(event_base_new()); // outlives the listener's events
     uint16_t port = harness::free_port();
     auto listener = Listener::open(tcp(parse("127.0.0.1:" + std::to_string(port))));
     REQUIRE(listener.ok());
     CHECK((::fcntl((*listener)->fd(), F_GETFD) & FD_CLOEXEC) != 0);
 
-    superd::EventBase base(event_base_new());
     std::vector<std::pair<superd::UniqueFd, SocketAddress>> accepted;
     (*listener)->accept_with(base.get(), [&](superd::UniqueFd fd, const SocketAddress& peer) {
         accepted.emplace_back(std::move(fd), peer);

@@ -7,6 +7,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstring>
 #include <regex>
 #include <thread>
 
@@ -39,13 +40,16 @@ TEST_CASE("increment answers the seed's chunks sent with pauses", "[services][in
 
     UniqueFd fd = connect_tcp(port);
     CHECK(read_n(fd.get(), 1) == "*");
-    std::string reply;
-    for (const char* chunk : {"^abc$de^abte$f", "xyz^123", "25$^ab$abab"}) {
+    // Each chunk's answer arrives before the next chunk is sent.
+    const std::pair<const char*, const char*> exchanges[] = {
+        {"^abc$de^abte$f", "bcdbcuf"}, {"xyz^123", "234"}, {"25$^ab$abab", "36bc"}};
+    for (const auto& [chunk, answer] : exchanges) {
         send_all(fd.get(), chunk);
-        std::this_thread::sleep_for(100ms);
+        CHECK(read_n(fd.get(), std::strlen(answer)) == answer);
+        std::this_thread::sleep_for(50ms);
     }
     ::shutdown(fd.get(), SHUT_WR);
-    CHECK(read_to_eof(fd.get()) == "bcdbcuf23436bc");
+    CHECK(read_to_eof(fd.get()) == "");
 }
 
 TEST_CASE("peer reports the client's real address and port", "[services][integration]")

@@ -49,7 +49,7 @@ TEST_CASE("A spawned service gets the connection on 0/1/2, a clean environment a
     sigaddset(&blocked, SIGUSR2);
     ::sigprocmask(SIG_BLOCK, &blocked, &previous);
 
-    auto remote = parse("[::ffff:192.0.2.7]:4000");
+    auto remote = harness::socket_address("::ffff:192.0.2.7", 4000);
     auto local = parse("127.0.0.1:7007");
     Launcher launcher(probe_service());
     auto result = launcher.spawn(superd::SpawnIo{theirs.get(), -1, -1}, superd::Peer{&remote, &local, std::nullopt});
