@@ -190,9 +190,15 @@ Finished run_superd(const std::vector<std::string>& args, std::chrono::milliseco
 
 Superd::Superd(const std::string& config_text, StartOptions options)
 {
-    std::string config = dir_.write("superd.toml", config_text);
+    std::vector<std::string> args;
+    if (!config_text.empty() || options.inetd_conf.empty())
+        args = {"--config", dir_.write("superd.toml", config_text)};
+    if (!options.inetd_conf.empty()) {
+        args.push_back("--inetd-conf");
+        args.push_back(options.inetd_conf);
+    }
     log_path_ = (dir_.path() / "superd.log").string();
-    pid_ = start_process({"--config", config}, log_path_, options.hostile_signals);
+    pid_ = start_process(args, log_path_, options.hostile_signals);
     auto deadline = Clock::now() + 10s;
     while (count_in_log(" ready ") == 0) {
         int status = 0;
@@ -382,7 +388,7 @@ namespace {
 
 // Reads what is available within the deadline: appends to `out`, returns
 // false at EOF.
-bool read_some(int fd, std::string& out, Clock::time_point deadline)
+bool read_some(int fd, std::string& out, Clock::time_point deadline, size_t most = 16384)
 {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (left <= 0) {
@@ -396,7 +402,7 @@ bool read_some(int fd, std::string& out, Clock::time_point deadline)
     if (ready <= 0)
         return true;
     char buffer[16384];
-    ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+    ssize_t n = ::recv(fd, buffer, std::min(sizeof buffer, most), 0);
     if (n < 0) {
         if (errno == EINTR || errno == EAGAIN)
             return true;
@@ -423,7 +429,7 @@ std::string read_n(int fd, size_t n, std::chrono::milliseconds limit)
 {
     auto deadline = Clock::now() + limit;
     std::string out;
-    while (out.size() < n && read_some(fd, out, deadline)) {
+    while (out.size() < n && read_some(fd, out, deadline, n - out.size())) {
     }
     return out;
 }
@@ -487,6 +493,18 @@ std::string udp_exchange(uint16_t port, const std::string& data, const std::stri
     char buffer[65536];
     ssize_t n = ::recv(fd.get(), buffer, sizeof buffer, 0);
     return n > 0 ? std::string(buffer, static_cast<size_t>(n)) : std::string();
+}
+
+UniqueFd listen_tcp(uint16_t port)
+{
+    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (!fd || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 || ::listen(fd.get(), 1) != 0)
+        fail("listen on port " + std::to_string(port));
+    return fd;
 }
 
 UniqueFd connect_unix(const std::string& path)

@@ -59,6 +59,8 @@ struct StartOptions {
     // Start superd the way a careless parent might: SIGINT and SIGQUIT
     // ignored, SIGUSR2 and SIGINT blocked.
     bool hostile_signals = false;
+    // Also serve this inetd.conf (--inetd-conf); with no config text, only it.
+    std::string inetd_conf;
 };
 
 // A superd started on a config file, ready when it has logged "ready".
@@ -127,6 +129,8 @@ std::vector<std::string> lines_with_prefix(const std::string& text, const std::s
 std::string udp_exchange(uint16_t port, const std::string& data, const std::string& host = "127.0.0.1",
                          uint16_t source_port = 0, std::chrono::milliseconds limit = 2s);
 UniqueFd connect_unix(const std::string& path);
+// A socket listening on 127.0.0.1:`port`, to take a port away from superd.
+UniqueFd listen_tcp(uint16_t port);
 // The inode of the socket listening on 127.0.0.1:`port`, from /proc/net/tcp.
 unsigned long listening_inode(uint16_t port);
 // Runs a command to completion (killed past `limit`).

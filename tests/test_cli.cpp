@@ -71,13 +71,7 @@ TEST_CASE("A bad config exits 2 with FILE:LINE", "[cli][integration]")
 TEST_CASE("A port already bound exits 1 naming the service and address", "[cli][integration]")
 {
     uint16_t port = free_port();
-    UniqueFd holder(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons(port);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(holder.get(), reinterpret_cast<sockaddr*>(&sin), sizeof sin) == 0);
-    REQUIRE(::listen(holder.get(), 1) == 0);
+    UniqueFd holder = listen_tcp(port);
 
     TempDir dir;
     std::string config = dir.write("superd.toml", service_toml("first", {loopback(free_port())}, service_binary("echo"))

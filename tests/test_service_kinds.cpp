@@ -1,0 +1,330 @@
+// Every kind of service superd runs, end to end over real sockets: builtins
+// over TCP and UDP, unix sockets, wait services (inetd and systemd fd
+// conventions), and what a spawned program is given.
+#include "superd/builtins.h"
+
+#include "tests/harness.h"
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include <cstring>
+#include <fstream>
+#include <regex>
+#include <thread>
+
+using namespace harness;
+
+namespace {
+
+std::string builtin_toml(const std::string& name, const std::string& protocol, uint16_t port,
+                         const std::string& builtin)
+{
+    return "[service." + name + "]\nprotocol = \"" + protocol + "\"\nlisten = [\"" + loopback(port) + "\", \"[::1]:"
+           + std::to_string(port) + "\"]\nbuiltin = \"" + builtin + "\"\n\n";
+}
+
+long rss_kib(pid_t pid)
+{
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(status, line);)
+        if (line.rfind("VmRSS:", 0) == 0)
+            return std::stol(line.substr(6));
+    return -1;
+}
+
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+} // namespace
+
+TEST_CASE("Builtins answer over TCP and UDP, IPv4 and IPv6", "[kinds][integration]")
+{
+    uint16_t echo = free_port(), discard = free_port(), chargen = free_port(), daytime = free_port(),
+             time = free_port();
+    std::string config;
+    for (const char* protocol : {"tcp", "udp"}) {
+        std::string p = protocol;
+        config += builtin_toml("echo-" + p, p, echo, "echo") + builtin_toml("discard-" + p, p, discard, "discard")
+                  + builtin_toml("chargen-" + p, p, chargen, "chargen")
+                  + builtin_toml("daytime-" + p, p, daytime, "daytime") + builtin_toml("time-" + p, p, time, "time");
+    }
+    Superd superd(config);
+    std::regex daytime_line(R"([A-Z][a-z]+day, [A-Z][a-z]+ \d\d, \d{4} \d\d:\d\d:\d\d-\S+\r\n)");
+
+    for (std::string host : {"127.0.0.1", "::1"}) {
+        INFO("host " << host);
+        CHECK(round_trip(echo, "echo over tcp\n", host) == "echo over tcp\n");
+        CHECK(udp_exchange(echo, "echo over udp", host) == "echo over udp");
+        CHECK(round_trip(discard, "into the void\n", host) == "");
+        CHECK(std::regex_match(round_trip(daytime, "", host), daytime_line));
+        CHECK(std::regex_match(udp_exchange(daytime, "?", host), daytime_line));
+
+        std::string t = round_trip(time, "", host);
+        REQUIRE(t.size() == 4);
+        uint32_t seconds;
+        std::memcpy(&seconds, t.data(), 4);
+        int64_t expected = superd::rfc::time_since_1900(::time(nullptr));
+        CHECK(std::abs(static_cast<int64_t>(ntohl(seconds)) - expected) <= 5);
+        CHECK(udp_exchange(time, "?", host).size() == 4);
+
+        UniqueFd fd = connect_tcp(chargen, host);
+        std::string lines = read_n(fd.get(), 3 * 74);
+        CHECK(lines == std::string(superd::rfc::chargen_line(0)) + std::string(superd::rfc::chargen_line(1))
+                           + std::string(superd::rfc::chargen_line(2)));
+        std::string datagram = udp_exchange(chargen, "?", host, 0, 2s);
+        CHECK(datagram.size() <= 512);
+        CHECK(datagram.find_first_not_of(std::string(superd::rfc::chargen_line(0)) + superd::rfc::chargen_line(40).data())
+              == std::string::npos);
+    }
+    CHECK(udp_exchange(discard, "nothing comes back", "127.0.0.1", 0, 300ms) == "");
+    CHECK(superd.children().empty()); // all of it in-process
+}
+
+TEST_CASE("rdate reads the time builtin over TCP and UDP", "[kinds][integration]")
+{
+    if (::access("/usr/sbin/rdate", X_OK) != 0) {
+        WARN("not run: rdate is not installed (scripts/install-deps installs it)");
+        return;
+    }
+    uint16_t port = free_port();
+    Superd superd(builtin_toml("time-tcp", "tcp", port, "time") + builtin_toml("time-udp", "udp", port, "time"));
+    char year[8];
+    std::time_t now = std::time(nullptr);
+    std::strftime(year, sizeof year, "%Y", std::gmtime(&now));
+    for (std::vector<std::string> argv : {std::vector<std::string>{"/usr/sbin/rdate", "-p", "-o", std::to_string(port), "127.0.0.1"},
+                                          std::vector<std::string>{"/usr/sbin/rdate", "-p", "-u", "-o", std::to_string(port), "127.0.0.1"}}) {
+        auto result = run_command(argv);
+        INFO(result.output);
+        CHECK(result.status == 0);
+        CHECK_THAT(result.output, Catch::Contains(year));
+    }
+}
+
+TEST_CASE("UDP builtins do not answer sources on privileged ports", "[kinds][integration]")
+{
+    if (::geteuid() != 0) {
+        WARN("not run: sending from a port below 1024 needs root");
+        return;
+    }
+    uint16_t port = free_port();
+    Superd superd(builtin_toml("echo-udp", "udp", port, "echo"));
+    // echo and chargen on port 7 and 19 of two hosts would answer each other forever.
+    uint16_t low = 0;
+    std::string reply;
+    for (uint16_t candidate = 1000; candidate > 900 && !low; --candidate) {
+        try {
+            reply = udp_exchange(port, "loop?", "127.0.0.1", candidate, 500ms);
+            low = candidate;
+        } catch (const std::exception&) {
+            // taken; try another
+        }
+    }
+    REQUIRE(low != 0);
+    CHECK(reply == "");
+    CHECK(udp_exchange(port, "fine", "127.0.0.1") == "fine");
+}
+
+TEST_CASE("A client that does not read stalls only itself", "[kinds][integration]")
+{
+    uint16_t chargen = free_port(), echo = free_port();
+    Superd superd(builtin_toml("chargen", "tcp", chargen, "chargen") + builtin_toml("echo", "tcp", echo, "echo"));
+    long before = rss_kib(superd.pid());
+
+    // A chargen client that never reads, and an echo client that sends 32 MiB
+    // without reading: both fill their socket buffers, then superd waits.
+    UniqueFd lazy = connect_tcp(chargen);
+    UniqueFd flooder = connect_tcp(echo);
+    int small = 64 * 1024;
+    ::setsockopt(flooder.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    std::thread flood([&] {
+        std::string chunk(1 << 20, 'x');
+        try {
+            for (int i = 0; i < 32; ++i)
+                send_all(flooder.get(), chunk);
+        } catch (const std::exception&) {
+            // the send timeout: superd stopped reading, as it should
+        }
+    });
+    std::this_thread::sleep_for(1500ms);
+
+    // superd still serves others promptly, and has not buffered the flood.
+    CHECK(round_trip(echo, "still responsive\n") == "still responsive\n");
+    long during = rss_kib(superd.pid());
+    INFO("RSS before " << before << " KiB, during " << during << " KiB");
+    CHECK(during - before < 8 * 1024);
+    ::shutdown(flooder.get(), SHUT_RDWR);
+    flood.join();
+}
+
+TEST_CASE("Unix socket services: mode, peer credentials, stale files", "[kinds][integration]")
+{
+    TempDir sockets;
+    std::string path = (sockets.path() / "probe.sock").string();
+
+    // A socket file left by a process that died is replaced.
+    {
+        UniqueFd stale(::socket(AF_UNIX, SOCK_STREAM, 0));
+        sockaddr_un sun{};
+        sun.sun_family = AF_UNIX;
+        std::strncpy(sun.sun_path, path.c_str(), sizeof sun.sun_path - 1);
+        REQUIRE(::bind(stale.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) == 0);
+    }
+    std::string config = "[service.probe]\nprotocol = \"unix\"\nlisten = [\"unix:" + path + "\"]\nprogram = \""
+                         + probe_binary() + "\"\nsocket_mode = \"0640\"\n";
+    {
+        Superd superd(config);
+        struct stat st;
+        REQUIRE(::stat(path.c_str(), &st) == 0);
+        CHECK(S_ISSOCK(st.st_mode));
+        CHECK((st.st_mode & 07777) == 0640);
+
+        UniqueFd fd = connect_unix(path);
+        ::shutdown(fd.get(), SHUT_WR);
+        std::string report = read_to_eof(fd.get());
+        auto env = lines_with_prefix(report, "env: ");
+        CHECK(std::count(env.begin(), env.end(), "PROTO=UNIX") == 1);
+        CHECK(std::count(env.begin(), env.end(), "UNIXREMOTEPID=" + std::to_string(::getpid())) == 1);
+        CHECK(std::count(env.begin(), env.end(), "UNIXREMOTEEUID=" + std::to_string(::geteuid())) == 1);
+        CHECK(lines_with_prefix(report, "fds: ") == std::vector<std::string>{"0 1 2"});
+
+        // A second superd must not steal a live socket.
+        TempDir other;
+        auto second = run_superd({"--config", other.write("superd.toml", config)});
+        CHECK(second.status == 1);
+        CHECK_THAT(second.output, Catch::Contains("another process is listening there"));
+        CHECK(superd.stop() == 0);
+    }
+    struct stat st;
+    CHECK(::stat(path.c_str(), &st) != 0); // removed on exit
+
+    // A file that is not a socket is never removed.
+    TempDir files;
+    std::string not_socket = files.write("data.sock", "precious");
+    auto refused = run_superd({"--config", files.write("superd.toml", "[service.probe]\nprotocol = \"unix\"\nlisten = [\"unix:"
+                                                                            + not_socket + "\"]\nprogram = \""
+                                                                            + probe_binary() + "\"\n")});
+    CHECK(refused.status == 1);
+    CHECK_THAT(refused.output, Catch::Contains("the file exists and is not a socket"));
+    std::ifstream kept(not_socket);
+    std::string contents((std::istreambuf_iterator<char>(kept)), std::istreambuf_iterator<char>());
+    CHECK(contents == "precious");
+}
+
+TEST_CASE("A wait service gets the listening socket and superd stops watching it", "[kinds][integration]")
+{
+    uint16_t port = free_port();
+    Superd superd("[service.waiter]\nlisten = [\"" + loopback(port) + "\"]\nmode = \"wait\"\nprogram = \""
+                  + waiter_binary() + "\"\n");
+
+    // The waiter's report, then the echo of what we send.
+    UniqueFd first = connect_tcp(port);
+    send_all(first.get(), "ping\n");
+    ::shutdown(first.get(), SHUT_WR);
+    std::string reply = read_to_eof(first.get());
+    INFO(reply);
+    CHECK_THAT(first_line(reply), Catch::Matches("waiter pid=\\d+ fd=0 listen_fds=unset listen_pid=unset names=unset"));
+    CHECK_THAT(reply, Catch::EndsWith("\nping\n"));
+    std::string first_pid = std::regex_replace(first_line(reply), std::regex(".*pid=(\\d+) .*"), "$1");
+
+    // While a child holds the socket, a new client waits in the backlog: no
+    // second child is spawned for it.
+    UniqueFd held = connect_tcp(port);
+    std::string held_report = first_line(read_n(held.get(), 20));
+    UniqueFd queued = connect_tcp(port);
+    std::this_thread::sleep_for(300ms);
+    CHECK(superd.count_in_log("spawned service=waiter") == 2);
+    ::shutdown(held.get(), SHUT_WR);
+    read_to_eof(held.get());
+    ::shutdown(queued.get(), SHUT_WR);
+    std::string later = read_to_eof(queued.get());
+    CHECK_THAT(later, Catch::StartsWith("waiter pid="));
+    CHECK(superd.count_in_log("spawned service=waiter") == 3);
+    CHECK_THAT(later, !Catch::Contains("pid=" + first_pid + " "));
+}
+
+TEST_CASE("UDP wait services and the systemd fd convention", "[kinds][integration]")
+{
+    uint16_t udp = free_port(), tcp = free_port();
+    Superd superd("[service.udp-waiter]\nprotocol = \"udp\"\nlisten = [\"" + loopback(udp) + "\"]\nmode = \"wait\"\n"
+                  "program = \"" + waiter_binary() + "\"\n\n"
+                  "[service.activated]\nlisten = [\"" + loopback(tcp) + "\"]\nmode = \"wait\"\n"
+                  "fd_convention = \"systemd\"\nprogram = \"" + waiter_binary() + "\"\n");
+
+    std::string reply = udp_exchange(udp, "datagram", "127.0.0.1", 0, 5s);
+    CHECK_THAT(reply, Catch::Matches("waiter pid=\\d+ fd=0 listen_fds=unset listen_pid=unset names=unset\ndatagram"));
+    CHECK(superd.wait_for_log("exited service=udp-waiter"));
+    CHECK_THAT(udp_exchange(udp, "again", "127.0.0.1", 0, 5s), Catch::EndsWith("\nagain"));
+
+    UniqueFd fd = connect_tcp(tcp);
+    ::shutdown(fd.get(), SHUT_WR);
+    CHECK_THAT(first_line(read_to_eof(fd.get())),
+               Catch::Matches("waiter pid=\\d+ fd=3 listen_fds=1 listen_pid=ok names=activated"));
+}
+
+TEST_CASE("A wait service that exits at once is paced, never switched off", "[kinds][integration]")
+{
+    uint16_t port = free_port();
+    // /bin/true never reads its datagram, so the socket stays readable.
+    Superd superd("[service.spinner]\nprotocol = \"udp\"\nlisten = [\"" + loopback(port)
+                  + "\"]\nmode = \"wait\"\nprogram = \"/bin/true\"\n");
+    udp_exchange(port, "never read", "127.0.0.1", 0, 0ms);
+    std::this_thread::sleep_for(2s);
+    size_t spawned = superd.count_in_log("spawned service=spinner");
+    INFO(superd.log());
+    // Unpaced, a spawn takes about a millisecond: thousands in 2 s.
+    CHECK(spawned >= 3);
+    CHECK(spawned <= 20);
+    CHECK(superd.count_in_log("paced service=spinner") >= 1);
+    // Still trying, at the slower pace.
+    CHECK(superd.wait_for_log("spawned service=spinner", spawned + 1, 15s));
+}
+
+TEST_CASE("A spawned program gets its user, groups, environment and process settings", "[kinds][integration]")
+{
+    if (::geteuid() != 0) {
+        WARN("not run: switching users needs root");
+        return;
+    }
+    ::setenv("SUPERD_TEST_PASSED", "passed through", 1);
+    uint16_t port = free_port();
+    Superd superd("[service.probe]\nlisten = [\"" + loopback(port) + "\"]\nprogram = \"" + probe_binary()
+                  + "\"\nuser = \"nobody\"\ngroup = \"nogroup\"\nenv = { GREETING = \"hello\" }\n"
+                    "pass_env = [\"SUPERD_TEST_PASSED\"]\ncwd = \"/tmp\"\numask = \"027\"\nnice = 5\n");
+    ::unsetenv("SUPERD_TEST_PASSED");
+    UniqueFd fd = connect_tcp(port);
+    ::shutdown(fd.get(), SHUT_WR);
+    std::string report = read_to_eof(fd.get());
+    INFO(report);
+    CHECK(lines_with_prefix(report, "uid: ") == std::vector<std::string>{"65534"});
+    CHECK(lines_with_prefix(report, "gid: ") == std::vector<std::string>{"65534"});
+    CHECK(lines_with_prefix(report, "groups: ") == std::vector<std::string>{"65534"});
+    CHECK(lines_with_prefix(report, "cwd: ") == std::vector<std::string>{"/tmp"});
+    CHECK(lines_with_prefix(report, "umask: ") == std::vector<std::string>{"0027"});
+    CHECK(lines_with_prefix(report, "nice: ") == std::vector<std::string>{"5"});
+    auto env = lines_with_prefix(report, "env: ");
+    CHECK(std::count(env.begin(), env.end(), "GREETING=hello") == 1);
+    CHECK(std::count(env.begin(), env.end(), "SUPERD_TEST_PASSED=passed through") == 1);
+}
+
+TEST_CASE("stderr goes to the socket, the log or nowhere, as configured", "[kinds][integration]")
+{
+    uint16_t to_socket = free_port(), to_log = free_port(), to_null = free_port();
+    auto service = [](const std::string& name, uint16_t port, const std::string& target) {
+        return "[service." + name + "]\nlisten = [\"" + loopback(port)
+               + "\"]\nprogram = \"/bin/sh\"\nargs = [\"sh\", \"-c\", \"echo out; echo oops-" + name
+               + " >&2; printf 'no newline' >&2\"]\nstderr = \"" + target + "\"\n\n";
+    };
+    Superd superd(service("s", to_socket, "socket") + service("l", to_log, "log") + service("n", to_null, "null"));
+
+    CHECK(round_trip(to_socket, "") == "out\noops-s\nno newline");
+    CHECK(round_trip(to_log, "") == "out\n");
+    CHECK(round_trip(to_null, "") == "out\n");
+    CHECK(superd.wait_for_log("line=\"no newline\""));
+    CHECK_THAT(superd.log(), Catch::Matches("(.|\n)*stderr service=l pid=\\d+ line=\"oops-l\"(.|\n)*"));
+    CHECK(superd.count_in_log("oops-n") == 0);
+}
