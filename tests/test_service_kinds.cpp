@@ -174,14 +174,20 @@ TEST_CASE("Unix socket services: mode, peer credentials, stale files", "[kinds][
         std::strncpy(sun.sun_path, path.c_str(), sizeof sun.sun_path - 1);
         REQUIRE(::bind(stale.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) == 0);
     }
+    bool root = ::geteuid() == 0;
     std::string config = "[service.probe]\nprotocol = \"unix\"\nlisten = [\"unix:" + path + "\"]\nprogram = \""
-                         + probe_binary() + "\"\nsocket_mode = \"0640\"\n";
+                         + probe_binary() + "\"\nsocket_mode = \"0640\"\n"
+                         + (root ? "socket_user = \"nobody\"\nsocket_group = \"nogroup\"\n" : "");
     {
         Superd superd(config);
         struct stat st;
         REQUIRE(::stat(path.c_str(), &st) == 0);
         CHECK(S_ISSOCK(st.st_mode));
         CHECK((st.st_mode & 07777) == 0640);
+        if (root) {
+            CHECK(st.st_uid == 65534);
+            CHECK(st.st_gid == 65534);
+        }
 
         UniqueFd fd = connect_unix(path);
         ::shutdown(fd.get(), SHUT_WR);
