@@ -4,10 +4,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 
 #include <csignal>
+#include <filesystem>
 
 using namespace harness;
 
@@ -96,4 +98,32 @@ TEST_CASE("SIGTERM and SIGINT stop superd with status 0", "[cli][integration]")
         CHECK(superd.wait_exit() == 0);
         CHECK_THAT(superd.log(), Catch::Contains("stopping signal=SIGINT"));
     }
+}
+
+TEST_CASE("Switching users is refused at load when superd is not root", "[cli][integration]")
+{
+    if (::geteuid() != 0 || ::access("/usr/bin/setpriv", X_OK) != 0) {
+        WARN("not run: needs root and setpriv to start superd as another user");
+        return;
+    }
+    TempDir dir;
+    std::filesystem::permissions(dir.path(), std::filesystem::perms::all); // readable by nobody
+    auto config = [&](const std::string& extra) {
+        std::string path = dir.write("superd.toml", "[service.a]\nlisten = [\"" + loopback(free_port())
+                                                        + "\"]\nprogram = \"/bin/cat\"\n" + extra);
+        std::filesystem::permissions(path, std::filesystem::perms::owner_all | std::filesystem::perms::others_read);
+        return path;
+    };
+    auto as_nobody = [](const std::string& path) {
+        return run_command({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                            superd_binary(), "--check", "--config", path});
+    };
+    auto refused = as_nobody(config("user = \"root\"\n"));
+    CHECK(refused.status == 2);
+    CHECK_THAT(refused.output, Catch::Contains("superd.toml:4: service 'a': user and group need superd to run as root"));
+
+    // Asking for what superd already is needs no privilege.
+    auto same = as_nobody(config("user = \"nobody\"\ngroup = \"nogroup\"\n"));
+    INFO(same.output);
+    CHECK(same.status == 0);
 }
