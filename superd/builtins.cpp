@@ -110,6 +110,7 @@ struct Builtins::Connection {
     SocketAddress peer;
     std::unique_ptr<bufferevent, BuffereventDeleter> bev;
     Clock::time_point started = Clock::now();
+    std::function<void()> on_close;
     uint64_t chargen_next = 0;
     bool closing = false; // the client is done; flush, then close
 
@@ -120,12 +121,14 @@ Builtins::Builtins(event_base* base) : base_(base), random_(std::random_device{}
 
 Builtins::~Builtins() = default;
 
-void Builtins::serve(Builtin kind, const std::string& service, UniqueFd connection, const SocketAddress& peer)
+void Builtins::serve(Builtin kind, const std::string& service, UniqueFd connection, const SocketAddress& peer,
+                     std::function<void()> on_close)
 {
     evutil_make_socket_nonblocking(connection.get());
     bufferevent* bev = bufferevent_socket_new(base_, connection.get(), BEV_OPT_CLOSE_ON_FREE);
     if (!bev) {
         spdlog::error("failed service={} peer={} reason=\"cannot create a buffer\"", service, peer);
+        on_close();
         return;
     }
     connection.release(); // the bufferevent closes it
@@ -135,6 +138,7 @@ void Builtins::serve(Builtin kind, const std::string& service, UniqueFd connecti
     c->service = service;
     c->peer = peer;
     c->bev.reset(bev);
+    c->on_close = std::move(on_close);
     Connection* raw = c.get();
     live_.emplace(raw, std::move(c));
 
@@ -211,7 +215,9 @@ void Builtins::close(Connection* c)
 {
     std::chrono::duration<double> ran = Clock::now() - c->started;
     spdlog::info("closed service={} peer={} ran={:.3f}s", c->service, c->peer, ran.count());
+    auto on_close = std::move(c->on_close);
     live_.erase(c);
+    on_close();
 }
 
 void Builtins::refresh_interfaces()
@@ -242,7 +248,8 @@ bool Builtins::silent_to(const SocketAddress& source, const SocketAddress& desti
     return group_or_broadcast(source) || (destination.family() != AF_UNSPEC && group_or_broadcast(destination));
 }
 
-void Builtins::answer(Builtin kind, const std::string& service, int fd)
+void Builtins::answer(Builtin kind, const std::string& service, int fd,
+                      const std::function<bool(const SocketAddress& source)>& admit)
 {
     for (int i = 0; i < kDatagramBatch; ++i) {
         std::array<char, 65536> data;
@@ -303,6 +310,8 @@ void Builtins::answer(Builtin kind, const std::string& service, int fd)
             spdlog::debug("refused service={} peer={} reason=\"reflection risk\"", service, source);
             continue;
         }
+        if (!admit(source))
+            continue;
         std::string reply = datagram_reply(kind, std::string_view(data.data(), static_cast<size_t>(n)), random_);
         if (kind == Builtin::kDiscard)
             continue;

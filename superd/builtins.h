@@ -25,6 +25,7 @@
 #include <netinet/in.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -54,11 +55,14 @@ public:
     Builtins(const Builtins&) = delete;
     Builtins& operator=(const Builtins&) = delete;
 
-    // Takes over a TCP connection of `service`.
-    void serve(Builtin kind, const std::string& service, UniqueFd connection, const SocketAddress& peer);
+    // Takes over a TCP connection of `service`; `on_close` runs when it ends.
+    void serve(Builtin kind, const std::string& service, UniqueFd connection, const SocketAddress& peer,
+               std::function<void()> on_close);
 
-    // Answers the datagrams waiting on the UDP socket `fd`.
-    void answer(Builtin kind, const std::string& service, int fd);
+    // Answers the datagrams waiting on the UDP socket `fd` whose source
+    // `admit` lets through.
+    void answer(Builtin kind, const std::string& service, int fd,
+                const std::function<bool(const SocketAddress& source)>& admit);
 
     // Re-reads the interfaces' broadcast addresses (at start and on reload).
     void refresh_interfaces();

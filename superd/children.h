@@ -7,11 +7,13 @@
 #pragma once
 
 #include "superd/address.h"
+#include "superd/limits.h"
 
 #include <sys/types.h>
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -24,6 +26,7 @@ struct Child {
     SocketAddress peer;        // the client, or the listening address of a wait service
     Clock::time_point started;
     std::string wait_listener; // a wait service's listener key, resumed on exit
+    std::optional<SourceKey> source; // counted against max_per_source until the exit
 };
 
 struct ChildExit {

@@ -4,6 +4,7 @@
 #include "superd/inetd_conf.h"
 
 #include <glob.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -37,11 +39,32 @@ constexpr std::string_view kReservedEnv[] = {
 constexpr std::string_view kServiceKeys[] = {
     "protocol", "listen", "mode", "fd_convention", "builtin", "program", "args", "user", "group", "env",
     "pass_env", "stderr", "cwd", "umask", "nice", "socket_mode", "socket_user", "socket_group",
+    "max_instances", "on_limit", "busy_message", "max_per_source", "source_prefix_v4", "source_prefix_v6",
+    "rate", "burst", "rate_per_source", "burst_per_source", "allow", "deny", "backlog", "timeout", "kill_grace",
+    "rlimit_nofile", "rlimit_cpu", "rlimit_as", "rlimit_nproc", "rlimit_core",
 };
 
 // Keys that only make sense for a program superd spawns.
 constexpr std::string_view kSpawnKeys[] = {
     "mode", "fd_convention", "program", "args", "user", "group", "env", "pass_env", "stderr", "cwd", "umask", "nice",
+    "timeout", "kill_grace", "rlimit_nofile", "rlimit_cpu", "rlimit_as", "rlimit_nproc", "rlimit_core",
+};
+
+// Keys that decide on each connection in the daemon: a wait service's
+// program accepts its connections itself, so they cannot apply to it.
+constexpr std::string_view kAdmissionKeys[] = {
+    "max_instances", "on_limit", "busy_message", "max_per_source", "source_prefix_v4", "source_prefix_v6",
+    "rate", "burst", "rate_per_source", "burst_per_source", "allow", "deny",
+};
+
+struct RlimitKey {
+    std::string_view key;
+    int resource;
+    bool bytes; // sizes may say "512M"
+};
+constexpr RlimitKey kRlimitKeys[] = {
+    {"rlimit_nofile", RLIMIT_NOFILE, false}, {"rlimit_cpu", RLIMIT_CPU, false}, {"rlimit_as", RLIMIT_AS, true},
+    {"rlimit_nproc", RLIMIT_NPROC, false},   {"rlimit_core", RLIMIT_CORE, true},
 };
 
 // Where errors point: the file and the folder that relative paths start from.
@@ -171,6 +194,45 @@ public:
         if (items.empty())
             return error(node, std::string(key) + " is empty");
         return items;
+    }
+
+    // "30s", "500ms", "5m", "1h", or whole seconds as an integer.
+    Result<std::chrono::milliseconds> duration(const toml::node& node, std::string_view key) const
+    {
+        if (const auto* i = node.as_integer(); i && i->get() > 0)
+            return std::chrono::milliseconds(i->get() * 1000);
+        if (const auto* s = node.as_string()) {
+            const std::string& text = s->get();
+            size_t digits = text.find_first_not_of("0123456789");
+            std::string unit = digits == std::string::npos ? "" : text.substr(digits);
+            int64_t scale = unit == "ms" ? 1 : unit == "s" ? 1000 : unit == "m" ? 60000 : unit == "h" ? 3600000 : 0;
+            if (digits > 0 && digits != std::string::npos && digits <= 9 && scale > 0) {
+                int64_t value = std::stoll(text.substr(0, digits)) * scale;
+                if (value > 0)
+                    return std::chrono::milliseconds(value);
+            }
+        }
+        return error(node, std::string(key) + " must be a duration such as \"30s\", \"500ms\", \"5m\" or \"1h\"");
+    }
+
+    // A resource limit: a whole number, "unlimited", or for sizes "64K",
+    // "512M", "2G".
+    Result<uint64_t> limit(const toml::node& node, std::string_view key, bool bytes) const
+    {
+        if (const auto* i = node.as_integer(); i && i->get() >= 0)
+            return static_cast<uint64_t>(i->get());
+        if (const auto* s = node.as_string()) {
+            const std::string& text = s->get();
+            if (text == "unlimited")
+                return static_cast<uint64_t>(RLIM_INFINITY);
+            size_t digits = text.find_first_not_of("0123456789");
+            std::string unit = digits == std::string::npos ? "" : text.substr(digits);
+            uint64_t scale = unit.empty() ? 1 : !bytes ? 0 : unit == "K" ? 1ull << 10 : unit == "M" ? 1ull << 20 : unit == "G" ? 1ull << 30 : 0;
+            if (digits > 0 && digits <= 12 && scale > 0)
+                return std::stoull(text.substr(0, digits)) * scale;
+        }
+        return error(node, std::string(key) + " must be a whole number" + (bytes ? " of bytes (or \"512M\")" : "")
+                               + " or \"unlimited\"");
     }
 
     // A file mode: a string of octal digits ("0660") or a TOML integer (0o660).
@@ -384,6 +446,135 @@ std::optional<Error> read_spawn_settings(const ServiceReader& r, const Source& s
     return std::nullopt;
 }
 
+std::optional<Error> read_admission(const ServiceReader& r, ServiceConfig& config)
+{
+    if (config.mode == Mode::kWait)
+        for (std::string_view key : kAdmissionKeys)
+            if (const toml::node* n = r.get(key))
+                return r.error(*n, std::string(key) + " does not apply to mode = \"wait\" (its program accepts "
+                                                      "the connections itself)");
+    auto count = [&](std::string_view key, std::optional<unsigned>& out) -> std::optional<Error> {
+        if (const toml::node* n = r.get(key)) {
+            auto value = r.integer(*n, key, 1, 1000000);
+            if (!value)
+                return Error{value.error()};
+            out = static_cast<unsigned>(*value);
+        }
+        return std::nullopt;
+    };
+    if (auto e = count("max_instances", config.max_instances))
+        return e;
+    if (auto e = count("max_per_source", config.max_per_source))
+        return e;
+    if (const toml::node* n = r.get("on_limit")) {
+        auto policy = r.choice<OnLimit>(*n, "on_limit", {{"queue", OnLimit::kQueue}, {"reject", OnLimit::kReject}});
+        if (!policy)
+            return Error{policy.error()};
+        config.on_limit = *policy;
+    }
+    if (const toml::node* n = r.get("busy_message")) {
+        auto message = r.string(*n, "busy_message");
+        if (!message)
+            return Error{message.error()};
+        if (config.on_limit != OnLimit::kReject)
+            return r.error(*n, "busy_message goes with on_limit = \"reject\"");
+        config.busy_message = *message;
+    }
+    if (const toml::node* n = r.get("source_prefix_v4")) {
+        auto bits = r.integer(*n, "source_prefix_v4", 0, 32);
+        if (!bits)
+            return Error{bits.error()};
+        config.source_prefix_v4 = static_cast<int>(*bits);
+    }
+    if (const toml::node* n = r.get("source_prefix_v6")) {
+        auto bits = r.integer(*n, "source_prefix_v6", 0, 128);
+        if (!bits)
+            return Error{bits.error()};
+        config.source_prefix_v6 = static_cast<int>(*bits);
+    }
+    auto rate = [&](std::string_view key, std::string_view burst_key, std::optional<double>& out,
+                    double& burst) -> std::optional<Error> {
+        const toml::node* n = r.get(key);
+        const toml::node* b = r.get(burst_key);
+        if (!n) {
+            if (b)
+                return r.error(*b, std::string(burst_key) + " goes with " + std::string(key));
+            return std::nullopt;
+        }
+        const auto* text = n->as_string();
+        auto per_second = text ? parse_rate(text->get()) : Result<double>(Error{"it is not a string"});
+        if (!per_second)
+            return r.error(*n, std::string(key) + ": " + per_second.error());
+        out = *per_second;
+        // By default a second's worth, so a steady rate is never refused.
+        burst = std::max(1.0, std::ceil(*per_second));
+        if (b) {
+            auto value = r.integer(*b, burst_key, 1, 1000000);
+            if (!value)
+                return Error{value.error()};
+            burst = static_cast<double>(*value);
+        }
+        return std::nullopt;
+    };
+    if (auto e = rate("rate", "burst", config.rate, config.burst))
+        return e;
+    if (auto e = rate("rate_per_source", "burst_per_source", config.rate_per_source, config.burst_per_source))
+        return e;
+
+    std::vector<Cidr> lists[2];
+    const char* names[2] = {"allow", "deny"};
+    for (int i = 0; i < 2; ++i) {
+        const toml::node* n = r.get(names[i]);
+        if (!n)
+            continue;
+        auto items = r.strings(*n, names[i], false);
+        if (!items)
+            return Error{items.error()};
+        for (const auto& [text, line] : *items) {
+            auto cidr = Cidr::parse(text);
+            if (!cidr)
+                return r.error(*n, std::string(names[i]) + ": " + cidr.error());
+            lists[i].push_back(*cidr);
+        }
+    }
+    config.access = AccessList(std::move(lists[0]), std::move(lists[1]));
+
+    if (const toml::node* n = r.get("backlog")) {
+        if (config.protocol == Protocol::kUdp)
+            return r.error(*n, "backlog is for stream sockets (tcp, unix)");
+        auto value = r.integer(*n, "backlog", 1, 65535);
+        if (!value)
+            return Error{value.error()};
+        config.backlog = static_cast<int>(*value);
+    }
+    return std::nullopt;
+}
+
+std::optional<Error> read_lifetime(const ServiceReader& r, ServiceConfig& config)
+{
+    if (const toml::node* n = r.get("timeout")) {
+        auto timeout = r.duration(*n, "timeout");
+        if (!timeout)
+            return Error{timeout.error()};
+        config.timeout = *timeout;
+    }
+    if (const toml::node* n = r.get("kill_grace")) {
+        auto grace = r.duration(*n, "kill_grace");
+        if (!grace)
+            return Error{grace.error()};
+        config.kill_grace = *grace;
+    }
+    for (const RlimitKey& k : kRlimitKeys) {
+        if (const toml::node* n = r.get(k.key)) {
+            auto value = r.limit(*n, k.key, k.bytes);
+            if (!value)
+                return Error{value.error()};
+            config.rlimits.push_back({k.resource, *value});
+        }
+    }
+    return std::nullopt;
+}
+
 std::optional<Error> read_socket_ownership(const ServiceReader& r, ServiceConfig& config)
 {
     for (std::string_view key : {"socket_mode", "socket_user", "socket_group"})
@@ -461,7 +652,11 @@ Result<ServiceConfig> parse_service(const Source& src, const toml::key& name, co
             return r.error(*b, "builtins serve TCP and UDP, not unix sockets");
     } else if (auto e = read_spawn_settings(r, src, config)) {
         return *e;
+    } else if (auto e2 = read_lifetime(r, config)) {
+        return *e2;
     }
+    if (auto e = read_admission(r, config))
+        return *e;
     if (auto e = read_socket_ownership(r, config))
         return *e;
     return config;
@@ -512,10 +707,18 @@ std::optional<Error> check_unique(const std::vector<ServiceConfig>& services)
 
 // Reads the [service.NAME] tables of one TOML document into `out`; with
 // `main`, also its [superd] table into `includes` and `inetd_conf`.
+// What only the main file's [superd] table says.
+struct MainSettings {
+    std::vector<std::pair<std::string, int>> includes; // patterns and their lines
+    std::string inetd_conf;
+    std::optional<unsigned> max_children;
+};
+
 std::optional<Error> read_document(const Source& src, const toml::table& root, bool main,
-                                   std::vector<ServiceConfig>& out, std::vector<std::pair<std::string, int>>& includes,
-                                   std::string& inetd_conf)
+                                   std::vector<ServiceConfig>& out, MainSettings& settings)
 {
+    auto& includes = settings.includes;
+    auto& inetd_conf = settings.inetd_conf;
     size_t first = out.size();
     for (const auto& [key, value] : root) {
         if (key == "superd") {
@@ -542,6 +745,11 @@ std::optional<Error> read_document(const Source& src, const toml::table& root, b
                     } else if (auto e = push(v)) {
                         return e;
                     }
+                } else if (k == "max_children") {
+                    const auto* cap = v.as_integer();
+                    if (!cap || cap->get() < 1 || cap->get() > 1000000)
+                        return src.at(v, "max_children must be an integer between 1 and 1000000");
+                    settings.max_children = static_cast<unsigned>(cap->get());
                 } else if (k == "inetd_conf") {
                     if (!v.as_string() || v.as_string()->get().empty())
                         return src.at(v, "inetd_conf must be a file name");
@@ -636,10 +844,12 @@ struct Loader {
         auto root = parse_toml(src, text);
         if (!root)
             return Error{root.error()};
-        std::vector<std::pair<std::string, int>> includes;
-        if (auto e = read_document(src, *root, true, config.services, includes, inetd_conf))
+        MainSettings settings;
+        if (auto e = read_document(src, *root, true, config.services, settings))
             return e;
-        for (const auto& [pattern, line] : includes)
+        inetd_conf = settings.inetd_conf;
+        config.max_children = settings.max_children;
+        for (const auto& [pattern, line] : settings.includes)
             if (auto e = included(src, pattern, line))
                 return e;
         return std::nullopt;
@@ -668,9 +878,8 @@ struct Loader {
             auto root = parse_toml(src, *text);
             if (!root)
                 return Error{root.error()};
-            std::vector<std::pair<std::string, int>> none;
-            std::string unused;
-            if (auto e = read_document(src, *root, false, config.services, none, unused))
+            MainSettings unused;
+            if (auto e = read_document(src, *root, false, config.services, unused))
                 return e;
         }
         return std::nullopt;

@@ -18,10 +18,12 @@
 #pragma once
 
 #include "superd/address.h"
+#include "superd/limits.h"
 #include "superd/result.h"
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -34,6 +36,13 @@ enum class Mode { kNowait, kWait };
 enum class FdConvention { kInetd, kSystemd };
 enum class Builtin { kEcho, kDiscard, kChargen, kDaytime, kTime };
 enum class StderrTarget { kSocket, kLog, kNull };
+enum class OnLimit { kQueue, kReject };
+
+// setrlimit() for a spawned program: soft and hard limit alike.
+struct ResourceLimit {
+    int resource; // RLIMIT_NOFILE, ...
+    uint64_t value; // RLIM_INFINITY for "unlimited"
+};
 
 const char* to_string(Protocol protocol);
 const char* to_string(Builtin builtin);
@@ -79,6 +88,25 @@ struct ServiceConfig {
     // From inetd.conf's "nowait.N": at most N spawns a minute (OpenBSD).
     std::optional<unsigned> inetd_max;
 
+    // Admission, checked in the daemon before anything is spawned.
+    std::optional<unsigned> max_instances; // children (or builtin connections) at once
+    OnLimit on_limit = OnLimit::kQueue;
+    std::string busy_message; // written before closing, with on_limit = "reject"
+    std::optional<unsigned> max_per_source;
+    int source_prefix_v4 = 32;
+    int source_prefix_v6 = 64;
+    std::optional<double> rate; // connections a second, for the whole service
+    double burst = 0;
+    std::optional<double> rate_per_source;
+    double burst_per_source = 0;
+    AccessList access;
+    std::optional<int> backlog; // default: the system's maximum
+
+    // Lifetime and resources of a spawned program.
+    std::optional<std::chrono::milliseconds> timeout;
+    std::chrono::milliseconds kill_grace{2000};
+    std::vector<ResourceLimit> rlimits;
+
     // Unix sockets only.
     std::optional<mode_t> socket_mode;
     std::optional<uid_t> socket_uid;
@@ -87,6 +115,7 @@ struct ServiceConfig {
 
 struct Config {
     std::vector<ServiceConfig> services; // in file order, includes after the main file
+    std::optional<unsigned> max_children; // across all services
     std::vector<std::string> files;      // every file that was read
 
     size_t listener_count() const;

@@ -3,8 +3,8 @@
 #include "superd/log.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,7 +15,7 @@ namespace superd {
 
 namespace {
 
-constexpr int kSignals[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP};
+constexpr int kSignals[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1};
 
 // A wait child that ran less than this "exited at once"; from the third such
 // exit in a row, its listener rests before the next spawn, doubling up to the
@@ -24,8 +24,10 @@ constexpr std::chrono::milliseconds kQuickExit{1000};
 constexpr int kQuickExitsBeforePacing = 3;
 constexpr std::chrono::milliseconds kFirstPace{100};
 constexpr std::chrono::milliseconds kMaxPace{10000};
-// How long a wait listener rests after its spawn failed.
-constexpr std::chrono::milliseconds kSpawnFailurePause{1000};
+// Out of descriptors or processes: the listener rests, doubling from the
+// first to the last pause while the shortage lasts.
+constexpr std::chrono::milliseconds kFirstBackoff{100};
+constexpr std::chrono::milliseconds kMaxBackoff{5000};
 
 const char* signal_name(int signal)
 {
@@ -38,6 +40,8 @@ const char* signal_name(int signal)
         return "SIGINT";
     case SIGHUP:
         return "SIGHUP";
+    case SIGUSR1:
+        return "SIGUSR1";
     default:
         return "?";
     }
@@ -45,8 +49,16 @@ const char* signal_name(int signal)
 
 SocketSpec spec_for(const ServiceConfig& service, const ListenAddress& listen)
 {
-    return SocketSpec{service.protocol, listen.address, service.socket_mode, service.socket_uid, service.socket_gid};
+    return SocketSpec{service.protocol, listen.address,     service.backlog,
+                      service.socket_mode, service.socket_uid, service.socket_gid};
 }
+
+std::chrono::milliseconds next_backoff(std::chrono::milliseconds current)
+{
+    return current.count() == 0 ? kFirstBackoff : std::min(current * 2, kMaxBackoff);
+}
+
+UniqueFd open_null() { return UniqueFd(::open("/dev/null", O_RDWR | O_CLOEXEC)); }
 
 } // namespace
 
@@ -56,8 +68,9 @@ std::optional<Error> Daemon::start(Config config)
 {
     if (!base_)
         return Error{"cannot create the event loop"};
-    dev_null_.reset(::open("/dev/null", O_RDWR | O_CLOEXEC));
-    if (!dev_null_)
+    dev_null_ = open_null();
+    reserve_fd_ = open_null();
+    if (!dev_null_ || !reserve_fd_)
         return Error{std::string("cannot open /dev/null: ") + std::strerror(errno)};
     builtins_ = std::make_unique<Builtins>(base_.get());
 
@@ -106,6 +119,7 @@ std::optional<Error> Daemon::apply(Config config)
     // Commit: nothing below can fail.
     std::vector<std::unique_ptr<Service>> services;
     size_t kept = 0, opened = next.size();
+    auto now = Clock::now();
     for (ServiceConfig& sc : config.services) {
         auto service = std::make_unique<Service>();
         if (!sc.builtin)
@@ -113,6 +127,8 @@ std::optional<Error> Daemon::apply(Config config)
         if (sc.inetd_max)
             spdlog::warn("service={} note=\"the .{} spawn limit of inetd.conf is not enforced yet\"", sc.name,
                          *sc.inetd_max);
+        if (sc.rate)
+            service->bucket = TokenBucket(*sc.rate, sc.burst, now);
         service->config = std::move(sc);
         for (const ListenAddress& la : service->config.listen) {
             SocketSpec spec = spec_for(service->config, la);
@@ -122,12 +138,14 @@ std::optional<Error> Daemon::apply(Config config)
                 Slot& old = listeners_[key];
                 slot.listener = std::move(old.listener);
                 slot.quick_exits = old.quick_exits;
-                if (auto e = slot.listener->apply_ownership(spec))
+                if (auto e = slot.listener->apply_settings(spec))
                     spdlog::warn("service={} listen={} reason=\"{}\"", service->config.name, la.address, e->message);
                 ++kept;
             }
             slot.service = service.get();
+            service->slots.push_back(&slot);
         }
+        states_[service->config.name]; // counters start at zero
         services.push_back(std::move(service));
     }
     size_t closed = 0;
@@ -135,9 +153,14 @@ std::optional<Error> Daemon::apply(Config config)
         closed += slot.listener ? 1 : 0;
     listeners_ = std::move(next); // closes the sockets no service uses any more
     services_ = std::move(services);
+    max_children_ = config.max_children;
     builtins_->refresh_interfaces();
-    for (auto& [key, slot] : listeners_)
+    for (auto& [key, slot] : listeners_) {
+        // Limits may have changed: the gate puts back whatever still applies.
+        slot.listener->release(kHoldServiceFull);
+        slot.listener->release(kHoldAllFull);
         serve(slot);
+    }
     if (started_)
         spdlog::info("reloaded services={} listeners={} kept={} opened={} closed={}", services_.size(),
                      listeners_.size(), kept, opened, closed);
@@ -153,15 +176,28 @@ void Daemon::serve(Slot& slot)
     Slot* s = &slot;
     if (config.builtin && config.protocol == Protocol::kUdp) {
         listener.watch_with(base, [this, s] {
-            builtins_->answer(*s->service->config.builtin, s->service->config.name, s->listener->fd());
+            Service& service = *s->service;
+            builtins_->answer(*service.config.builtin, service.config.name, s->listener->fd(),
+                              [this, &service](const SocketAddress& source) {
+                                  std::optional<SourceKey> key;
+                                  Refusal why;
+                                  if (admit(service, source, key, why))
+                                      return true;
+                                  refuse(service, -1, source, why);
+                                  return false;
+                              });
         });
     } else if (config.mode == Mode::kWait && !config.builtin) {
         std::string key = listener.spec().key();
         listener.watch_with(base, [this, s, key] { on_wait_ready(*s, key); });
     } else {
-        listener.accept_with(base, [this, s](UniqueFd connection, const SocketAddress& peer) {
-            on_connection(*s, std::move(connection), peer);
-        });
+        listener.accept_with(base, Listener::AcceptHooks{
+                                       [this, s](UniqueFd connection, const SocketAddress& peer) {
+                                           on_connection(*s, std::move(connection), peer);
+                                       },
+                                       [this, s] { return may_accept(*s); },
+                                       [this, s] { out_of_fds(*s); },
+                                   });
     }
 }
 
@@ -177,6 +213,21 @@ void Daemon::reload()
         spdlog::error("reload failed reason=\"{}\" (the running configuration stays)", error->message);
 }
 
+void Daemon::log_counters()
+{
+    for (const auto& [name, st] : states_) {
+        const Counters& c = st.counters;
+        spdlog::info("counters service={} running={} accepted={} spawned={} refused_acl={} refused_limit={} "
+                     "refused_source={} refused_rate={} refused_fds={} failed_spawn={} exited_ok={} "
+                     "exited_error={} exited_signal={} timed_out={}",
+                     name, st.running, c.accepted, c.spawned, c.refused_acl, c.refused_limit, c.refused_source,
+                     c.refused_rate, c.refused_fds, c.failed_spawn, c.exited_ok, c.exited_error, c.exited_signal,
+                     c.timed_out);
+    }
+    spdlog::info("counters children={} builtin_connections={} stderr_pipes={}", children_.size(),
+                 builtins_->connections(), stderr_pipes_.size());
+}
+
 void Daemon::on_signal(evutil_socket_t signal, short, void* self)
 {
     static_cast<Daemon*>(self)->handle_signal(static_cast<int>(signal));
@@ -190,6 +241,9 @@ void Daemon::handle_signal(int signal)
         break;
     case SIGHUP:
         reload();
+        break;
+    case SIGUSR1:
+        log_counters();
         break;
     case SIGTERM:
     case SIGINT: {
@@ -209,10 +263,119 @@ void Daemon::handle_signal(int signal)
     }
 }
 
+// Before each accept: under on_limit = "queue", a full service (or superd)
+// or an empty bucket stops the listener, and the backlog waits.
+bool Daemon::may_accept(Slot& slot)
+{
+    Service& service = *slot.service;
+    const ServiceConfig& config = service.config;
+    if (!config.builtin && max_children_ && children_.size() >= *max_children_) {
+        slot.listener->hold(kHoldAllFull);
+        return false;
+    }
+    if (config.on_limit != OnLimit::kQueue)
+        return true;
+    if (config.max_instances && states_[config.name].running >= *config.max_instances) {
+        for (Slot* s : service.slots)
+            s->listener->hold(kHoldServiceFull);
+        return false;
+    }
+    if (service.bucket) {
+        auto wait = service.bucket->wait(Clock::now());
+        if (wait.count() > 0) {
+            slot.listener->hold_for(kHoldRate, wait);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool Daemon::admit(Service& service, const SocketAddress& peer, std::optional<SourceKey>& source, Refusal& why)
+{
+    const ServiceConfig& config = service.config;
+    ServiceState& st = states_[config.name];
+    auto now = Clock::now();
+    if (!config.access.empty() && !config.access.allows(peer)) {
+        why = Refusal::kAcl;
+        return false;
+    }
+    if (config.on_limit == OnLimit::kReject && config.max_instances && st.running >= *config.max_instances) {
+        why = Refusal::kLimit;
+        return false;
+    }
+    bool by_source = (config.max_per_source || config.rate_per_source) && peer.family() != AF_UNIX;
+    if (by_source) {
+        source = SourceKey::of(peer, config.source_prefix_v4, config.source_prefix_v6);
+        auto count = st.per_source.find(*source);
+        if (config.max_per_source && count != st.per_source.end() && count->second >= *config.max_per_source) {
+            why = Refusal::kSource;
+            return false;
+        }
+        if (config.rate_per_source) {
+            auto [bucket, added] = service.source_buckets.try_emplace(
+                *source, TokenBucket(*config.rate_per_source, config.burst_per_source, now));
+            if (added && service.source_buckets.size() >= service.sweep_at) {
+                // Forget sources whose bucket has refilled: they are as new.
+                std::erase_if(service.source_buckets, [&](const auto& entry) { return entry.second.full(now); });
+                service.sweep_at = std::max<size_t>(4096, service.source_buckets.size() * 2);
+                bucket = service.source_buckets.try_emplace(*source, TokenBucket(*config.rate_per_source,
+                                                                                 config.burst_per_source, now))
+                             .first;
+            }
+            if (!bucket->second.take(now)) {
+                why = Refusal::kRate;
+                return false;
+            }
+        }
+    }
+    // Under "queue" the gate waited for this token, so it is there.
+    if (service.bucket && !service.bucket->take(now) && config.on_limit == OnLimit::kReject) {
+        why = Refusal::kRate;
+        return false;
+    }
+    return true;
+}
+
+void Daemon::refuse(Service& service, int connection, const SocketAddress& peer, Refusal why)
+{
+    Counters& c = states_[service.config.name].counters;
+    const char* reason = "";
+    switch (why) {
+    case Refusal::kAcl:
+        ++c.refused_acl;
+        reason = "acl";
+        break;
+    case Refusal::kLimit:
+        ++c.refused_limit;
+        reason = "limit";
+        if (connection >= 0 && !service.config.busy_message.empty())
+            (void)::send(connection, service.config.busy_message.data(), service.config.busy_message.size(),
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        break;
+    case Refusal::kSource:
+        ++c.refused_source;
+        reason = "source";
+        break;
+    case Refusal::kRate:
+        ++c.refused_rate;
+        reason = "rate";
+        break;
+    case Refusal::kFds:
+        ++c.refused_fds;
+        reason = "fds";
+        break;
+    }
+    spdlog::info("refused service={} peer={} reason={}", service.config.name, peer, reason);
+}
+
 void Daemon::on_connection(Slot& slot, UniqueFd connection, const SocketAddress& peer)
 {
     Service& service = *slot.service;
+    const ServiceConfig& config = service.config;
     const Listener& listener = *slot.listener;
+    ServiceState& st = states_[config.name];
+    ++st.counters.accepted;
+    slot.fd_backoff = std::chrono::milliseconds(0);
 
     // A wildcard listener learns which local address the client reached.
     SocketAddress local = listener.address();
@@ -230,58 +393,161 @@ void Daemon::on_connection(Slot& slot, UniqueFd connection, const SocketAddress&
             who.credentials = cred;
         shown = local;
     }
-    spdlog::info("accepted service={} peer={} local={}", service.config.name, shown, local);
 
-    if (service.config.builtin) {
-        builtins_->serve(*service.config.builtin, service.config.name, std::move(connection), shown);
+    std::optional<SourceKey> source;
+    Refusal why;
+    if (!admit(service, shown, source, why)) {
+        refuse(service, connection.get(), shown, why);
+        return; // closing the connection tells the client
+    }
+    spdlog::info("accepted service={} peer={} local={}", config.name, shown, local);
+
+    if (config.builtin) {
+        ++st.running;
+        if (source)
+            ++st.per_source[*source];
+        builtins_->serve(*config.builtin, config.name, std::move(connection), shown,
+                         [this, name = config.name, source] { finished(name, source); });
         return;
     }
-    launch(service, connection.get(), who, shown, "");
+    launch(slot, connection.get(), who, shown, "", source);
     // `connection` closes here: the child has its own copy.
+}
+
+// accept() has run out of descriptors. Give up the reserve to drain one
+// connection (its client learns at once instead of hanging), then rest the
+// listener, longer while the shortage lasts. Nothing spins.
+void Daemon::out_of_fds(Slot& slot)
+{
+    reserve_fd_.reset();
+    UniqueFd drained(::accept4(slot.listener->fd(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (drained)
+        refuse(*slot.service, -1, slot.listener->address(), Refusal::kFds);
+    drained.reset();
+    reserve_fd_ = open_null();
+    slot.fd_backoff = next_backoff(slot.fd_backoff);
+    spdlog::warn("paused service={} listen={} reason=\"out of file descriptors\" retry_in={}ms",
+                 slot.service->config.name, slot.listener->address(), slot.fd_backoff.count());
+    slot.listener->hold_for(kHoldOutOfFds, slot.fd_backoff);
 }
 
 void Daemon::on_wait_ready(Slot& slot, const std::string& key)
 {
     // The child owns the socket until it exits.
-    slot.listener->pause();
-    if (!launch(*slot.service, slot.listener->fd(), Peer{}, slot.listener->address(), key))
-        slot.listener->resume(kSpawnFailurePause);
+    slot.listener->hold(kHoldWaitChild);
+    if (!launch(slot, slot.listener->fd(), Peer{}, slot.listener->address(), key, std::nullopt)) {
+        slot.listener->release(kHoldWaitChild);
+        slot.spawn_backoff = next_backoff(slot.spawn_backoff);
+        slot.listener->hold_for(kHoldPaced, slot.spawn_backoff);
+    }
 }
 
-bool Daemon::launch(Service& service, int socket, const Peer& peer, const SocketAddress& shown,
-                    const std::string& wait_listener)
+bool Daemon::launch(Slot& slot, int socket, const Peer& peer, const SocketAddress& shown,
+                    const std::string& wait_listener, const std::optional<SourceKey>& source)
 {
+    Service& service = *slot.service;
     const std::string& name = service.config.name;
+    ServiceState& st = states_[name];
     SpawnIo io{socket, -1, dev_null_.get()};
     std::unique_ptr<StderrPipe> pipe;
+    SpawnResult spawned;
     if (service.config.stderr_target == StderrTarget::kNull) {
         io.stderr_fd = dev_null_.get();
     } else if (service.config.stderr_target == StderrTarget::kLog) {
         auto opened = StderrPipe::open(base_.get(), name, [this](StderrPipe* p) { stderr_pipes_.erase(p); });
-        if (!opened) {
-            spdlog::error("failed service={} peer={} reason=\"stderr {}\"", name, shown, opened.error());
-            return false;
+        if (opened) {
+            pipe = std::move(*opened);
+            io.stderr_fd = pipe->write_end();
+        } else {
+            spawned = SpawnResult{-1, errno ? errno : EMFILE, "pipe"};
         }
-        pipe = std::move(*opened);
-        io.stderr_fd = pipe->write_end();
     }
-
-    SpawnResult spawned = service.launcher->spawn(io, peer);
+    if (spawned.step[0] == '\0')
+        spawned = service.launcher->spawn(io, peer);
     if (pipe)
         pipe->close_write_end();
+
     if (spawned.error != 0) {
+        ++st.counters.failed_spawn;
         spdlog::error("failed service={} peer={} reason=\"spawn {}: {}: {}\"", name, shown,
                       service.launcher->program(), spawned.step, std::strerror(spawned.error));
+        // Out of processes, memory or fds: rest the listener, do not spin.
+        int e = spawned.error;
+        if (wait_listener.empty() && (e == EAGAIN || e == ENOMEM || e == EMFILE || e == ENFILE)) {
+            slot.spawn_backoff = next_backoff(slot.spawn_backoff);
+            slot.listener->hold_for(kHoldPaced, slot.spawn_backoff);
+        }
         return false;
     }
+    slot.spawn_backoff = std::chrono::milliseconds(0);
     if (pipe) {
         pipe->started(spawned.pid);
         StderrPipe* raw = pipe.get();
         stderr_pipes_.emplace(raw, std::move(pipe));
     }
-    children_.add(spawned.pid, Child{name, shown, Clock::now(), wait_listener});
+    children_.add(spawned.pid, Child{name, shown, Clock::now(), wait_listener, source});
+    ++st.counters.spawned;
+    ++st.running;
+    if (source)
+        ++st.per_source[*source];
+    if (service.config.timeout) {
+        auto deadline = std::make_unique<Deadline>();
+        deadline->daemon = this;
+        deadline->pid = spawned.pid;
+        deadline->service = name;
+        deadline->grace = service.config.kill_grace;
+        deadline->timer.reset(evtimer_new(base_.get(), on_deadline, deadline.get()));
+        auto ms = service.config.timeout->count();
+        timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>(ms % 1000 * 1000)};
+        if (deadline->timer && evtimer_add(deadline->timer.get(), &tv) == 0)
+            deadlines_[spawned.pid] = std::move(deadline);
+        else
+            spdlog::error("service={} pid={} reason=\"cannot set its timeout\"", name, spawned.pid);
+    }
     spdlog::info("spawned service={} pid={} peer={}", name, spawned.pid, shown);
     return true;
+}
+
+void Daemon::on_deadline(evutil_socket_t, short, void* arg)
+{
+    auto* d = static_cast<Deadline*>(arg);
+    // The child leads its own session, so its pid is its process group.
+    if (!d->terminated) {
+        d->terminated = true;
+        ++d->daemon->states_[d->service].counters.timed_out;
+        spdlog::warn("timeout service={} pid={} action=SIGTERM grace={}ms", d->service, d->pid, d->grace.count());
+        ::kill(-d->pid, SIGTERM);
+        auto ms = d->grace.count();
+        timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>(ms % 1000 * 1000)};
+        evtimer_add(d->timer.get(), &tv);
+        return;
+    }
+    spdlog::warn("timeout service={} pid={} action=SIGKILL", d->service, d->pid);
+    ::kill(-d->pid, SIGKILL);
+}
+
+void Daemon::finished(const std::string& name, const std::optional<SourceKey>& source)
+{
+    ServiceState& st = states_[name];
+    if (st.running > 0)
+        --st.running;
+    if (source) {
+        auto it = st.per_source.find(*source);
+        if (it != st.per_source.end() && --it->second == 0)
+            st.per_source.erase(it);
+    }
+    // Room again: take off the holds that limits put on.
+    for (auto& service : services_) {
+        const ServiceConfig& config = service->config;
+        if (config.name == name && (!config.max_instances || st.running < *config.max_instances))
+            for (Slot* s : service->slots)
+                if (s->listener->held(kHoldServiceFull))
+                    s->listener->release(kHoldServiceFull);
+    }
+    if (max_children_ && children_.size() < *max_children_)
+        for (auto& [key, slot] : listeners_)
+            if (slot.listener->held(kHoldAllFull))
+                slot.listener->release(kHoldAllFull);
 }
 
 void Daemon::reap()
@@ -295,10 +561,19 @@ void Daemon::child_exited(const ChildExit& exit)
         spdlog::debug("reaped pid={} status=\"{}\" (not a service)", exit.pid, describe_wait_status(exit.status));
         return;
     }
+    deadlines_.erase(exit.pid);
     auto ran = Clock::now() - exit.child.started;
     spdlog::info("exited service={} pid={} peer={} status=\"{}\" ran={:.3f}s", exit.child.service, exit.pid,
                  exit.child.peer, describe_wait_status(exit.status),
                  std::chrono::duration<double>(ran).count());
+    Counters& c = states_[exit.child.service].counters;
+    if (WIFSIGNALED(exit.status))
+        ++c.exited_signal;
+    else if (WEXITSTATUS(exit.status) == 0)
+        ++c.exited_ok;
+    else
+        ++c.exited_error;
+    finished(exit.child.service, exit.child.source);
 
     if (exit.child.wait_listener.empty())
         return;
@@ -307,14 +582,14 @@ void Daemon::child_exited(const ChildExit& exit)
         return; // removed by a reload while the child ran
     Slot& slot = it->second;
     slot.quick_exits = ran < kQuickExit ? slot.quick_exits + 1 : 0;
-    std::chrono::milliseconds pace{0};
+    slot.listener->release(kHoldWaitChild);
     if (slot.quick_exits >= kQuickExitsBeforePacing) {
         int doublings = std::min(slot.quick_exits - kQuickExitsBeforePacing, 10);
-        pace = std::min(kFirstPace * (1 << doublings), kMaxPace);
+        auto pace = std::min(kFirstPace * (1 << doublings), kMaxPace);
         spdlog::warn("paced service={} listen={} exits_at_once={} retry_in={}ms", exit.child.service,
                      slot.listener->address(), slot.quick_exits, pace.count());
+        slot.listener->hold_for(kHoldPaced, pace);
     }
-    slot.listener->resume(pace);
 }
 
 } // namespace superd

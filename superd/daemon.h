@@ -1,32 +1,37 @@
 // Daemon: the running superserver. It owns the event base and all state:
 // services, their listeners and launchers, the builtins, the table of live
-// children, stderr pipes and the signal events. Nothing else in superd holds
-// mutable global state.
+// children, their deadlines, stderr pipes, counters and the signal events.
+// Nothing else in superd holds mutable global state.
 //
-// Flow: a listener accepts a connection, the daemon spawns the service's
-// program with it and closes its own copy at once (or hands it to a
-// builtin); SIGCHLD reaps and logs. A wait service's listener is paused while
-// its child runs and resumed when it exits, paced with backoff if the child
-// keeps exiting at once. Signals arrive as libevent events, never as work
-// done in a handler: SIGCHLD reaps, SIGHUP reloads, SIGTERM and SIGINT stop
-// accepting and end run() with 0 (running services finish undisturbed).
+// Flow: a listener accepts a connection, the daemon admits it (access list,
+// instances, per-source count, rates) or refuses it, then spawns the
+// service's program with it and closes its own copy at once (or hands it to
+// a builtin); SIGCHLD reaps and logs. Limits under on_limit = "queue" stop
+// the listener before accept, so the kernel backlog holds the rest; a wait
+// service's listener is held while its child runs. Signals arrive as
+// libevent events, never as work done in a handler: SIGCHLD reaps, SIGHUP
+// reloads, SIGUSR1 logs the counters, SIGTERM and SIGINT stop accepting and
+// end run() with 0 (running services finish undisturbed).
 //
 // A reload is a transaction: the new configuration is loaded and validated
 // in full and every new socket is opened before anything changes; on any
 // error the running configuration stays as it was. Sockets whose key
 // (protocol and address) stays are handed over, not reopened, so no
-// connection waiting in a backlog is lost. Running children are untouched.
+// connection waiting in a backlog is lost. Running children, counters and
+// per-service counts are kept by service name.
 #pragma once
 
 #include "superd/builtins.h"
 #include "superd/children.h"
 #include "superd/config.h"
 #include "superd/event.h"
+#include "superd/limits.h"
 #include "superd/listener.h"
 #include "superd/result.h"
 #include "superd/spawn.h"
 #include "superd/stderr_log.h"
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
@@ -34,6 +39,22 @@
 #include <vector>
 
 namespace superd {
+
+// What happened to a service's connections; SIGUSR1 logs them.
+struct Counters {
+    uint64_t accepted = 0;
+    uint64_t spawned = 0;
+    uint64_t refused_acl = 0;
+    uint64_t refused_limit = 0;
+    uint64_t refused_source = 0;
+    uint64_t refused_rate = 0;
+    uint64_t refused_fds = 0;
+    uint64_t failed_spawn = 0;
+    uint64_t exited_ok = 0;
+    uint64_t exited_error = 0;
+    uint64_t exited_signal = 0;
+    uint64_t timed_out = 0;
+};
 
 class Daemon {
 public:
@@ -50,16 +71,39 @@ public:
     int run();
 
 private:
+    struct Slot;
     struct Service {
         ServiceConfig config;
         std::unique_ptr<Launcher> launcher; // null for builtins
+        std::vector<Slot*> slots;
+        std::optional<TokenBucket> bucket;
+        std::unordered_map<SourceKey, TokenBucket, SourceKeyHash> source_buckets;
+        size_t sweep_at = 4096; // when to forget full per-source buckets
     };
     // One listening socket and what serves it.
     struct Slot {
         std::unique_ptr<Listener> listener;
         Service* service = nullptr;
         int quick_exits = 0; // wait services: children in a row that exited at once
+        std::chrono::milliseconds fd_backoff{0};
+        std::chrono::milliseconds spawn_backoff{0};
     };
+    // Kept by service name across reloads.
+    struct ServiceState {
+        Counters counters;
+        unsigned running = 0; // children and builtin connections
+        std::unordered_map<SourceKey, unsigned, SourceKeyHash> per_source;
+    };
+    // A child's timeout: SIGTERM to its process group, SIGKILL after grace.
+    struct Deadline {
+        Daemon* daemon = nullptr;
+        pid_t pid = 0;
+        std::string service;
+        std::chrono::milliseconds grace{0};
+        bool terminated = false;
+        Event timer;
+    };
+    enum class Refusal { kAcl, kLimit, kSource, kRate, kFds };
 
     static void on_signal(evutil_socket_t signal, short, void* self);
     void handle_signal(int signal);
@@ -68,22 +112,34 @@ private:
     std::optional<Error> apply(Config config);
     void serve(Slot& slot);
     void reload();
+    void log_counters();
 
+    bool may_accept(Slot& slot);
     void on_connection(Slot& slot, UniqueFd connection, const SocketAddress& peer);
+    bool admit(Service& service, const SocketAddress& peer, std::optional<SourceKey>& source, Refusal& why);
+    void refuse(Service& service, int connection, const SocketAddress& peer, Refusal why);
+    void out_of_fds(Slot& slot);
     void on_wait_ready(Slot& slot, const std::string& key);
     // Spawns `service` with `socket`; false when the spawn failed (logged).
-    bool launch(Service& service, int socket, const Peer& peer, const SocketAddress& shown,
-                const std::string& wait_listener);
+    bool launch(Slot& slot, int socket, const Peer& peer, const SocketAddress& shown,
+                const std::string& wait_listener, const std::optional<SourceKey>& source);
+    // A child or builtin connection of `service` has ended.
+    void finished(const std::string& service, const std::optional<SourceKey>& source);
     void reap();
     void child_exited(const ChildExit& exit);
+    static void on_deadline(evutil_socket_t, short, void* deadline);
 
     ConfigSources sources_;
     EventBase base_; // before every member that holds events
     UniqueFd dev_null_;
+    UniqueFd reserve_fd_; // given up to drain a connection when out of fds
     std::vector<std::unique_ptr<Service>> services_;
     std::map<std::string, Slot> listeners_; // by SocketSpec::key()
+    std::map<std::string, ServiceState> states_;
+    std::optional<unsigned> max_children_;
     std::unique_ptr<Builtins> builtins_;
     std::unordered_map<StderrPipe*, std::unique_ptr<StderrPipe>> stderr_pipes_;
+    std::unordered_map<pid_t, std::unique_ptr<Deadline>> deadlines_;
     std::vector<Event> signal_events_;
     ChildTable children_;
     bool started_ = false; // the first apply() is the start, later ones reloads

@@ -159,10 +159,10 @@ std::chrono::milliseconds TokenBucket::wait(MonotonicTime now)
     return std::chrono::milliseconds(static_cast<int64_t>(std::ceil((1 - tokens_) / rate_ * 1000)));
 }
 
-bool TokenBucket::full(MonotonicTime now)
+bool TokenBucket::full(MonotonicTime now) const
 {
-    refill(now);
-    return tokens_ >= burst_;
+    std::chrono::duration<double> elapsed = now > last_ ? now - last_ : MonotonicTime::duration(0);
+    return tokens_ + elapsed.count() * rate_ >= burst_;
 }
 
 } // namespace superd

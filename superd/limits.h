@@ -76,7 +76,7 @@ public:
     // How long until a token is there (zero if one is).
     std::chrono::milliseconds wait(MonotonicTime now);
     // Full again: nothing taken for long enough to have refilled.
-    bool full(MonotonicTime now);
+    bool full(MonotonicTime now) const;
 
 private:
     void refill(MonotonicTime now);

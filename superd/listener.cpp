@@ -19,8 +19,8 @@ namespace {
 // Enough to drain a burst without starving the other listeners and signals.
 constexpr int kAcceptBatch = 64;
 
-// How long a listener rests when the process is out of fds or memory.
-constexpr std::chrono::milliseconds kOutOfResourcesPause{1000};
+// How long a listener rests when the process is out of memory.
+constexpr std::chrono::milliseconds kOutOfMemoryPause{1000};
 
 // listen() caps the backlog at net.core.somaxconn, so asking for the most
 // gives the system's maximum.
@@ -51,6 +51,14 @@ std::optional<Error> clear_unix_path(const SocketSpec& spec)
 
 } // namespace
 
+static int bit_index(Hold reason)
+{
+    int i = 0;
+    while ((1u << i) != reason)
+        ++i;
+    return i;
+}
+
 std::string SocketSpec::key() const { return std::string(to_string(protocol)) + " " + address.to_string(); }
 
 Result<std::unique_ptr<Listener>> Listener::open(const SocketSpec& spec)
@@ -80,7 +88,7 @@ Result<std::unique_ptr<Listener>> Listener::open(const SocketSpec& spec)
         ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
     if (::bind(fd.get(), address.get(), address.length) != 0)
         return failure("bind", spec, errno);
-    if (type == SOCK_STREAM && ::listen(fd.get(), kBacklog) != 0)
+    if (type == SOCK_STREAM && ::listen(fd.get(), spec.backlog.value_or(kBacklog)) != 0)
         return failure("listen on", spec, errno);
 
     std::unique_ptr<Listener> listener(new Listener(std::move(fd), spec));
@@ -88,7 +96,7 @@ Result<std::unique_ptr<Listener>> Listener::open(const SocketSpec& spec)
         struct stat st;
         if (::stat(std::string(address.path()).c_str(), &st) == 0)
             listener->unix_inode_ = st.st_ino;
-        if (auto e = listener->apply_ownership(spec))
+        if (auto e = listener->apply_settings(spec))
             return *e;
     }
     return listener;
@@ -105,11 +113,16 @@ Listener::~Listener()
     }
 }
 
-std::optional<Error> Listener::apply_ownership(const SocketSpec& spec)
+std::optional<Error> Listener::apply_settings(const SocketSpec& spec)
 {
     spec_.mode = spec.mode;
     spec_.uid = spec.uid;
     spec_.gid = spec.gid;
+    if (spec_.protocol != Protocol::kUdp && spec.backlog != spec_.backlog) {
+        spec_.backlog = spec.backlog;
+        if (::listen(fd_.get(), spec_.backlog.value_or(kBacklog)) != 0)
+            return failure("set the backlog of", spec_, errno);
+    }
     if (spec_.address.family() != AF_UNIX)
         return std::nullopt;
     std::string path(spec_.address.path());
@@ -123,9 +136,9 @@ std::optional<Error> Listener::apply_ownership(const SocketSpec& spec)
     return std::nullopt;
 }
 
-void Listener::accept_with(event_base* base, ConnectionHandler handler)
+void Listener::accept_with(event_base* base, AcceptHooks hooks)
 {
-    on_connection_ = std::move(handler);
+    accept_ = std::move(hooks);
     on_ready_ = nullptr;
     start(base);
 }
@@ -133,44 +146,70 @@ void Listener::accept_with(event_base* base, ConnectionHandler handler)
 void Listener::watch_with(event_base* base, ReadyHandler handler)
 {
     on_ready_ = std::move(handler);
-    on_connection_ = nullptr;
+    accept_ = AcceptHooks{};
     start(base);
 }
 
 // The first start watches the socket; later ones (a reload) only swap the
-// handler and leave a paused listener paused: its wait child still runs.
+// handler, and holds stay on: a wait child may still run.
 void Listener::start(event_base* base)
 {
     if (read_event_)
         return;
+    base_ = base;
     read_event_.reset(event_new(base, fd_.get(), EV_READ | EV_PERSIST, on_readable, this));
-    resume_timer_.reset(evtimer_new(base, on_resume, this));
-    if (!read_event_ || !resume_timer_) {
+    if (!read_event_) {
         spdlog::critical("cannot watch listen={}: out of memory", address());
         return;
     }
-    resume();
+    update();
 }
 
-void Listener::pause()
+void Listener::update()
 {
-    paused_ = true;
-    event_del(read_event_.get());
-    evtimer_del(resume_timer_.get());
-}
-
-void Listener::resume(std::chrono::milliseconds delay)
-{
-    evtimer_del(resume_timer_.get());
-    if (delay.count() > 0) {
-        event_del(read_event_.get());
-        paused_ = true;
-        timeval tv{static_cast<time_t>(delay.count() / 1000), static_cast<suseconds_t>(delay.count() % 1000 * 1000)};
-        evtimer_add(resume_timer_.get(), &tv);
+    bool watch = holds_ == 0 && read_event_;
+    if (watch == watching_)
         return;
+    watching_ = watch;
+    if (watch)
+        event_add(read_event_.get(), nullptr);
+    else if (read_event_)
+        event_del(read_event_.get());
+}
+
+void Listener::hold(Hold reason)
+{
+    holds_ |= reason;
+    update();
+}
+
+void Listener::release(Hold reason)
+{
+    Release& r = releases_[static_cast<size_t>(bit_index(reason))];
+    if (r.timer)
+        evtimer_del(r.timer.get());
+    holds_ &= ~static_cast<unsigned>(reason);
+    update();
+}
+
+void Listener::hold_for(Hold reason, std::chrono::milliseconds delay)
+{
+    Release& r = releases_[static_cast<size_t>(bit_index(reason))];
+    if (!r.timer) {
+        r.listener = this;
+        r.reason = reason;
+        r.timer.reset(evtimer_new(base_, on_release, &r));
     }
-    paused_ = false;
-    event_add(read_event_.get(), nullptr);
+    hold(reason);
+    timeval tv{static_cast<time_t>(delay.count() / 1000), static_cast<suseconds_t>(delay.count() % 1000 * 1000)};
+    if (!r.timer || evtimer_add(r.timer.get(), &tv) != 0)
+        release(reason); // never stay held for want of a timer
+}
+
+void Listener::on_release(evutil_socket_t, short, void* release)
+{
+    auto* r = static_cast<Release*>(release);
+    r->listener->release(r->reason);
 }
 
 void Listener::on_readable(evutil_socket_t, short, void* self)
@@ -182,21 +221,16 @@ void Listener::on_readable(evutil_socket_t, short, void* self)
         listener->accept_batch();
 }
 
-void Listener::on_resume(evutil_socket_t, short, void* self)
-{
-    auto* listener = static_cast<Listener*>(self);
-    spdlog::debug("resumed listen={}", listener->address());
-    listener->resume();
-}
-
 void Listener::accept_batch()
 {
-    for (int i = 0; i < kAcceptBatch && !paused_; ++i) {
+    for (int i = 0; i < kAcceptBatch && !held(); ++i) {
+        if (accept_.gate && !accept_.gate())
+            return;
         SocketAddress peer;
         peer.length = sizeof peer.storage;
         int fd = ::accept4(fd_.get(), peer.get(), &peer.length, SOCK_CLOEXEC);
         if (fd >= 0) {
-            on_connection_(UniqueFd(fd), peer);
+            accept_.on_connection(UniqueFd(fd), peer);
             continue;
         }
         switch (errno) {
@@ -216,10 +250,17 @@ void Listener::accept_batch()
         case ENETUNREACH:
         case EPERM: // a firewall rule refused this connection
             continue;
+        case EMFILE:
+        case ENFILE:
+            if (accept_.on_out_of_fds) {
+                accept_.on_out_of_fds();
+                return;
+            }
+            [[fallthrough]];
         default:
             spdlog::warn("paused listen={} reason=\"accept: {}\" for={}ms", address(), std::strerror(errno),
-                         kOutOfResourcesPause.count());
-            resume(kOutOfResourcesPause);
+                         kOutOfMemoryPause.count());
+            hold_for(kHoldOutOfFds, kOutOfMemoryPause);
             return;
         }
     }

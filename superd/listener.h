@@ -7,11 +7,17 @@
 //
 // Two ways to serve it:
 // - accepting: on readiness, accept4 (SOCK_CLOEXEC, so the connection is
-//   blocking and close-on-exec) in a loop until EAGAIN or a batch limit, and
-//   hand each connection to the handler. Transient errors are skipped; out
-//   of descriptors or memory pauses the listener instead of spinning.
+//   blocking and close-on-exec) in a loop until EAGAIN, a batch limit, or
+//   the gate says no, and hand each connection to the handler. Transient
+//   errors are skipped. Out of descriptors, the out-of-fds hook runs (it
+//   drains one connection and holds the listener); out of memory, the
+//   listener rests.
 // - watching: on readiness, call the handler with the socket itself (wait
-//   services, UDP builtins). The handler decides whether to pause.
+//   services, UDP builtins).
+//
+// Backpressure is by not listening: while any hold is on, the socket is not
+// watched and the kernel backlog keeps new connections. Holds have reasons,
+// each put on and taken off on its own, some released by a timer.
 //
 // A Listener must not move once started: its events point at it.
 #pragma once
@@ -24,6 +30,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -32,10 +39,22 @@
 
 namespace superd {
 
+// Why a listener is not being watched.
+enum Hold : unsigned {
+    kHoldWaitChild = 1u << 0,   // a wait service's child owns the socket
+    kHoldServiceFull = 1u << 1, // max_instances reached (on_limit = "queue")
+    kHoldAllFull = 1u << 2,     // [superd] max_children reached
+    kHoldRate = 1u << 3,        // the service's rate, until the next token
+    kHoldOutOfFds = 1u << 4,    // accept ran out of descriptors or memory
+    kHoldPaced = 1u << 5,       // spawns fail, or wait children exit at once
+};
+constexpr int kHoldReasons = 6;
+
 // How a listening socket is made; part of its identity across reloads.
 struct SocketSpec {
     Protocol protocol = Protocol::kTcp;
     SocketAddress address;
+    std::optional<int> backlog; // stream sockets; default: the system's maximum
     // Unix sockets: applied at open and again at each reload.
     std::optional<mode_t> mode;
     std::optional<uid_t> uid;
@@ -50,6 +69,14 @@ public:
     using ConnectionHandler = std::function<void(UniqueFd connection, const SocketAddress& peer)>;
     using ReadyHandler = std::function<void()>;
 
+    struct AcceptHooks {
+        ConnectionHandler on_connection;
+        // Asked before each accept; false stops (it should put a hold on).
+        std::function<bool()> gate;
+        // accept() failed with EMFILE or ENFILE.
+        std::function<void()> on_out_of_fds;
+    };
+
     // Opens, binds and (for streams) listens. A stale unix socket file left
     // by a dead superd is replaced; one that is live, or a file that is not a
     // socket, is an error. The error names the address and the reason.
@@ -59,18 +86,21 @@ public:
     Listener(const Listener&) = delete;
     Listener& operator=(const Listener&) = delete;
 
-    // Serves the socket with `handler` from now on; replaces any earlier one.
-    void accept_with(event_base* base, ConnectionHandler handler);
+    // Serves the socket from now on; replaces any earlier handler.
+    void accept_with(event_base* base, AcceptHooks hooks);
     void watch_with(event_base* base, ReadyHandler handler);
 
-    // Stops reacting to readiness; the kernel backlog holds new connections.
-    void pause();
-    // Reacts again, at once or after `delay`.
-    void resume(std::chrono::milliseconds delay = std::chrono::milliseconds(0));
-    bool paused() const { return paused_; }
+    // Puts a hold on / takes it off; the socket is watched when none is on.
+    void hold(Hold reason);
+    void release(Hold reason);
+    // Puts a hold on now and takes it off after `delay`.
+    void hold_for(Hold reason, std::chrono::milliseconds delay);
+    bool held() const { return holds_ != 0; }
+    bool held(Hold reason) const { return (holds_ & reason) != 0; }
 
-    // Re-applies a unix socket's mode and owner (a reload may change them).
-    std::optional<Error> apply_ownership(const SocketSpec& spec);
+    // Re-applies what a reload may change on a kept socket: a unix socket's
+    // mode and owner, a stream socket's backlog.
+    std::optional<Error> apply_settings(const SocketSpec& spec);
 
     const SocketSpec& spec() const { return spec_; }
     const SocketAddress& address() const { return spec_.address; }
@@ -79,19 +109,29 @@ public:
 private:
     Listener(UniqueFd fd, const SocketSpec& spec) : fd_(std::move(fd)), spec_(spec) {}
 
+    // A timer that takes one hold off.
+    struct Release {
+        Listener* listener = nullptr;
+        Hold reason{};
+        Event timer;
+    };
+
     static void on_readable(evutil_socket_t, short, void* self);
-    static void on_resume(evutil_socket_t, short, void* self);
+    static void on_release(evutil_socket_t, short, void* release);
     void start(event_base* base);
+    void update();
     void accept_batch();
 
     UniqueFd fd_;
     SocketSpec spec_;
     ino_t unix_inode_ = 0; // the socket file we created, removed when closed
-    ConnectionHandler on_connection_;
+    AcceptHooks accept_;
     ReadyHandler on_ready_;
+    event_base* base_ = nullptr;
     Event read_event_;
-    Event resume_timer_;
-    bool paused_ = false;
+    std::array<Release, kHoldReasons> releases_;
+    unsigned holds_ = 0;
+    bool watching_ = false;
 };
 
 } // namespace superd

@@ -43,6 +43,8 @@ struct ChildPlan {
     int umask;       // or -1
     bool set_nice;
     int nice;
+    const ResourceLimit* rlimits;
+    size_t rlimit_count;
     // Set by the child when it cannot get as far as exec.
     int error;
     const char* step;
@@ -95,7 +97,7 @@ void write_decimal(char* out, long value)
             return failed("dup");
         first_unused = 4;
         if (plan->listen_pid)
-            write_decimal(plan->listen_pid + std::strlen("LISTEN_PID="), ::syscall(SYS_getpid));
+            write_decimal(plan->listen_pid + sizeof "LISTEN_PID=" - 1, ::syscall(SYS_getpid));
     }
     // Every fd superd holds is close-on-exec already; this also keeps out any
     // a library opened without it. Its failure is no reason to fail: kernels
@@ -105,6 +107,13 @@ void write_decimal(char* out, long value)
     // Priority first: lowering nice needs the privileges dropped below.
     if (plan->set_nice && ::syscall(SYS_setpriority, PRIO_PROCESS, 0, plan->nice) < 0)
         return failed("setpriority");
+    // Before the switch too: raising a hard limit needs root.
+    for (size_t i = 0; i < plan->rlimit_count; ++i) {
+        const ResourceLimit& limit = plan->rlimits[i];
+        uint64_t both[2] = {limit.value, limit.value};
+        if (::syscall(SYS_prlimit64, 0, limit.resource, both, nullptr) < 0)
+            return failed("setrlimit");
+    }
     if (const Identity* id = plan->identity) {
         if (::syscall(SYS_setgroups, id->groups.size(), id->groups.data()) < 0)
             return failed("setgroups");
@@ -163,7 +172,8 @@ Launcher::Launcher(const ServiceConfig& config)
       identity_(config.identity),
       cwd_(config.cwd),
       umask_(config.umask ? static_cast<int>(*config.umask) : -1),
-      nice_(config.nice)
+      nice_(config.nice),
+      rlimits_(config.rlimits)
 {
     for (std::string& arg : args_)
         argv_.push_back(arg.data());
@@ -223,6 +233,8 @@ SpawnResult Launcher::spawn(const SpawnIo& io, const Peer& peer)
     plan.umask = umask_;
     plan.set_nice = nice_.has_value();
     plan.nice = nice_.value_or(0);
+    plan.rlimits = rlimits_.data();
+    plan.rlimit_count = rlimits_.size();
 
     sigset_t all, previous;
     sigfillset(&all);

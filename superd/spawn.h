@@ -13,8 +13,8 @@
 // its stderr target on fd 2; with the systemd convention, /dev/null on 0 and
 // 1, stderr on 2 and the socket on fd 3 with LISTEN_FDS=1, LISTEN_PID and
 // LISTEN_FDNAMES. No other descriptor, an empty signal mask, every signal at
-// its default disposition, a session of its own, then nice, groups, group,
-// user, cwd and umask as configured. Its environment is the service's (PATH,
+// its default disposition, a session of its own, then nice, resource
+// limits, groups, group, user, cwd and umask as configured. Its environment is the service's (PATH,
 // env, pass_env) plus PROTO and, for a connection, the client and server
 // under systemd's names (REMOTE_ADDR, REMOTE_PORT) and UCSPI's (TCPREMOTEIP,
 // TCPREMOTEPORT, TCPLOCALIP, TCPLOCALPORT; for unix sockets UNIXREMOTEPID,
@@ -93,6 +93,7 @@ private:
     std::string cwd_;
     int umask_ = -1;
     std::optional<int> nice_;
+    std::vector<ResourceLimit> rlimits_;
 };
 
 } // namespace superd

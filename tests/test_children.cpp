@@ -37,7 +37,7 @@ TEST_CASE("reap() collects every ended child, known or not", "[children]")
         pid_t pid = ::fork();
         if (pid == 0)
             ::_exit(10 + i);
-        table.add(pid, superd::Child{"svc" + std::to_string(i), {}, superd::Clock::now(), ""});
+        table.add(pid, superd::Child{"svc" + std::to_string(i), {}, superd::Clock::now(), "", std::nullopt});
         known.push_back(pid);
     }
     pid_t stranger = ::fork();

@@ -19,7 +19,12 @@ SocketAddress parse(const std::string& text)
     return parsed->front();
 }
 
-superd::SocketSpec tcp(const SocketAddress& address) { return superd::SocketSpec{superd::Protocol::kTcp, address, {}, {}, {}}; }
+superd::SocketSpec tcp(const SocketAddress& address)
+{
+    superd::SocketSpec spec;
+    spec.address = address;
+    return spec;
+}
 
 } // namespace
 
@@ -58,9 +63,10 @@ TEST_CASE("Accepted connections are blocking, close-on-exec, with the peer's add
     CHECK((::fcntl((*listener)->fd(), F_GETFD) & FD_CLOEXEC) != 0);
 
     std::vector<std::pair<superd::UniqueFd, SocketAddress>> accepted;
-    (*listener)->accept_with(base.get(), [&](superd::UniqueFd fd, const SocketAddress& peer) {
-        accepted.emplace_back(std::move(fd), peer);
-    });
+    (*listener)->accept_with(base.get(), Listener::AcceptHooks{[&](superd::UniqueFd fd, const SocketAddress& peer) {
+                                                                   accepted.emplace_back(std::move(fd), peer);
+                                                               },
+                                                               nullptr, nullptr});
 
     std::vector<superd::UniqueFd> clients;
     for (int i = 0; i < 3; ++i)
