@@ -468,13 +468,16 @@ bool Daemon::launch(Slot& slot, int socket, const Peer& peer, const SocketAddres
         pipe->close_write_end();
 
     if (spawned.error != 0) {
-        ++st.counters.failed_spawn;
-        spdlog::error("failed service={} peer={} reason=\"spawn {}: {}: {}\"", name, shown,
-                      service.launcher->program(), spawned.step, std::strerror(spawned.error));
-        // Out of processes, memory or fds: rest the listener, do not spin.
         int e = spawned.error;
-        if (wait_listener.empty() && (e == EAGAIN || e == ENOMEM || e == EMFILE || e == ENFILE)) {
+        bool out_of_fds = e == EMFILE || e == ENFILE;
+        ++(out_of_fds ? st.counters.refused_fds : st.counters.failed_spawn);
+        spdlog::error("failed service={} peer={} reason=\"spawn {}: {}: {}\"", name, shown,
+                      service.launcher->program(), spawned.step, std::strerror(e));
+        // Out of processes, memory or fds: rest the listener, do not spin.
+        if (wait_listener.empty() && (e == EAGAIN || e == ENOMEM || out_of_fds)) {
             slot.spawn_backoff = next_backoff(slot.spawn_backoff);
+            spdlog::warn("paced service={} listen={} reason=\"{}\" retry_in={}ms", name, slot.listener->address(),
+                         std::strerror(e), slot.spawn_backoff.count());
             slot.listener->hold_for(kHoldPaced, slot.spawn_backoff);
         }
         return false;

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -61,12 +62,12 @@ int wait_exit(pid_t pid, std::chrono::milliseconds limit)
 
 // Starts `args` (superd unless `command` is set), stdout and stderr to `log_path`.
 pid_t start_process(const std::vector<std::string>& args, const std::string& log_path, bool hostile_signals,
-                    bool command = false)
+                    bool command = false, unsigned long max_fds = 0, const std::vector<std::string>& wrapper = {})
 {
     // Orphaned services become ours, so they can be reaped by pid at the end.
     ::prctl(PR_SET_CHILD_SUBREAPER, 1);
 
-    std::vector<std::string> all;
+    std::vector<std::string> all = wrapper;
     if (!command)
         all.push_back(superd_binary());
     all.insert(all.end(), args.begin(), args.end());
@@ -95,6 +96,10 @@ pid_t start_process(const std::vector<std::string>& args, const std::string& log
             sigaddset(&blocked, SIGUSR2);
             sigaddset(&blocked, SIGINT);
             ::sigprocmask(SIG_BLOCK, &blocked, nullptr);
+        }
+        if (max_fds) {
+            rlimit limit{max_fds, max_fds};
+            ::setrlimit(RLIMIT_NOFILE, &limit);
         }
         ::execv(argv[0], argv.data());
         ::_exit(127);
@@ -198,7 +203,12 @@ Superd::Superd(const std::string& config_text, StartOptions options)
         args.push_back(options.inetd_conf);
     }
     log_path_ = (dir_.path() / "superd.log").string();
-    pid_ = start_process(args, log_path_, options.hostile_signals);
+    if (!options.wrapper.empty()) {
+        fs::permissions(dir_.path(), fs::perms::all);
+        for (const auto& entry : fs::directory_iterator(dir_.path()))
+            fs::permissions(entry.path(), fs::perms::owner_all | fs::perms::others_read);
+    }
+    pid_ = start_process(args, log_path_, options.hostile_signals, false, options.max_fds, options.wrapper);
     auto deadline = Clock::now() + 10s;
     while (count_in_log(" ready ") == 0) {
         int status = 0;
@@ -292,6 +302,18 @@ int Superd::wait_exit(std::chrono::milliseconds limit)
     return status;
 }
 
+std::string Superd::counters(const std::string& service)
+{
+    std::string needle = "counters service=" + service + " ";
+    size_t before = count_in_log(needle);
+    ::kill(pid_, SIGUSR1);
+    if (!wait_for_log(needle, before + 1))
+        throw std::runtime_error("no counters for " + service + ":\n" + log());
+    std::string text = log();
+    size_t at = text.rfind(needle) + needle.size();
+    return text.substr(at, text.find('\n', at) - at);
+}
+
 std::vector<pid_t> Superd::children() const
 {
     std::vector<pid_t> result;
@@ -341,7 +363,7 @@ superd::SocketAddress socket_address(const std::string& host, uint16_t port)
 
 std::string loopback(uint16_t port) { return "127.0.0.1:" + std::to_string(port); }
 
-UniqueFd connect_tcp(uint16_t port, const std::string& host)
+UniqueFd connect_tcp(uint16_t port, const std::string& host, const std::string& source)
 {
     bool v6 = host.find(':') != std::string::npos;
     UniqueFd fd(::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -364,6 +386,11 @@ UniqueFd connect_tcp(uint16_t port, const std::string& host)
         sin.sin_port = htons(port);
         ::inet_pton(AF_INET, host.c_str(), &sin.sin_addr);
         len = sizeof sin;
+    }
+    if (!source.empty()) {
+        superd::SocketAddress from = socket_address(source, 0);
+        if (::bind(fd.get(), from.get(), from.length) != 0)
+            fail("bind to " + source);
     }
     if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0)
         fail("connect to " + host + " port " + std::to_string(port));
@@ -432,6 +459,12 @@ std::string read_n(int fd, size_t n, std::chrono::milliseconds limit)
     while (out.size() < n && read_some(fd, out, deadline, n - out.size())) {
     }
     return out;
+}
+
+bool quiet_for(int fd, std::chrono::milliseconds time)
+{
+    pollfd p{fd, POLLIN, 0};
+    return ::poll(&p, 1, static_cast<int>(time.count())) == 0;
 }
 
 std::string round_trip(uint16_t port, const std::string& request, const std::string& host)

@@ -61,6 +61,12 @@ struct StartOptions {
     bool hostile_signals = false;
     // Also serve this inetd.conf (--inetd-conf); with no config text, only it.
     std::string inetd_conf;
+    // Start superd with this RLIMIT_NOFILE (soft and hard); 0: inherited.
+    unsigned long max_fds = 0;
+    // Run superd through these commands (each must exec the rest, keeping
+    // the pid), e.g. {"/usr/bin/setpriv", "--reuid=nobody", ...}; the
+    // folder with the config is then readable by everyone.
+    std::vector<std::string> wrapper;
 };
 
 // A superd started on a config file, ready when it has logged "ready".
@@ -88,6 +94,10 @@ public:
     // Waits for superd to exit by itself (after a signal the test sent).
     int wait_exit(std::chrono::milliseconds limit = 10s);
 
+    // Sends SIGUSR1 and waits for the counters of `service`, as logged:
+    // "running=0 accepted=3 ...".
+    std::string counters(const std::string& service);
+
     // Pids of superd's children (zombies included), from /proc.
     std::vector<pid_t> children() const;
 
@@ -112,12 +122,14 @@ std::string service_toml(const std::string& name, const std::vector<std::string>
 std::string loopback(uint16_t port);
 
 // Client side, all with deadlines.
-UniqueFd connect_tcp(uint16_t port, const std::string& host = "127.0.0.1");
+UniqueFd connect_tcp(uint16_t port, const std::string& host = "127.0.0.1", const std::string& source = "");
 void send_all(int fd, const std::string& data);
 // Reads until EOF (or the deadline, which fails the test).
 std::string read_to_eof(int fd, std::chrono::milliseconds limit = 10s);
 // Reads exactly `n` bytes (fewer only at EOF or the deadline).
 std::string read_n(int fd, size_t n, std::chrono::milliseconds limit = 10s);
+// True when nothing arrives on `fd` (no data, no EOF) for `time`.
+bool quiet_for(int fd, std::chrono::milliseconds time);
 // One whole exchange: connect, send, half-close, read to EOF.
 std::string round_trip(uint16_t port, const std::string& request, const std::string& host = "127.0.0.1");
 

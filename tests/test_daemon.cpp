@@ -80,7 +80,9 @@ TEST_CASE("A child holds exactly fds 0-2 and starts with clean signals, even fro
           "[daemon][integration]")
 {
     uint16_t port = free_port();
-    Superd superd(service_toml("probe", {loopback(port)}, probe_binary()), StartOptions{.hostile_signals = true, .inetd_conf = ""});
+    StartOptions hostile;
+    hostile.hostile_signals = true;
+    Superd superd(service_toml("probe", {loopback(port)}, probe_binary()), hostile);
 
     UniqueFd fd = connect_tcp(port);
     sockaddr_storage mine{};

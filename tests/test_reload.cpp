@@ -173,7 +173,9 @@ TEST_CASE("superd serves an inetd.conf given on the command line", "[reload][int
     INFO(check.output);
     CHECK(check.status == 0);
 
-    Superd superd("", StartOptions{.hostile_signals = false, .inetd_conf = conf});
+    StartOptions only_inetd;
+    only_inetd.inetd_conf = conf;
+    Superd superd("", only_inetd);
     CHECK(round_trip(port, "from inetd.conf\n") == "from inetd.conf\n");
     CHECK(superd.count_in_log("spawned service=" + std::to_string(port) + "-tcp") == 1);
 
