@@ -12,6 +12,15 @@ namespace superd {
 
 namespace {
 
+// "'TEXT': REASON", built with append: GCC 12 at -O3 warns falsely
+// (-Wrestrict, bug 105329) on chains of operator+ that start with a literal.
+Error quoted(std::string_view text, std::string_view reason)
+{
+    std::string message = "'";
+    message.append(text).append("'").append(reason);
+    return Error{std::move(message)};
+}
+
 // The address bytes to compare, IPv4-mapped IPv6 taken as IPv4.
 int address_bytes(const SocketAddress& a, std::array<uint8_t, 16>& out)
 {
@@ -57,13 +66,13 @@ Result<Cidr> Cidr::parse(std::string_view text)
         cidr.family = AF_INET6;
         cidr.bits = 128;
     } else {
-        return Error{"'" + std::string(text) + "' is not an address or prefix such as 10.0.0.0/8 or ::1/128"};
+        return quoted(text, " is not an address or prefix such as 10.0.0.0/8 or ::1/128");
     }
     if (text.find('/') != std::string_view::npos) {
         int bits = -1;
         auto [end, ec] = std::from_chars(length.data(), length.data() + length.size(), bits);
         if (length.empty() || ec != std::errc() || end != length.data() + length.size() || bits < 0 || bits > cidr.bits)
-            return Error{"'" + std::string(text) + "': the prefix length must be 0 to " + std::to_string(cidr.bits)};
+            return quoted(text, ": the prefix length must be 0 to " + std::to_string(cidr.bits));
         cidr.bits = bits;
     }
     mask(cidr.bytes, cidr.bits);
@@ -129,7 +138,7 @@ Result<double> parse_rate(std::string_view text)
     double per = unit == "s" ? 1 : unit == "m" ? 60 : unit == "h" ? 3600 : 0;
     if (number.empty() || ec != std::errc() || end != number.data() + number.size() || per == 0 || !(count > 0)
         || !std::isfinite(count))
-        return Error{"'" + std::string(text) + "' is not a rate such as \"50/s\", \"300/m\" or \"1000/h\""};
+        return quoted(text, " is not a rate such as \"50/s\", \"300/m\" or \"1000/h\"");
     return count / per;
 }
 

@@ -37,7 +37,7 @@ int main()
     }
     std::sort(fds.begin(), fds.end());
     for (int fd : fds)
-        report += " " + std::to_string(fd);
+        report.append(" ").append(std::to_string(fd));
     report += "\n";
 
     std::ifstream status("/proc/self/status");
@@ -54,7 +54,7 @@ int main()
     gid_t groups[256];
     int count = ::getgroups(256, groups);
     for (int i = 0; i < count; ++i)
-        report += " " + std::to_string(groups[i]);
+        report.append(" ").append(std::to_string(groups[i]));
     char cwd[4096] = "?";
     if (!::getcwd(cwd, sizeof cwd))
         std::strcpy(cwd, "?");

@@ -156,7 +156,7 @@ TEST_CASE("A client that does not read stalls only itself", "[kinds][integration
     CHECK(round_trip(echo, "still responsive\n") == "still responsive\n");
     long during = rss_kib(superd.pid());
     INFO("RSS before " << before << " KiB, during " << during << " KiB");
-    CHECK(during - before < 8 * 1024);
+    CHECK(during - before < 16 * 1024); // half the flood: buffering it would show
     ::shutdown(flooder.get(), SHUT_RDWR);
     flood.join();
 }
