@@ -85,9 +85,6 @@ struct ServiceConfig {
     std::optional<mode_t> umask;
     std::optional<int> nice;
 
-    // From inetd.conf's "nowait.N": at most N spawns a minute (OpenBSD).
-    std::optional<unsigned> inetd_max;
-
     // Admission, checked in the daemon before anything is spawned.
     std::optional<unsigned> max_instances; // children (or builtin connections) at once
     OnLimit on_limit = OnLimit::kQueue;

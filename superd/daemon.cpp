@@ -124,9 +124,6 @@ std::optional<Error> Daemon::apply(Config config)
         auto service = std::make_unique<Service>();
         if (!sc.builtin)
             service->launcher = std::make_unique<Launcher>(sc);
-        if (sc.inetd_max)
-            spdlog::warn("service={} note=\"the .{} spawn limit of inetd.conf is not enforced yet\"", sc.name,
-                         *sc.inetd_max);
         if (sc.rate)
             service->bucket = TokenBucket(*sc.rate, sc.burst, now);
         service->config = std::move(sc);
@@ -183,7 +180,7 @@ void Daemon::serve(Slot& slot)
                                   Refusal why;
                                   if (admit(service, source, key, why))
                                       return true;
-                                  refuse(service, -1, source, why);
+                                  refuse(service, -1, source, why, true);
                                   return false;
                               });
         });
@@ -336,7 +333,7 @@ bool Daemon::admit(Service& service, const SocketAddress& peer, std::optional<So
     return true;
 }
 
-void Daemon::refuse(Service& service, int connection, const SocketAddress& peer, Refusal why)
+void Daemon::refuse(Service& service, int connection, const SocketAddress& peer, Refusal why, bool datagram)
 {
     Counters& c = states_[service.config.name].counters;
     const char* reason = "";
@@ -365,7 +362,8 @@ void Daemon::refuse(Service& service, int connection, const SocketAddress& peer,
         reason = "fds";
         break;
     }
-    spdlog::info("refused service={} peer={} reason={}", service.config.name, peer, reason);
+    spdlog::log(datagram ? spdlog::level::debug : spdlog::level::info, "refused service={} peer={} reason={}",
+                service.config.name, peer, reason);
 }
 
 void Daemon::on_connection(Slot& slot, UniqueFd connection, const SocketAddress& peer)

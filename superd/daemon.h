@@ -117,7 +117,9 @@ private:
     bool may_accept(Slot& slot);
     void on_connection(Slot& slot, UniqueFd connection, const SocketAddress& peer);
     bool admit(Service& service, const SocketAddress& peer, std::optional<SourceKey>& source, Refusal& why);
-    void refuse(Service& service, int connection, const SocketAddress& peer, Refusal why);
+    // Counts and logs a refusal; `connection` (or -1) gets the busy message.
+    // Datagrams are logged at debug level: a flood must not flood the log.
+    void refuse(Service& service, int connection, const SocketAddress& peer, Refusal why, bool datagram = false);
     void out_of_fds(Slot& slot);
     void on_wait_ready(Slot& slot, const std::string& key);
     // Spawns `service` with `socket`; false when the spawn failed (logged).

@@ -157,7 +157,12 @@ private:
             auto [end, ec] = std::from_chars(max.data(), max.data() + max.size(), value);
             if (max.empty() || ec != std::errc() || end != max.data() + max.size())
                 return error("'" + fields_[3] + "': the number after the dot must be a whole number");
-            config.inetd_max = value;
+            if (value == 0)
+                return error("'" + fields_[3] + "': the number after the dot must be at least 1");
+            // OpenBSD: at most N spawns a minute. Over it, superd delays
+            // instead of switching the service off for ten minutes.
+            config.rate = value / 60.0;
+            config.burst = value;
         }
         if (wait != "wait" && wait != "nowait")
             return error("expected wait or nowait, not '" + wait + "'");

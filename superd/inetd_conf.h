@@ -8,7 +8,9 @@
 // "service" is a name from /etc/services or a port number (a socket path for
 // unix). A line "addr:" alone sets the default address of the lines after
 // it, "*:" resets it (OpenBSD). tcp and udp are IPv4, tcp6 and udp6 IPv6,
-// tcp46 and udp46 both. Each line becomes a service named "SERVICE-PROTO".
+// tcp46 and udp46 both. "nowait.N" becomes a rate of N a minute (burst N),
+// which delays spawns past it. Each line becomes a service named
+// "SERVICE-PROTO".
 #pragma once
 
 #include "superd/config.h"

@@ -2,6 +2,7 @@
 
 #include "tests/harness.h"
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
@@ -386,4 +387,86 @@ TEST_CASE("inetd_conf in [superd] adds the services of an inetd.conf", "[config]
     REQUIRE(config->services.size() == 2);
     CHECK(config->services[1].name == "echo-tcp");
     CHECK(config->services[1].builtin == superd::Builtin::kEcho);
+}
+
+TEST_CASE("Limits, access lists, timeouts and resource limits", "[config]")
+{
+    Fixture f;
+    auto config = f.load(R"([superd]
+max_children = 500
+
+[service.a]
+listen = ["127.0.0.1:7000"]
+program = "prog"
+max_instances = 10
+on_limit = "reject"
+busy_message = "busy\r\n"
+max_per_source = 3
+source_prefix_v6 = 56
+rate = "300/m"
+rate_per_source = "2/s"
+burst_per_source = 4
+allow = ["10.0.0.0/8", "::1"]
+deny = ["10.1.0.0/16"]
+backlog = 64
+timeout = "1500ms"
+kill_grace = 5
+rlimit_nofile = 256
+rlimit_as = "512M"
+rlimit_core = "unlimited"
+
+[service.b]
+listen = ["127.0.0.1:7001"]
+builtin = "chargen"
+max_instances = 2
+)");
+    INFO((config.ok() ? std::string() : config.error()));
+    REQUIRE(config.ok());
+    CHECK(config->max_children == 500u);
+    const auto& a = config->services[0];
+    CHECK(a.max_instances == 10u);
+    CHECK(a.on_limit == superd::OnLimit::kReject);
+    CHECK(a.busy_message == "busy\r\n");
+    CHECK(a.max_per_source == 3u);
+    CHECK(a.source_prefix_v4 == 32);
+    CHECK(a.source_prefix_v6 == 56);
+    CHECK(*a.rate == Approx(5));
+    CHECK(a.burst == Approx(5)); // a second's worth
+    CHECK(*a.rate_per_source == Approx(2));
+    CHECK(a.burst_per_source == Approx(4));
+    CHECK(a.access.allows(harness::socket_address("10.2.3.4", 1)));
+    CHECK_FALSE(a.access.allows(harness::socket_address("10.1.3.4", 1)));
+    CHECK(a.backlog == 64);
+    CHECK(a.timeout == std::chrono::milliseconds(1500));
+    CHECK(a.kill_grace == std::chrono::milliseconds(5000));
+    REQUIRE(a.rlimits.size() == 3);
+    CHECK(a.rlimits[0].resource == RLIMIT_NOFILE);
+    CHECK(a.rlimits[0].value == 256u);
+    CHECK(a.rlimits[1].value == 512u << 20);
+    CHECK(a.rlimits[2].value == RLIM_INFINITY);
+    CHECK(config->services[1].max_instances == 2u); // builtins take limits too
+}
+
+TEST_CASE("Errors in limits name their line", "[config]")
+{
+    Fixture f;
+    const std::string head = "[service.a]\nlisten = [\"127.0.0.1:7000\"]\nprogram = \"prog\"\n"; // lines 1-3
+    CHECK_THAT(f.error_at(head + "max_instances = 0\n", 4), Catch::Contains("between 1 and"));
+    CHECK_THAT(f.error_at(head + "on_limit = \"drop\"\n", 4), Catch::Contains("on_limit must be one of"));
+    CHECK_THAT(f.error_at(head + "busy_message = \"x\"\n", 4), Catch::Contains("goes with on_limit = \"reject\""));
+    CHECK_THAT(f.error_at(head + "source_prefix_v4 = 33\n", 4), Catch::Contains("between 0 and 32"));
+    CHECK_THAT(f.error_at(head + "rate = \"fast\"\n", 4), Catch::Contains("not a rate"));
+    CHECK_THAT(f.error_at(head + "burst = 5\n", 4), Catch::Contains("burst goes with rate"));
+    CHECK_THAT(f.error_at(head + "allow = [\"10.0.0.0/40\"]\n", 4), Catch::Contains("0 to 32"));
+    CHECK_THAT(f.error_at(head + "deny = [\"example.com\"]\n", 4), Catch::Contains("not an address"));
+    CHECK_THAT(f.error_at(head + "timeout = \"soon\"\n", 4), Catch::Contains("must be a duration"));
+    CHECK_THAT(f.error_at(head + "timeout = \"0s\"\n", 4), Catch::Contains("must be a duration"));
+    CHECK_THAT(f.error_at(head + "rlimit_nofile = \"64K\"\n", 4), Catch::Contains("whole number or"));
+    CHECK_THAT(f.error_at(head + "rlimit_as = \"lots\"\n", 4), Catch::Contains("of bytes"));
+    CHECK_THAT(f.error_at("[service.a]\nprotocol = \"udp\"\nlisten = [\"127.0.0.1:7000\"]\nbuiltin = \"echo\"\nbacklog = 5\n", 5),
+               Catch::Contains("backlog is for stream sockets"));
+    CHECK_THAT(f.error_at(head + "mode = \"wait\"\nallow = [\"::1\"]\n", 5), Catch::Contains("does not apply to mode = \"wait\""));
+    CHECK_THAT(f.error_at("[service.a]\nlisten = [\"127.0.0.1:7000\"]\nbuiltin = \"echo\"\ntimeout = \"1s\"\n", 4),
+               Catch::Contains("timeout does not apply to a builtin"));
+    CHECK_THAT(f.error_at("[superd]\nmax_children = 0\n" + head, 2), Catch::Contains("max_children must be"));
 }

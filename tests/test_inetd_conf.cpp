@@ -98,7 +98,9 @@ TEST_CASE("inetd.conf lines for programs, families, addresses and users", "[inet
     const auto& finger = (*services)[1];
     CHECK(finger.name == "finger-tcp6");
     CHECK(addresses(finger) == std::vector<std::string>{"[::1]:79"});
-    CHECK(finger.inetd_max == 40u);
+    REQUIRE(finger.rate);
+    CHECK(*finger.rate == Approx(40 / 60.0)); // nowait.40: 40 spawns a minute
+    CHECK(finger.burst == Approx(40));
     CHECK(finger.args == std::vector<std::string>{"in.fingerd", "-w"});
 
     const auto& udp = (*services)[2];

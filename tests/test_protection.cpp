@@ -266,3 +266,42 @@ TEST_CASE("A huge RLIMIT_NOFILE changes nothing for the children", "[protection]
     ::shutdown(fd.get(), SHUT_WR);
     CHECK(lines_with_prefix(read_to_eof(fd.get()), "fds: ") == std::vector<std::string>{"0 1 2"});
 }
+
+TEST_CASE("A service that crashes, closes early, hangs or never reads affects only its connection",
+          "[protection][integration]")
+{
+    uint16_t crash = free_port(), closes = free_port(), hangs = free_port(), deaf = free_port(), echo = free_port();
+    auto sh = [](const std::string& name, uint16_t port, const std::string& script) {
+        return "[service." + name + "]\nlisten = [\"" + loopback(port) + "\"]\nprogram = \"/bin/sh\"\nargs = [\"sh\", \"-c\", \""
+               + script + "\"]\n\n";
+    };
+    Superd superd(sh("crash", crash, "kill -SEGV $$") + sh("closes", closes, "exec 0<&- 1>&-; sleep 1")
+                  + sh("hangs", hangs, "sleep 60") + sh("deaf", deaf, "sleep 60")
+                  + service_toml("echo", {loopback(echo)}, service_binary("echo")));
+
+    CHECK(round_trip(crash, "") == "");
+    CHECK(superd.wait_for_log("exited service=crash"));
+    CHECK_THAT(superd.log(), Catch::Contains("status=\"signal 11 (Segmentation fault)"));
+
+    UniqueFd closed = connect_tcp(closes);
+    CHECK(read_to_eof(closed.get()) == "");
+
+    UniqueFd hung = connect_tcp(hangs);
+    // A client sending to a program that never reads fills the buffers and
+    // waits; superd is not in that path.
+    UniqueFd ignored = connect_tcp(deaf);
+    std::thread stuffer([&] {
+        try {
+            for (int i = 0; i < 64; ++i)
+                send_all(ignored.get(), std::string(1 << 20, 'x'));
+        } catch (const std::exception&) {
+            // the 10 s send timeout, as expected
+        }
+    });
+    std::this_thread::sleep_for(500ms);
+    CHECK(round_trip(echo, "unaffected\n") == "unaffected\n");
+    CHECK(quiet_for(hung.get(), 200ms));
+    ::shutdown(ignored.get(), SHUT_RDWR);
+    stuffer.join();
+    CHECK(round_trip(echo, "still\n") == "still\n");
+}
