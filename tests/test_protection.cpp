@@ -2,6 +2,7 @@
 // each refusal is checked on the wire, in the log and in the counters.
 #include "tests/harness.h"
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -258,10 +259,23 @@ TEST_CASE("Out of processes, spawns fail, are paced, and superd lives on", "[pro
 
 TEST_CASE("A huge RLIMIT_NOFILE changes nothing for the children", "[protection][integration]")
 {
+    // As large as this machine allows: up to fs.nr_open with CAP_SYS_RESOURCE
+    // (containers often give 1048576), else the hard limit.
+    rlimit current{};
+    ::getrlimit(RLIMIT_NOFILE, &current);
+    unsigned long nr_open = 1 << 20;
+    std::ifstream("/proc/sys/fs/nr_open") >> nr_open;
+    rlimit wanted{nr_open, nr_open};
+    unsigned long huge_fds = ::setrlimit(RLIMIT_NOFILE, &wanted) == 0 ? nr_open : current.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &current);
+
     uint16_t port = free_port();
     StartOptions huge;
-    huge.max_fds = 1 << 20;
+    huge.max_fds = huge_fds;
     Superd superd(service_toml("probe", {loopback(port)}, probe_binary()), huge);
+    std::ifstream limits("/proc/" + std::to_string(superd.pid()) + "/limits");
+    std::string text((std::istreambuf_iterator<char>(limits)), std::istreambuf_iterator<char>());
+    CHECK_THAT(text, Catch::Matches("(.|\n)*Max open files +" + std::to_string(huge_fds) + " (.|\n)*"));
     UniqueFd fd = connect_tcp(port);
     ::shutdown(fd.get(), SHUT_WR);
     CHECK(lines_with_prefix(read_to_eof(fd.get()), "fds: ") == std::vector<std::string>{"0 1 2"});
