@@ -1,0 +1,566 @@
+// loadgen: closed-loop TCP load generator, single-threaded on epoll. Keeps
+// CONCURRENCY connections in flight; each connects, optionally reads a
+// greeting of N bytes, sends MESSAGE, half-closes, reads to EOF and checks
+// the reply equals EXPECT. Prints one machine-readable line on stdout:
+//   conn_per_s=... completed=... errors=... p50_us=... p99_us=... max_us=... held=... seconds=...
+// Exit status: 0 no errors, 1 errors, 2 bad command line.
+//
+//   g++ -std=c++20 -O2 -o loadgen bench/loadgen.cpp
+//   loadgen --port P [--host 127.0.0.1] [--concurrency 16] [--duration 10]
+//           [--max-connections 0] [--greeting 0] [--message "hello\n"]
+//           [--expect STRING] [--hold 0] [--timeout 5]
+//
+// --message and --expect understand \n \r \t \\ \0 and \xHH so that a shell
+// argument like "hello\n" means what it looks like.
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+struct Options {
+    std::string host = "127.0.0.1";
+    int port = 0;
+    int concurrency = 16;
+    double duration = 10.0;
+    long long max_connections = 0;
+    long long greeting = 0;
+    std::string message = "hello\n";
+    std::string expect;
+    bool expect_set = false;
+    long long hold = 0;
+    double timeout = 5.0;
+};
+
+[[noreturn]] void usage(const char* why)
+{
+    if (why)
+        std::fprintf(stderr, "loadgen: %s\n", why);
+    std::fprintf(stderr,
+                 "usage: loadgen --port P [--host 127.0.0.1] [--concurrency 16] [--duration 10]\n"
+                 "               [--max-connections 0] [--greeting 0] [--message \"hello\\n\"]\n"
+                 "               [--expect STRING] [--hold 0] [--timeout 5]\n");
+    std::exit(2);
+}
+
+template <typename T>
+T parse_number(std::string_view flag, std::string_view text, T low, T high)
+{
+    T value{};
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc{} || end != text.data() + text.size() || !(value >= low && value <= high)) {
+        std::string why = "bad value for ";
+        why += flag;
+        why += ": '";
+        why += text;
+        why += "'";
+        usage(why.c_str());
+    }
+    return value;
+}
+
+int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+std::string unescape(std::string_view in)
+{
+    std::string out;
+    for (size_t i = 0; i < in.size(); ++i) {
+        if (in[i] != '\\' || i + 1 == in.size()) {
+            out += in[i];
+            continue;
+        }
+        char c = in[++i];
+        switch (c) {
+        case 'n': out += '\n'; break;
+        case 'r': out += '\r'; break;
+        case 't': out += '\t'; break;
+        case '0': out += '\0'; break;
+        case '\\': out += '\\'; break;
+        case 'x':
+            if (i + 2 < in.size() && hex_digit(in[i + 1]) >= 0 && hex_digit(in[i + 2]) >= 0) {
+                out += static_cast<char>(hex_digit(in[i + 1]) * 16 + hex_digit(in[i + 2]));
+                i += 2;
+                break;
+            }
+            [[fallthrough]];
+        default:
+            // Unknown escapes stay literal rather than silently changing the payload.
+            out += '\\';
+            out += c;
+        }
+    }
+    return out;
+}
+
+Options parse_args(int argc, char** argv)
+{
+    Options o;
+    for (int i = 1; i < argc; ++i) {
+        std::string_view flag = argv[i];
+        if (flag == "-h" || flag == "--help")
+            usage(nullptr);
+        if (i + 1 >= argc)
+            usage(("missing value for " + std::string(flag)).c_str());
+        std::string_view value = argv[++i];
+        if (flag == "--port")
+            o.port = parse_number<int>(flag, value, 1, 65535);
+        else if (flag == "--host")
+            o.host = value;
+        else if (flag == "--concurrency")
+            o.concurrency = parse_number<int>(flag, value, 1, 1'000'000);
+        else if (flag == "--duration")
+            o.duration = parse_number<double>(flag, value, 0.001, 1e7);
+        else if (flag == "--max-connections")
+            o.max_connections = parse_number<long long>(flag, value, 0, 1LL << 50);
+        else if (flag == "--greeting")
+            o.greeting = parse_number<long long>(flag, value, 0, 1LL << 40);
+        else if (flag == "--message")
+            o.message = unescape(value);
+        else if (flag == "--expect") {
+            o.expect = unescape(value);
+            o.expect_set = true;
+        } else if (flag == "--hold")
+            o.hold = parse_number<long long>(flag, value, 0, 10'000'000);
+        else if (flag == "--timeout")
+            o.timeout = parse_number<double>(flag, value, 0.001, 1e7);
+        else
+            usage(("unknown option " + std::string(flag)).c_str());
+    }
+    if (o.port == 0)
+        usage("--port is required");
+    if (!o.expect_set)
+        o.expect = o.message;
+    return o;
+}
+
+int64_t now_ns()
+{
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+enum class Phase { Idle, Connecting, Greeting, Sending, Reading, HeldConnecting, Held };
+
+// Error kinds are only for the stderr breakdown; stdout carries the total.
+enum ErrorKind { Refused, Reset, Timeout, Mismatch, EarlyEof, Other, ErrorKinds };
+constexpr std::array<const char*, ErrorKinds> error_names{"refused", "reset", "timeout", "mismatch", "early_eof", "other"};
+
+ErrorKind classify(int err)
+{
+    switch (err) {
+    case ECONNREFUSED: return Refused;
+    case ECONNRESET:
+    case EPIPE: return Reset;
+    case ETIMEDOUT: return Timeout;
+    default: return Other;
+    }
+}
+
+struct Conn {
+    int fd = -1;
+    uint32_t gen = 0; // distinguishes a reused slot from events meant for its previous connection
+    Phase phase = Phase::Idle;
+    long long greeting_left = 0;
+    size_t sent = 0;
+    std::string got;
+    int64_t start_ns = 0;
+};
+
+struct Deadline {
+    int64_t at_ns;
+    uint32_t idx;
+    uint32_t gen;
+};
+
+enum class Step { Pending, Ok, Failed };
+
+class LoadGen {
+public:
+    LoadGen(const Options& o, const sockaddr_storage& addr, socklen_t addr_len)
+        : opt_(o), addr_(addr), addr_len_(addr_len),
+          timeout_ns_(static_cast<int64_t>(o.timeout * 1e9)),
+          conns_(static_cast<size_t>(o.concurrency) + static_cast<size_t>(o.hold))
+    {
+        epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
+        if (epfd_ < 0) {
+            std::perror("loadgen: epoll_create1");
+            std::exit(1);
+        }
+    }
+
+    int run()
+    {
+        size_t held = open_held();
+
+        const int64_t t0 = now_ns();
+        const int64_t end = t0 + static_cast<int64_t>(opt_.duration * 1e9);
+        for (uint32_t i = static_cast<uint32_t>(opt_.concurrency); i-- > 0;)
+            free_.push_back(i);
+
+        std::vector<epoll_event> events(static_cast<size_t>(std::min(opt_.concurrency, 4096)));
+        for (;;) {
+            int64_t now = now_ns();
+            while (!free_.empty() && can_start(now, end)) {
+                uint32_t idx = free_.back();
+                free_.pop_back();
+                start(idx);
+                now = now_ns();
+            }
+            if (active_ == 0 && !can_start(now, end))
+                break;
+
+            int64_t wake = deadlines_.empty() ? end + timeout_ns_ : deadlines_.front().at_ns;
+            if (can_start(now, end))
+                wake = std::min(wake, end);
+            int wait_ms = static_cast<int>(std::clamp<int64_t>((wake - now + 999'999) / 1'000'000, 0, 1000));
+
+            int n = ::epoll_wait(epfd_, events.data(), static_cast<int>(events.size()), wait_ms);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                std::perror("loadgen: epoll_wait");
+                return 1;
+            }
+            for (int i = 0; i < n; ++i) {
+                uint32_t idx = static_cast<uint32_t>(events[i].data.u64);
+                uint32_t gen = static_cast<uint32_t>(events[i].data.u64 >> 32);
+                Conn& c = conns_[idx];
+                if (c.gen != gen || c.phase == Phase::Idle)
+                    continue; // stale: this slot's connection already finished in this batch
+                ErrorKind kind = Other;
+                Step s = drive(c, events[i].events, kind);
+                if (s != Step::Pending)
+                    finish(idx, s == Step::Ok, kind);
+            }
+            expire(now_ns());
+        }
+        const double seconds = static_cast<double>(now_ns() - t0) / 1e9;
+
+        std::sort(latencies_us_.begin(), latencies_us_.end());
+        auto pct = [&](double p) -> long long {
+            if (latencies_us_.empty())
+                return 0;
+            // Nearest-rank percentile: the smallest sample with at least p of the data at or below it.
+            size_t rank = static_cast<size_t>(p * static_cast<double>(latencies_us_.size()) + 0.999999);
+            rank = std::clamp<size_t>(rank, 1, latencies_us_.size());
+            return latencies_us_[rank - 1];
+        };
+        unsigned long long errors = 0;
+        for (auto e : error_counts_)
+            errors += e;
+        if (errors > 0) {
+            std::fprintf(stderr, "loadgen: errors:");
+            for (size_t k = 0; k < error_counts_.size(); ++k)
+                if (error_counts_[k] > 0)
+                    std::fprintf(stderr, " %s=%llu", error_names[k], error_counts_[k]);
+            std::fprintf(stderr, "\n");
+        }
+        std::printf("conn_per_s=%.1f completed=%zu errors=%llu p50_us=%lld p99_us=%lld max_us=%lld held=%zu seconds=%.2f\n",
+                    seconds > 0 ? static_cast<double>(latencies_us_.size()) / seconds : 0.0,
+                    latencies_us_.size(), errors, pct(0.50), pct(0.99),
+                    latencies_us_.empty() ? 0LL : latencies_us_.back(), held, seconds);
+        std::fflush(stdout);
+        return errors == 0 ? 0 : 1;
+    }
+
+private:
+    bool can_start(int64_t now, int64_t end) const
+    {
+        return now < end && (opt_.max_connections == 0 || started_ < opt_.max_connections);
+    }
+
+    // Creates a non-blocking socket and starts connecting; -1 with errno on failure.
+    int begin_connect(uint32_t idx)
+    {
+        Conn& c = conns_[idx];
+        c.fd = ::socket(addr_.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (c.fd < 0)
+            return -1;
+        c.start_ns = now_ns();
+        if (::connect(c.fd, reinterpret_cast<const sockaddr*>(&addr_), addr_len_) < 0 && errno != EINPROGRESS)
+            return -1;
+        // Edge-triggered: each phase runs its syscalls until EAGAIN, so one
+        // registration serves the whole connection without epoll_ctl(MOD) churn.
+        epoll_event ev{};
+        ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+        ev.data.u64 = (static_cast<uint64_t>(c.gen) << 32) | idx;
+        if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, c.fd, &ev) < 0)
+            return -1;
+        return 0;
+    }
+
+    void start(uint32_t idx)
+    {
+        Conn& c = conns_[idx];
+        ++c.gen;
+        ++started_;
+        ++active_;
+        c.phase = Phase::Connecting;
+        c.greeting_left = opt_.greeting;
+        c.sent = 0;
+        c.got.clear();
+        if (begin_connect(idx) < 0) {
+            finish(idx, false, classify(errno));
+            return;
+        }
+        // The timeout is the same for every connection, so deadlines arrive in order.
+        deadlines_.push_back({c.start_ns + timeout_ns_, idx, c.gen});
+    }
+
+    void finish(uint32_t idx, bool ok, ErrorKind kind)
+    {
+        Conn& c = conns_[idx];
+        if (ok)
+            latencies_us_.push_back((now_ns() - c.start_ns + 500) / 1000);
+        else
+            ++error_counts_[kind];
+        if (c.fd >= 0)
+            ::close(c.fd);
+        c.fd = -1;
+        c.phase = Phase::Idle;
+        --active_;
+        free_.push_back(idx);
+    }
+
+    void expire(int64_t now)
+    {
+        while (!deadlines_.empty()) {
+            const Deadline& d = deadlines_.front();
+            Conn& c = conns_[d.idx];
+            if (c.gen == d.gen && c.phase != Phase::Idle) {
+                if (d.at_ns > now)
+                    break;
+                finish(d.idx, false, Timeout);
+            }
+            deadlines_.pop_front();
+        }
+    }
+
+    static int socket_error(int fd)
+    {
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+            return errno;
+        return err;
+    }
+
+    // Advances one client as far as the socket allows.
+    Step drive(Conn& c, uint32_t events, ErrorKind& kind)
+    {
+        char buffer[16384];
+        for (;;) {
+            switch (c.phase) {
+            case Phase::Connecting: {
+                if (int err = socket_error(c.fd); err != 0) {
+                    kind = classify(err);
+                    return Step::Failed;
+                }
+                if (events & (EPOLLERR | EPOLLHUP))
+                    return Step::Failed;
+                if (!(events & EPOLLOUT))
+                    return Step::Pending;
+                c.phase = c.greeting_left > 0 ? Phase::Greeting : Phase::Sending;
+                break;
+            }
+            case Phase::Greeting: {
+                // Read no further than the greeting so the reply is checked from its first byte.
+                size_t want = static_cast<size_t>(std::min<long long>(c.greeting_left, sizeof buffer));
+                ssize_t n = ::recv(c.fd, buffer, want, 0);
+                if (n > 0) {
+                    c.greeting_left -= n;
+                    if (c.greeting_left == 0)
+                        c.phase = Phase::Sending;
+                } else if (n == 0) {
+                    kind = EarlyEof;
+                    return Step::Failed;
+                } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                    return Step::Pending;
+                } else if (errno != EINTR) {
+                    kind = classify(errno);
+                    return Step::Failed;
+                }
+                break;
+            }
+            case Phase::Sending: {
+                if (c.sent < opt_.message.size()) {
+                    ssize_t n = ::send(c.fd, opt_.message.data() + c.sent, opt_.message.size() - c.sent, MSG_NOSIGNAL);
+                    if (n >= 0) {
+                        c.sent += static_cast<size_t>(n);
+                    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                        return Step::Pending;
+                    } else if (errno != EINTR) {
+                        kind = classify(errno);
+                        return Step::Failed;
+                    }
+                    break;
+                }
+                if (::shutdown(c.fd, SHUT_WR) < 0) {
+                    kind = classify(errno);
+                    return Step::Failed;
+                }
+                c.phase = Phase::Reading;
+                break;
+            }
+            case Phase::Reading: {
+                ssize_t n = ::recv(c.fd, buffer, sizeof buffer, 0);
+                if (n > 0) {
+                    // Keep at most one byte beyond the expectation: enough to know it is wrong.
+                    size_t room = opt_.expect.size() + 1 - std::min(c.got.size(), opt_.expect.size() + 1);
+                    c.got.append(buffer, std::min(room, static_cast<size_t>(n)));
+                } else if (n == 0) {
+                    if (c.got == opt_.expect)
+                        return Step::Ok;
+                    kind = Mismatch;
+                    return Step::Failed;
+                } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                    return Step::Pending;
+                } else if (errno != EINTR) {
+                    kind = classify(errno);
+                    return Step::Failed;
+                }
+                break;
+            }
+            default:
+                return Step::Failed;
+            }
+        }
+    }
+
+    // Opens the --hold connections and waits (up to --timeout) for them to be
+    // established. They stay open, idle, until the process exits.
+    size_t open_held()
+    {
+        if (opt_.hold == 0)
+            return 0;
+        const uint32_t first = static_cast<uint32_t>(opt_.concurrency);
+        const uint32_t last = first + static_cast<uint32_t>(opt_.hold);
+        size_t pending = 0;
+        for (uint32_t idx = first; idx < last; ++idx) {
+            Conn& c = conns_[idx];
+            if (begin_connect(idx) < 0) {
+                if (c.fd >= 0)
+                    ::close(c.fd);
+                c.fd = -1;
+                continue;
+            }
+            c.phase = Phase::HeldConnecting;
+            ++pending;
+        }
+
+        size_t held = 0;
+        const int64_t deadline = now_ns() + timeout_ns_;
+        std::vector<epoll_event> events(1024);
+        while (pending > 0) {
+            int64_t left = deadline - now_ns();
+            if (left <= 0)
+                break;
+            int n = ::epoll_wait(epfd_, events.data(), static_cast<int>(events.size()),
+                                 static_cast<int>(std::min<int64_t>((left + 999'999) / 1'000'000, 1000)));
+            if (n < 0 && errno != EINTR) {
+                std::perror("loadgen: epoll_wait");
+                break;
+            }
+            for (int i = 0; i < n; ++i) {
+                Conn& c = conns_[static_cast<uint32_t>(events[i].data.u64)];
+                if (c.phase != Phase::HeldConnecting)
+                    continue;
+                --pending;
+                if (socket_error(c.fd) == 0 && (events[i].events & EPOLLOUT) && !(events[i].events & (EPOLLERR | EPOLLHUP))) {
+                    // Established; no further interest, so it cannot disturb the measured loop.
+                    ::epoll_ctl(epfd_, EPOLL_CTL_DEL, c.fd, nullptr);
+                    c.phase = Phase::Held;
+                    ++held;
+                } else {
+                    ::close(c.fd);
+                    c.fd = -1;
+                    c.phase = Phase::Idle;
+                }
+            }
+        }
+        // Whatever did not connect in time is given up on, not counted as held.
+        for (uint32_t idx = first; idx < last; ++idx) {
+            Conn& c = conns_[idx];
+            if (c.phase == Phase::HeldConnecting) {
+                ::close(c.fd);
+                c.fd = -1;
+                c.phase = Phase::Idle;
+            }
+        }
+        return held;
+    }
+
+    const Options& opt_;
+    sockaddr_storage addr_;
+    socklen_t addr_len_;
+    int64_t timeout_ns_;
+    int epfd_ = -1;
+    std::vector<Conn> conns_; // [0, concurrency) clients, then the held connections
+    std::vector<uint32_t> free_;
+    std::deque<Deadline> deadlines_;
+    std::vector<long long> latencies_us_;
+    std::array<unsigned long long, ErrorKinds> error_counts_{};
+    long long started_ = 0;
+    long long active_ = 0;
+};
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    Options opt = parse_args(argc, argv);
+
+    // Thousands of sockets (clients plus --hold) exceed the default soft limit of 1024.
+    rlimit rl{};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    // send() uses MSG_NOSIGNAL; this is only a backstop so a reset peer can never kill us.
+    std::signal(SIGPIPE, SIG_IGN);
+
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    addrinfo* res = nullptr;
+    std::string port = std::to_string(opt.port);
+    if (int rc = ::getaddrinfo(opt.host.c_str(), port.c_str(), &hints, &res); rc != 0 || !res) {
+        std::fprintf(stderr, "loadgen: cannot resolve '%s': %s\n", opt.host.c_str(), ::gai_strerror(rc));
+        return 2;
+    }
+    sockaddr_storage addr{};
+    std::memcpy(&addr, res->ai_addr, res->ai_addrlen);
+    socklen_t addr_len = res->ai_addrlen;
+    ::freeaddrinfo(res);
+
+    LoadGen gen(opt, addr, addr_len);
+    return gen.run();
+}
