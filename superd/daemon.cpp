@@ -142,7 +142,6 @@ std::optional<Error> Daemon::apply(Config config)
             slot.service = service.get();
             service->slots.push_back(&slot);
         }
-        states_[service->config.name]; // counters start at zero
         services.push_back(std::move(service));
     }
     size_t closed = 0;
@@ -150,6 +149,10 @@ std::optional<Error> Daemon::apply(Config config)
         closed += slot.listener ? 1 : 0;
     listeners_ = std::move(next); // closes the sockets no service uses any more
     services_ = std::move(services);
+    for (auto& [name, state] : states_)
+        state.current = nullptr;
+    for (auto& service : services_)
+        states_[service->config.name].current = service.get(); // counters start at zero
     max_children_ = config.max_children;
     builtins_->refresh_interfaces();
     for (auto& [key, slot] : listeners_) {
@@ -398,7 +401,8 @@ void Daemon::on_connection(Slot& slot, UniqueFd connection, const SocketAddress&
         refuse(service, connection.get(), shown, why);
         return; // closing the connection tells the client
     }
-    spdlog::info("accepted service={} peer={} local={}", config.name, shown, local);
+    // The spawn's line says it all; this one is for debugging.
+    spdlog::debug("accepted service={} peer={} local={}", config.name, shown, local);
 
     if (config.builtin) {
         ++st.running;
@@ -538,14 +542,15 @@ void Daemon::finished(const std::string& name, const std::optional<SourceKey>& s
             st.per_source.erase(it);
     }
     // Room again: take off the holds that limits put on.
-    for (auto& service : services_) {
-        const ServiceConfig& config = service->config;
-        if (config.name == name && (!config.max_instances || st.running < *config.max_instances))
-            for (Slot* s : service->slots)
-                if (s->listener->held(kHoldServiceFull))
-                    s->listener->release(kHoldServiceFull);
-    }
-    if (max_children_ && children_.size() < *max_children_)
+    if (Service* service = st.current; service && service->config.max_instances
+                                       && st.running < *service->config.max_instances)
+        for (Slot* s : service->slots)
+            if (s->listener->held(kHoldServiceFull))
+                s->listener->release(kHoldServiceFull);
+    // Only the exit that brings superd just under the cap releases (the
+    // child is out of the table by now); looking at every listener on every
+    // exit would cost a walk of all services per connection.
+    if (max_children_ && children_.size() + 1 == *max_children_)
         for (auto& [key, slot] : listeners_)
             if (slot.listener->held(kHoldAllFull))
                 slot.listener->release(kHoldAllFull);

@@ -93,6 +93,7 @@ private:
         Counters counters;
         unsigned running = 0; // children and builtin connections
         std::unordered_map<SourceKey, unsigned, SourceKeyHash> per_source;
+        Service* current = nullptr; // the configured service of this name, if any
     };
     // A child's timeout: SIGTERM to its process group, SIGKILL after grace.
     struct Deadline {

@@ -22,6 +22,7 @@ constexpr size_t kChildStack = 32 * 1024;
 
 // The kernel's own struct sigaction (x86_64, arm64): glibc's sigaction()
 // refuses signals 32 and 33, which a child must get back at SIG_DFL too.
+// Read and written by raw syscalls; its layout only matters for `handler`.
 struct KernelSigaction {
     void (*handler)(int);
     unsigned long flags;
@@ -45,6 +46,8 @@ struct ChildPlan {
     int nice;
     const ResourceLimit* rlimits;
     size_t rlimit_count;
+    const int* reset_signals;
+    size_t reset_count;
     // Set by the child when it cannot get as far as exec.
     int error;
     const char* step;
@@ -75,11 +78,12 @@ void write_decimal(char* out, long value)
     };
 
     // Back to SIG_DFL while every signal is still blocked, so no handler of
-    // the daemon can ever run here. SIGKILL and SIGSTOP refuse; that is fine.
+    // the daemon can ever run here. Only what is not at SIG_DFL already:
+    // a syscall per signal is a real part of a spawn's cost.
     KernelSigaction dfl{};
     dfl.handler = SIG_DFL;
-    for (int sig = 1; sig <= kLastSignal; ++sig)
-        ::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, sizeof dfl.mask);
+    for (size_t i = 0; i < plan->reset_count; ++i)
+        ::syscall(SYS_rt_sigaction, plan->reset_signals[i], &dfl, nullptr, sizeof dfl.mask);
 
     if (::syscall(SYS_setsid) < 0)
         return failed("setsid");
@@ -179,6 +183,15 @@ Launcher::Launcher(const ServiceConfig& config)
         argv_.push_back(arg.data());
     argv_.push_back(nullptr);
 
+    for (int sig = 1; sig <= kLastSignal; ++sig) {
+        KernelSigaction current{};
+        bool internal = sig == 32 || sig == 33; // glibc may set these up at any time
+        if (internal
+            || (::syscall(SYS_rt_sigaction, sig, nullptr, &current, sizeof current.mask) == 0
+                && current.handler != SIG_DFL))
+            reset_signals_.push_back(sig);
+    }
+
     const char* proto = protocol_ == Protocol::kUdp ? "PROTO=UDP" : protocol_ == Protocol::kUnix ? "PROTO=UNIX" : "PROTO=TCP";
     fixed_env_.push_back(proto);
     if (systemd_) {
@@ -235,6 +248,8 @@ SpawnResult Launcher::spawn(const SpawnIo& io, const Peer& peer)
     plan.nice = nice_.value_or(0);
     plan.rlimits = rlimits_.data();
     plan.rlimit_count = rlimits_.size();
+    plan.reset_signals = reset_signals_.data();
+    plan.reset_count = reset_signals_.size();
 
     sigset_t all, previous;
     sigfillset(&all);

@@ -94,6 +94,10 @@ private:
     int umask_ = -1;
     std::optional<int> nice_;
     std::vector<ResourceLimit> rlimits_;
+    // Signals the child must put back to SIG_DFL: those superd handles or
+    // ignores, read when the launcher is made (after superd has set up its
+    // own), and glibc's internal 32 and 33.
+    std::vector<int> reset_signals_;
 };
 
 } // namespace superd
