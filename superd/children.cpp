@@ -20,7 +20,66 @@ std::string describe_wait_status(int status)
     return "status " + std::to_string(status);
 }
 
-void ChildTable::reap(const std::function<void(const ChildExit&)>& on_exit)
+void ChildTable::watch_pidfds(event_base* base, ExitHandler on_exit)
+{
+    base_ = base;
+    on_exit_ = std::move(on_exit);
+}
+
+void ChildTable::add(pid_t pid, Child child, UniqueFd pidfd)
+{
+    auto entry = std::make_unique<Entry>();
+    entry->child = std::move(child);
+    entry->table = this;
+    entry->pid = pid;
+    if (pidfd && base_) {
+        entry->pidfd = std::move(pidfd);
+        entry->exited.reset(event_new(base_, entry->pidfd.get(), EV_READ, on_pidfd, entry.get()));
+        if (!entry->exited || event_add(entry->exited.get(), nullptr) != 0) {
+            entry->exited.reset();
+            entry->pidfd.reset();
+        }
+    }
+    if (!entry->exited)
+        ++untracked_;
+    children_[pid] = std::move(entry);
+}
+
+ChildExit ChildTable::take(pid_t pid, int status)
+{
+    ChildExit exit{pid, status, {}, false};
+    if (auto it = children_.find(pid); it != children_.end()) {
+        if (!it->second->exited)
+            --untracked_;
+        exit.child = std::move(it->second->child);
+        exit.known = true;
+        children_.erase(it); // frees its event and closes its pidfd
+    }
+    return exit;
+}
+
+void ChildTable::on_pidfd(evutil_socket_t, short, void* arg)
+{
+    auto* entry = static_cast<Entry*>(arg);
+    ChildTable* table = entry->table;
+    int status = 0;
+    pid_t pid;
+    do
+        pid = ::waitpid(entry->pid, &status, WNOHANG);
+    while (pid < 0 && errno == EINTR);
+    if (pid == 0) { // readable, yet not ended: watch again
+        event_add(entry->exited.get(), nullptr);
+        return;
+    }
+    if (pid < 0) { // already reaped elsewhere; nothing to report
+        table->take(entry->pid, 0);
+        return;
+    }
+    ChildExit exit = table->take(pid, status);
+    table->on_exit_(exit);
+}
+
+void ChildTable::reap(const ExitHandler& on_exit)
 {
     for (;;) {
         int status = 0;
@@ -32,13 +91,7 @@ void ChildTable::reap(const std::function<void(const ChildExit&)>& on_exit)
                 continue;
             return; // ECHILD: no children at all
         }
-        ChildExit exit{pid, status, {}, false};
-        if (auto it = children_.find(pid); it != children_.end()) {
-            exit.child = std::move(it->second);
-            exit.known = true;
-            children_.erase(it);
-        }
-        on_exit(exit);
+        on_exit(take(pid, status));
     }
 }
 

@@ -1,18 +1,25 @@
 // ChildTable: the services superd has spawned and not yet reaped.
 //
 // Keyed by pid; an entry is added right after a successful spawn and removed
-// when waitpid() reports the child's end, which is when its exit is logged.
-// reap() collects every child that has ended, so a burst of SIGCHLDs (which
-// the kernel merges) can never leave a zombie behind.
+// when waitpid() reports the child's end, which is when its exit is handled.
+// A child that comes with a pidfd is reaped by pid as soon as its pidfd is
+// readable: one waitpid(pid) costs the same with ten children or ten
+// thousand, while waitpid(-1) makes the kernel walk them all. reap() does the
+// latter for SIGCHLD, which is needed only while some child has no pidfd
+// (untracked()); it collects every ended child, so a burst of SIGCHLDs
+// (which the kernel merges) can never leave a zombie behind.
 #pragma once
 
 #include "superd/address.h"
+#include "superd/event.h"
+#include "superd/fd.h"
 #include "superd/limits.h"
 
 #include <sys/types.h>
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -41,14 +48,35 @@ std::string describe_wait_status(int status);
 
 class ChildTable {
 public:
-    void add(pid_t pid, Child child) { children_.emplace(pid, std::move(child)); }
+    using ExitHandler = std::function<void(const ChildExit&)>;
+
+    // Pidfds are watched on `base`; `on_exit` runs for each child reaped
+    // through its pidfd.
+    void watch_pidfds(event_base* base, ExitHandler on_exit);
+
+    // Without a valid `pidfd`, the child waits for reap().
+    void add(pid_t pid, Child child, UniqueFd pidfd = UniqueFd());
     size_t size() const { return children_.size(); }
+    size_t untracked() const { return untracked_; }
 
     // Reaps every ended child without blocking; calls `on_exit` for each.
-    void reap(const std::function<void(const ChildExit&)>& on_exit);
+    void reap(const ExitHandler& on_exit);
 
 private:
-    std::unordered_map<pid_t, Child> children_;
+    struct Entry {
+        Child child;
+        ChildTable* table = nullptr;
+        pid_t pid = 0;
+        UniqueFd pidfd;
+        Event exited; // on the pidfd
+    };
+    static void on_pidfd(evutil_socket_t, short, void* entry);
+    ChildExit take(pid_t pid, int status);
+
+    std::unordered_map<pid_t, std::unique_ptr<Entry>> children_;
+    size_t untracked_ = 0;
+    event_base* base_ = nullptr;
+    ExitHandler on_exit_;
 };
 
 } // namespace superd

@@ -62,7 +62,10 @@ UniqueFd open_null() { return UniqueFd(::open("/dev/null", O_RDWR | O_CLOEXEC));
 
 } // namespace
 
-Daemon::Daemon(ConfigSources sources) : sources_(std::move(sources)), base_(event_base_new()) {}
+Daemon::Daemon(ConfigSources sources, std::optional<rlimit> child_nofile)
+    : sources_(std::move(sources)), child_nofile_(child_nofile), base_(event_base_new())
+{
+}
 
 std::optional<Error> Daemon::start(Config config)
 {
@@ -73,6 +76,7 @@ std::optional<Error> Daemon::start(Config config)
     if (!dev_null_ || !reserve_fd_)
         return Error{std::string("cannot open /dev/null: ") + std::strerror(errno)};
     builtins_ = std::make_unique<Builtins>(base_.get());
+    children_.watch_pidfds(base_.get(), [this](const ChildExit& exit) { child_exited(exit); });
 
     // Signals first, so that no child can end unnoticed.
     for (int signal : kSignals) {
@@ -123,7 +127,7 @@ std::optional<Error> Daemon::apply(Config config)
     for (ServiceConfig& sc : config.services) {
         auto service = std::make_unique<Service>();
         if (!sc.builtin)
-            service->launcher = std::make_unique<Launcher>(sc);
+            service->launcher = std::make_unique<Launcher>(sc, child_nofile_);
         if (sc.rate)
             service->bucket = TokenBucket(*sc.rate, sc.burst, now);
         service->config = std::move(sc);
@@ -250,7 +254,7 @@ void Daemon::handle_signal(int signal)
         // Children that ended before the signal are still logged; a second
         // SIGTERM while superd shuts down must not kill it with a status
         // other than 0 once libevent has given the signals back.
-        reap();
+        children_.reap([this](const ChildExit& exit) { child_exited(exit); });
         sigset_t stop;
         sigemptyset(&stop);
         sigaddset(&stop, SIGTERM);
@@ -461,7 +465,8 @@ bool Daemon::launch(Slot& slot, int socket, const Peer& peer, const SocketAddres
             pipe = std::move(*opened);
             io.stderr_fd = pipe->write_end();
         } else {
-            spawned = SpawnResult{-1, errno ? errno : EMFILE, "pipe"};
+            spawned.error = errno ? errno : EMFILE;
+            spawned.step = "pipe";
         }
     }
     if (spawned.step[0] == '\0')
@@ -490,7 +495,7 @@ bool Daemon::launch(Slot& slot, int socket, const Peer& peer, const SocketAddres
         StderrPipe* raw = pipe.get();
         stderr_pipes_.emplace(raw, std::move(pipe));
     }
-    children_.add(spawned.pid, Child{name, shown, Clock::now(), wait_listener, source});
+    children_.add(spawned.pid, Child{name, shown, Clock::now(), wait_listener, source}, std::move(spawned.pidfd));
     ++st.counters.spawned;
     ++st.running;
     if (source)
@@ -556,9 +561,13 @@ void Daemon::finished(const std::string& name, const std::optional<SourceKey>& s
                 slot.listener->release(kHoldAllFull);
 }
 
+// SIGCHLD: children with a pidfd are reaped through it, by pid; the
+// waitpid(-1) walk is for the others (a kernel without pidfds, or no fd to
+// spare when they were spawned).
 void Daemon::reap()
 {
-    children_.reap([this](const ChildExit& exit) { child_exited(exit); });
+    if (children_.untracked() > 0)
+        children_.reap([this](const ChildExit& exit) { child_exited(exit); });
 }
 
 void Daemon::child_exited(const ChildExit& exit)

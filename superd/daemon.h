@@ -31,6 +31,8 @@
 #include "superd/spawn.h"
 #include "superd/stderr_log.h"
 
+#include <sys/resource.h>
+
 #include <chrono>
 #include <map>
 #include <memory>
@@ -58,8 +60,9 @@ struct Counters {
 
 class Daemon {
 public:
-    // `sources` is where a reload reads the configuration again.
-    explicit Daemon(ConfigSources sources);
+    // `sources` is where a reload reads the configuration again;
+    // `child_nofile` is the fd limit to give children (see process.h).
+    explicit Daemon(ConfigSources sources, std::optional<rlimit> child_nofile = std::nullopt);
     Daemon(const Daemon&) = delete;
     Daemon& operator=(const Daemon&) = delete;
 
@@ -133,6 +136,7 @@ private:
     static void on_deadline(evutil_socket_t, short, void* deadline);
 
     ConfigSources sources_;
+    std::optional<rlimit> child_nofile_;
     EventBase base_; // before every member that holds events
     UniqueFd dev_null_;
     UniqueFd reserve_fd_; // given up to drain a connection when out of fds

@@ -84,8 +84,9 @@ int main(int argc, char** argv)
     if (sources.config.empty() && sources.inetd_conf.empty())
         return usage_error("--config FILE (or --inetd-conf FILE) is required");
 
-    if (auto error = superd::prepare_process()) {
-        std::fprintf(stderr, "superd: %s\n", error->message.c_str());
+    auto started = superd::prepare_process();
+    if (!started) {
+        std::fprintf(stderr, "superd: %s\n", started.error().c_str());
         return kExitCannotStart;
     }
     superd::init_logging(level);
@@ -102,7 +103,7 @@ int main(int argc, char** argv)
         return 0;
     }
 
-    superd::Daemon daemon(sources);
+    superd::Daemon daemon(sources, started->nofile);
     if (auto error = daemon.start(std::move(*config))) {
         spdlog::error("cannot start: {}", error->message);
         return kExitCannotStart;

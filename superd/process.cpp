@@ -31,7 +31,7 @@ void cloexec_from_proc(int lowest)
 
 } // namespace
 
-std::optional<Error> prepare_process()
+Result<StartedWith> prepare_process()
 {
     for (int fd = 0; fd <= 2; ++fd) {
         if (::fcntl(fd, F_GETFD) >= 0)
@@ -50,11 +50,19 @@ std::optional<Error> prepare_process()
     if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
         cloexec_from_proc(3);
 
+    StartedWith started;
+    rlimit nofile{};
+    if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        rlimit raised{nofile.rlim_max, nofile.rlim_max};
+        if (::setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            started.nofile = nofile;
+    }
+
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ::signal(SIGPIPE, SIG_IGN);
-    return std::nullopt;
+    return started;
 }
 
 } // namespace superd

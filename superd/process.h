@@ -4,6 +4,8 @@
 
 #include "superd/result.h"
 
+#include <sys/resource.h>
+
 #include <optional>
 
 namespace superd {
@@ -15,6 +17,13 @@ namespace superd {
 //   whatever RLIMIT_NOFILE is, so nothing superd inherited reaches a service.
 // - The signal mask is emptied (libevent must see SIGCHLD) and SIGPIPE is
 //   ignored: a client that goes away must not kill the daemon.
-std::optional<Error> prepare_process();
+// - The soft RLIMIT_NOFILE is raised to the hard limit: a pidfd per live
+//   child and a socket per connection need more than the usual 1024. The
+//   limit superd was started with comes back, for its children, since
+//   programs using select() break above it.
+struct StartedWith {
+    std::optional<rlimit> nofile; // set when the soft limit was raised
+};
+Result<StartedWith> prepare_process();
 
 } // namespace superd

@@ -48,6 +48,7 @@ struct ChildPlan {
     size_t rlimit_count;
     const int* reset_signals;
     size_t reset_count;
+    uint64_t nofile[2]; // soft and hard RLIMIT_NOFILE to give the child, or zeros
     // Set by the child when it cannot get as far as exec.
     int error;
     const char* step;
@@ -111,7 +112,10 @@ void write_decimal(char* out, long value)
     // Priority first: lowering nice needs the privileges dropped below.
     if (plan->set_nice && ::syscall(SYS_setpriority, PRIO_PROCESS, 0, plan->nice) < 0)
         return failed("setpriority");
-    // Before the switch too: raising a hard limit needs root.
+    // Before the switch too: raising a hard limit needs root. First the
+    // soft fd limit superd was started with, then the service's own.
+    if (plan->nofile[0] != 0 && ::syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, plan->nofile, nullptr) < 0)
+        return failed("setrlimit");
     for (size_t i = 0; i < plan->rlimit_count; ++i) {
         const ResourceLimit& limit = plan->rlimits[i];
         uint64_t both[2] = {limit.value, limit.value};
@@ -166,7 +170,7 @@ void put(std::array<char, N>& slot, const char* name, long value)
 
 } // namespace
 
-Launcher::Launcher(const ServiceConfig& config)
+Launcher::Launcher(const ServiceConfig& config, std::optional<rlimit> child_nofile)
     : program_(config.program),
       args_(config.args),
       fixed_env_(config.env),
@@ -177,7 +181,8 @@ Launcher::Launcher(const ServiceConfig& config)
       cwd_(config.cwd),
       umask_(config.umask ? static_cast<int>(*config.umask) : -1),
       nice_(config.nice),
-      rlimits_(config.rlimits)
+      rlimits_(config.rlimits),
+      child_nofile_(child_nofile)
 {
     for (std::string& arg : args_)
         argv_.push_back(arg.data());
@@ -250,25 +255,46 @@ SpawnResult Launcher::spawn(const SpawnIo& io, const Peer& peer)
     plan.rlimit_count = rlimits_.size();
     plan.reset_signals = reset_signals_.data();
     plan.reset_count = reset_signals_.size();
+    if (child_nofile_) {
+        plan.nofile[0] = child_nofile_->rlim_cur;
+        plan.nofile[1] = child_nofile_->rlim_max;
+    }
 
     sigset_t all, previous;
     sigfillset(&all);
     ::pthread_sigmask(SIG_SETMASK, &all, &previous);
     alignas(16) std::array<char, kChildStack> stack;
-    pid_t pid = ::clone(run_child, stack.data() + stack.size(), CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
+    int pidfd = -1;
+    int flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
+    pid_t pid = ::clone(run_child, stack.data() + stack.size(), flags | CLONE_PIDFD, &plan, &pidfd);
+    // Without a pidfd (a kernel before 5.2, or no fd left for it), the child
+    // is reaped through SIGCHLD instead.
+    if (pid < 0 && (errno == EINVAL || errno == EMFILE || errno == ENFILE)) {
+        pidfd = -1;
+        pid = ::clone(run_child, stack.data() + stack.size(), flags, &plan);
+    }
     int clone_error = errno;
     ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
 
-    if (pid < 0)
-        return {-1, clone_error, "clone"};
+    SpawnResult result;
+    result.pidfd.reset(pid < 0 ? -1 : pidfd);
+    if (pid < 0) {
+        result.error = clone_error;
+        result.step = "clone";
+        return result;
+    }
     if (plan.error != 0) {
         // CLONE_VFORK resumed us only once the child had exited: reap it now,
         // so a failed spawn leaves no zombie and no pid for the reaper.
         while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
         }
-        return {-1, plan.error, plan.step};
+        result.error = plan.error;
+        result.step = plan.step;
+        result.pidfd.reset();
+        return result;
     }
-    return {pid, 0, ""};
+    result.pid = pid;
+    return result;
 }
 
 } // namespace superd

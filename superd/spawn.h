@@ -20,6 +20,11 @@
 // TCPREMOTEPORT, TCPLOCALIP, TCPLOCALPORT; for unix sockets UNIXREMOTEPID,
 // UNIXREMOTEEUID, UNIXREMOTEEGID).
 //
+// Each child comes with a pidfd (CLONE_PIDFD), so the daemon can reap it
+// by pid: waitpid(-1) makes the kernel walk every child, which with
+// thousands alive costs more than the spawn. The child gets the soft
+// RLIMIT_NOFILE superd started with, not the raised one (see process.h).
+//
 // Why not glibc's posix_spawn: its child sets glibc's internal signals (32
 // and 33) to SIG_IGN, which survives exec, so a service would start with
 // signals ignored; and it cannot switch user or group.
@@ -29,7 +34,9 @@
 
 #include "superd/address.h"
 #include "superd/config.h"
+#include "superd/fd.h"
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -59,11 +66,14 @@ struct SpawnResult {
     pid_t pid = -1;
     int error = 0;            // an errno value when the spawn failed
     const char* step = "";    // what failed: "clone", "setuid", "chdir", "exec", ...
+    UniqueFd pidfd;           // readable when the child exits; none on kernels before 5.2
 };
 
 class Launcher {
 public:
-    explicit Launcher(const ServiceConfig& config);
+    // `child_nofile`: the RLIMIT_NOFILE to give children (superd's own may
+    // have been raised; see process.h).
+    explicit Launcher(const ServiceConfig& config, std::optional<rlimit> child_nofile = std::nullopt);
     Launcher(const Launcher&) = delete;
     Launcher& operator=(const Launcher&) = delete;
 
@@ -98,6 +108,7 @@ private:
     // ignores, read when the launcher is made (after superd has set up its
     // own), and glibc's internal 32 and 33.
     std::vector<int> reset_signals_;
+    std::optional<rlimit> child_nofile_;
 };
 
 } // namespace superd

@@ -80,7 +80,9 @@ pid_t start_process(const std::vector<std::string>& args, const std::string& log
     if (pid < 0)
         fail("fork");
     if (pid == 0) {
-        // Only async-signal-safe calls from here to exec.
+        // Only async-signal-safe calls from here to exec. If the test
+        // process dies (a timeout kills it, say), so does this one.
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
         int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (log < 0 || null < 0)

@@ -319,3 +319,22 @@ TEST_CASE("A service that crashes, closes early, hangs or never reads affects on
     stuffer.join();
     CHECK(round_trip(echo, "still\n") == "still\n");
 }
+
+TEST_CASE("superd raises its own soft fd limit and gives children the one it was started with",
+          "[protection][integration]")
+{
+    if (::access("/usr/bin/prlimit", X_OK) != 0) {
+        WARN("not run: needs prlimit");
+        return;
+    }
+    uint16_t port = free_port();
+    StartOptions low_soft;
+    low_soft.wrapper = {"/usr/bin/prlimit", "--nofile=1024:4096"};
+    Superd superd("[service.limits]\nlisten = [\"" + loopback(port)
+                      + "\"]\nprogram = \"/bin/sh\"\nargs = [\"sh\", \"-c\", \"ulimit -Sn; ulimit -Hn\"]\n",
+                  low_soft);
+    std::ifstream limits("/proc/" + std::to_string(superd.pid()) + "/limits");
+    std::string text((std::istreambuf_iterator<char>(limits)), std::istreambuf_iterator<char>());
+    CHECK_THAT(text, Catch::Matches("(.|\\n)*Max open files +4096 +4096 (.|\\n)*"));
+    CHECK(round_trip(port, "") == "1024\n4096\n");
+}
