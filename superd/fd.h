@@ -45,4 +45,12 @@ private:
     int fd_ = -1;
 };
 
+// Moves `fd` to the high end of the fd table (above half the soft
+// RLIMIT_NOFILE), keeping it close-on-exec, and closes the original; if
+// there is no room up there, `fd` stays where it is. Long-lived descriptors
+// (listeners, pidfds) live up there so that the few a spawned child needs
+// (its connection, /dev/null, a pipe) get low numbers: the child then copies
+// only the bottom of the table (see spawn.cpp).
+int move_high(int fd);
+
 } // namespace superd

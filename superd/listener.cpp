@@ -70,7 +70,7 @@ Result<std::unique_ptr<Listener>> Listener::open(const SocketSpec& spec)
         if (auto e = clear_unix_path(spec))
             return *e;
 
-    UniqueFd fd(::socket(address.family(), type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    UniqueFd fd(move_high(::socket(address.family(), type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)));
     if (!fd)
         return failure("create a socket for", spec, errno);
     int one = 1;

@@ -1,5 +1,7 @@
 #include "superd/process.h"
 
+#include "superd/fd.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -7,6 +9,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -30,6 +33,21 @@ void cloexec_from_proc(int lowest)
 }
 
 } // namespace
+
+int move_high(int fd)
+{
+    rlimit limit{};
+    if (fd < 0 || ::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur < 64)
+        return fd;
+    int floor = static_cast<int>(std::min<rlim_t>(limit.rlim_cur / 2, 1 << 20));
+    if (fd >= floor)
+        return fd;
+    int high = ::fcntl(fd, F_DUPFD_CLOEXEC, floor);
+    if (high < 0)
+        return fd;
+    ::close(fd);
+    return high;
+}
 
 Result<StartedWith> prepare_process()
 {

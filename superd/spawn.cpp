@@ -7,11 +7,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <csignal>
 #include <cstdint>
 #include <cstring>
+#include <linux/close_range.h>
 
 namespace superd {
 
@@ -48,6 +50,7 @@ struct ChildPlan {
     size_t rlimit_count;
     const int* reset_signals;
     size_t reset_count;
+    bool shared_files; // cloned with CLONE_FILES: unshare before touching any fd
     uint64_t nofile[2]; // soft and hard RLIMIT_NOFILE to give the child, or zeros
     // Set by the child when it cannot get as far as exec.
     int error;
@@ -86,10 +89,19 @@ void write_decimal(char* out, long value)
     for (size_t i = 0; i < plan->reset_count; ++i)
         ::syscall(SYS_rt_sigaction, plan->reset_signals[i], &dfl, nullptr, sizeof dfl.mask);
 
+    const SpawnIo& io = plan->io;
+    if (plan->shared_files) {
+        // The fd table is still the parent's. Take a private copy of just
+        // its bottom, up to the highest fd needed here: the copy no longer
+        // grows with the daemon's listeners and children.
+        unsigned highest = static_cast<unsigned>(std::max({io.socket, io.stderr_fd, io.null_fd, 3}));
+        if (::syscall(SYS_close_range, highest + 1, ~0U, CLOSE_RANGE_UNSHARE) < 0)
+            return failed("close_range");
+    }
+
     if (::syscall(SYS_setsid) < 0)
         return failed("setsid");
 
-    const SpawnIo& io = plan->io;
     int err = io.stderr_fd >= 0 ? io.stderr_fd : io.socket;
     int in = plan->systemd ? io.null_fd : io.socket;
     if (::syscall(SYS_dup3, in, 0, 0) < 0 || ::syscall(SYS_dup3, in, 1, 0) < 0 || ::syscall(SYS_dup3, err, 2, 0) < 0)
@@ -266,15 +278,32 @@ SpawnResult Launcher::spawn(const SpawnIo& io, const Peer& peer)
     alignas(16) std::array<char, kChildStack> stack;
     int pidfd = -1;
     int flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
-    pid_t pid = ::clone(run_child, stack.data() + stack.size(), flags | CLONE_PIDFD, &plan, &pidfd);
+    plan.shared_files = share_files_;
+    pid_t pid = ::clone(run_child, stack.data() + stack.size(), flags | (share_files_ ? CLONE_FILES : 0) | CLONE_PIDFD,
+                        &plan, &pidfd);
     // Without a pidfd (a kernel before 5.2, or no fd left for it), the child
     // is reaped through SIGCHLD instead.
     if (pid < 0 && (errno == EINVAL || errno == EMFILE || errno == ENFILE)) {
         pidfd = -1;
-        pid = ::clone(run_child, stack.data() + stack.size(), flags, &plan);
+        pid = ::clone(run_child, stack.data() + stack.size(), flags | (share_files_ ? CLONE_FILES : 0), &plan);
+    }
+    if (pid > 0 && plan.error != 0 && std::strcmp(plan.step, "close_range") == 0) {
+        // A kernel without CLOSE_RANGE_UNSHARE (before 5.9): copy the whole
+        // table at clone, as fork does, from now on.
+        while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+        }
+        if (pidfd >= 0)
+            ::close(pidfd);
+        share_files_ = false;
+        plan.error = 0;
+        plan.shared_files = false;
+        pidfd = -1;
+        pid = ::clone(run_child, stack.data() + stack.size(), flags | CLONE_PIDFD, &plan, &pidfd);
     }
     int clone_error = errno;
     ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    if (pidfd >= 0)
+        pidfd = move_high(pidfd);
 
     SpawnResult result;
     result.pidfd.reset(pid < 0 ? -1 : pidfd);

@@ -109,6 +109,7 @@ private:
     // own), and glibc's internal 32 and 33.
     std::vector<int> reset_signals_;
     std::optional<rlimit> child_nofile_;
+    bool share_files_ = true; // CLONE_FILES + CLOSE_RANGE_UNSHARE work here
 };
 
 } // namespace superd

@@ -25,7 +25,7 @@ Result<std::unique_ptr<StderrPipe>> StderrPipe::open(event_base* base, std::stri
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0)
         return Error{std::string("pipe: ") + std::strerror(errno)};
-    UniqueFd read_end(fds[0]), write_end(fds[1]);
+    UniqueFd read_end(move_high(fds[0])), write_end(fds[1]);
     // Only our end is non-blocking: the child writes as to any stderr.
     ::fcntl(read_end.get(), F_SETFL, O_NONBLOCK);
     std::unique_ptr<StderrPipe> pipe(
