@@ -155,8 +155,10 @@ std::optional<Error> Daemon::apply(Config config)
     services_ = std::move(services);
     for (auto& [name, state] : states_)
         state.current = nullptr;
-    for (auto& service : services_)
-        states_[service->config.name].current = service.get(); // counters start at zero
+    for (auto& service : services_) {
+        service->state = &states_[service->config.name]; // counters start at zero
+        service->state->current = service.get();
+    }
     max_children_ = config.max_children;
     builtins_->refresh_interfaces();
     for (auto& [key, slot] : listeners_) {
@@ -279,7 +281,7 @@ bool Daemon::may_accept(Slot& slot)
     }
     if (config.on_limit != OnLimit::kQueue)
         return true;
-    if (config.max_instances && states_[config.name].running >= *config.max_instances) {
+    if (config.max_instances && service.state->running >= *config.max_instances) {
         for (Slot* s : service.slots)
             s->listener->hold(kHoldServiceFull);
         return false;
@@ -297,7 +299,7 @@ bool Daemon::may_accept(Slot& slot)
 bool Daemon::admit(Service& service, const SocketAddress& peer, std::optional<SourceKey>& source, Refusal& why)
 {
     const ServiceConfig& config = service.config;
-    ServiceState& st = states_[config.name];
+    ServiceState& st = *service.state;
     auto now = Clock::now();
     if (!config.access.empty() && !config.access.allows(peer)) {
         why = Refusal::kAcl;
@@ -342,7 +344,7 @@ bool Daemon::admit(Service& service, const SocketAddress& peer, std::optional<So
 
 void Daemon::refuse(Service& service, int connection, const SocketAddress& peer, Refusal why, bool datagram)
 {
-    Counters& c = states_[service.config.name].counters;
+    Counters& c = service.state->counters;
     const char* reason = "";
     switch (why) {
     case Refusal::kAcl:
@@ -378,7 +380,7 @@ void Daemon::on_connection(Slot& slot, UniqueFd connection, const SocketAddress&
     Service& service = *slot.service;
     const ServiceConfig& config = service.config;
     const Listener& listener = *slot.listener;
-    ServiceState& st = states_[config.name];
+    ServiceState& st = *service.state;
     ++st.counters.accepted;
     slot.fd_backoff = std::chrono::milliseconds(0);
 
@@ -453,7 +455,7 @@ bool Daemon::launch(Slot& slot, int socket, const Peer& peer, const SocketAddres
 {
     Service& service = *slot.service;
     const std::string& name = service.config.name;
-    ServiceState& st = states_[name];
+    ServiceState& st = *service.state;
     SpawnIo io{socket, -1, dev_null_.get()};
     std::unique_ptr<StderrPipe> pipe;
     SpawnResult spawned;

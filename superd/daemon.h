@@ -75,10 +75,12 @@ public:
 
 private:
     struct Slot;
+    struct ServiceState;
     struct Service {
         ServiceConfig config;
         std::unique_ptr<Launcher> launcher; // null for builtins
         std::vector<Slot*> slots;
+        ServiceState* state = nullptr; // in states_, by name: found once per load, not per connection
         std::optional<TokenBucket> bucket;
         std::unordered_map<SourceKey, TokenBucket, SourceKeyHash> source_buckets;
         size_t sweep_at = 4096; // when to forget full per-source buckets
