@@ -368,34 +368,19 @@ std::string loopback(uint16_t port) { return "127.0.0.1:" + std::to_string(port)
 
 UniqueFd connect_tcp(uint16_t port, const std::string& host, const std::string& source)
 {
-    bool v6 = host.find(':') != std::string::npos;
-    UniqueFd fd(::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    superd::SocketAddress to = socket_address(host, port);
+    UniqueFd fd(::socket(to.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd)
         fail("socket");
     timeval timeout{10, 0};
     ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
     ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-    sockaddr_storage ss{};
-    socklen_t len;
-    if (v6) {
-        auto& sin6 = reinterpret_cast<sockaddr_in6&>(ss);
-        sin6.sin6_family = AF_INET6;
-        sin6.sin6_port = htons(port);
-        ::inet_pton(AF_INET6, host.c_str(), &sin6.sin6_addr);
-        len = sizeof sin6;
-    } else {
-        auto& sin = reinterpret_cast<sockaddr_in&>(ss);
-        sin.sin_family = AF_INET;
-        sin.sin_port = htons(port);
-        ::inet_pton(AF_INET, host.c_str(), &sin.sin_addr);
-        len = sizeof sin;
-    }
     if (!source.empty()) {
         superd::SocketAddress from = socket_address(source, 0);
         if (::bind(fd.get(), from.get(), from.length) != 0)
             fail("bind to " + source);
     }
-    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0)
+    if (::connect(fd.get(), to.get(), to.length) != 0)
         fail("connect to " + host + " port " + std::to_string(port));
     return fd;
 }
@@ -491,37 +476,14 @@ std::vector<std::string> lines_with_prefix(const std::string& text, const std::s
 std::string udp_exchange(uint16_t port, const std::string& data, const std::string& host, uint16_t source_port,
                          std::chrono::milliseconds limit)
 {
-    bool v6 = host.find(':') != std::string::npos;
-    int family = v6 ? AF_INET6 : AF_INET;
-    UniqueFd fd(::socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    superd::SocketAddress to = socket_address(host, port);
+    superd::SocketAddress from = socket_address(to.family() == AF_INET6 ? "::1" : "127.0.0.1", source_port);
+    UniqueFd fd(::socket(to.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0));
     if (!fd)
         fail("socket");
-    sockaddr_storage to{}, from{};
-    socklen_t len;
-    if (v6) {
-        auto& a = reinterpret_cast<sockaddr_in6&>(to);
-        a.sin6_family = AF_INET6;
-        a.sin6_port = htons(port);
-        ::inet_pton(AF_INET6, host.c_str(), &a.sin6_addr);
-        auto& b = reinterpret_cast<sockaddr_in6&>(from);
-        b.sin6_family = AF_INET6;
-        b.sin6_port = htons(source_port);
-        b.sin6_addr = in6addr_loopback;
-        len = sizeof a;
-    } else {
-        auto& a = reinterpret_cast<sockaddr_in&>(to);
-        a.sin_family = AF_INET;
-        a.sin_port = htons(port);
-        ::inet_pton(AF_INET, host.c_str(), &a.sin_addr);
-        auto& b = reinterpret_cast<sockaddr_in&>(from);
-        b.sin_family = AF_INET;
-        b.sin_port = htons(source_port);
-        b.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        len = sizeof a;
-    }
-    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&from), len) != 0)
+    if (::bind(fd.get(), from.get(), from.length) != 0)
         fail("bind");
-    if (::sendto(fd.get(), data.data(), data.size(), 0, reinterpret_cast<sockaddr*>(&to), len) < 0)
+    if (::sendto(fd.get(), data.data(), data.size(), 0, to.get(), to.length) < 0)
         fail("sendto");
     pollfd p{fd.get(), POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(limit.count())) <= 0)
@@ -533,12 +495,9 @@ std::string udp_exchange(uint16_t port, const std::string& data, const std::stri
 
 UniqueFd listen_tcp(uint16_t port)
 {
+    superd::SocketAddress at = socket_address("127.0.0.1", port);
     UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons(port);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (!fd || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 || ::listen(fd.get(), 1) != 0)
+    if (!fd || ::bind(fd.get(), at.get(), at.length) != 0 || ::listen(fd.get(), 1) != 0)
         fail("listen on port " + std::to_string(port));
     return fd;
 }
