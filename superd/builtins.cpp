@@ -101,6 +101,18 @@ std::string datagram_reply(Builtin kind, std::string_view request, std::mt19937&
     return {};
 }
 
+// Writes into `control` a control message of `received`'s kind carrying
+// `info`: the source address for sendmsg(). Returns its length.
+template <typename PktInfo>
+size_t reply_from(const cmsghdr& received, const PktInfo& info, std::array<char, 256>& control)
+{
+    auto* out = reinterpret_cast<cmsghdr*>(control.data());
+    *out = received;
+    out->cmsg_len = CMSG_LEN(sizeof info);
+    std::memcpy(CMSG_DATA(out), &info, sizeof info);
+    return CMSG_SPACE(sizeof info);
+}
+
 } // namespace
 
 struct Builtins::Connection {
@@ -285,13 +297,9 @@ void Builtins::answer(Builtin kind, const std::string& service, int fd,
                 d.sin_family = AF_INET;
                 d.sin_addr = info.ipi_addr;
                 destination.length = sizeof d;
-                info.ipi_spec_dst = info.ipi_addr;
+                info.ipi_spec_dst = info.ipi_addr; // answer from there, on any interface
                 info.ipi_ifindex = 0;
-                reply_control_length = CMSG_SPACE(sizeof info);
-                auto* out = reinterpret_cast<cmsghdr*>(reply_control.data());
-                *out = *cm;
-                out->cmsg_len = CMSG_LEN(sizeof info);
-                std::memcpy(CMSG_DATA(out), &info, sizeof info);
+                reply_control_length = reply_from(*cm, info, reply_control);
             } else if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO) {
                 in6_pktinfo info;
                 std::memcpy(&info, CMSG_DATA(cm), sizeof info);
@@ -299,11 +307,7 @@ void Builtins::answer(Builtin kind, const std::string& service, int fd,
                 d.sin6_family = AF_INET6;
                 d.sin6_addr = info.ipi6_addr;
                 destination.length = sizeof d;
-                reply_control_length = CMSG_SPACE(sizeof info);
-                auto* out = reinterpret_cast<cmsghdr*>(reply_control.data());
-                *out = *cm;
-                out->cmsg_len = CMSG_LEN(sizeof info);
-                std::memcpy(CMSG_DATA(out), &info, sizeof info);
+                reply_control_length = reply_from(*cm, info, reply_control);
             }
         }
         if (silent_to(source, destination)) {
