@@ -268,6 +268,12 @@ bool Superd::wait_for_log(const std::string& needle, size_t times, std::chrono::
     return true;
 }
 
+size_t Superd::settled_count(const std::string& needle, size_t expected, std::chrono::milliseconds limit) const
+{
+    wait_for_log(needle, expected, limit);
+    return count_in_log(needle);
+}
+
 void Superd::rewrite_config(const std::string& config_text) const { dir_.write("superd.toml", config_text); }
 
 bool Superd::reload(std::chrono::milliseconds limit) const

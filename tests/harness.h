@@ -83,6 +83,10 @@ public:
     size_t count_in_log(const std::string& needle) const;
     // Waits until `needle` appears `times` times in the log.
     bool wait_for_log(const std::string& needle, size_t times = 1, std::chrono::milliseconds limit = 10s) const;
+    // How often `needle` is in the log once it has appeared `expected` times
+    // (or the limit passed). superd logs a spawn after the child may already
+    // have answered, so a count taken right after a reply can be one short.
+    size_t settled_count(const std::string& needle, size_t expected, std::chrono::milliseconds limit = 10s) const;
 
     // Replaces the config file (superd reads it at the next reload).
     void rewrite_config(const std::string& config_text) const;

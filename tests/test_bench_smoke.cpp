@@ -65,7 +65,7 @@ TEST_CASE("The load generator drives superd's spawned and builtin services", "[b
                   + "\"]\nbuiltin = \"echo\"\n");
     check_run(cat);
     check_run(echo);
-    CHECK(superd.count_in_log("spawned service=cat") == 300);
+    CHECK(superd.settled_count("spawned service=cat", 300) == 300);
 }
 
 TEST_CASE("The reference servers answer the load generator", "[bench][integration]")

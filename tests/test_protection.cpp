@@ -69,11 +69,11 @@ TEST_CASE("max_instances with on_limit = queue holds the rest in the backlog", "
     UniqueFd c = connect_tcp(port); // connected, in the backlog
     send_all(c.get(), "ping\n");
     CHECK(quiet_for(c.get(), 500ms));
-    CHECK(superd.count_in_log("spawned service=cat") == 2);
+    CHECK(superd.settled_count("spawned service=cat", 2) == 2);
 
     a.reset(); // its child exits, c gets its turn
     CHECK(read_n(c.get(), 5) == "ping\n");
-    CHECK(superd.count_in_log("spawned service=cat") == 3);
+    CHECK(superd.settled_count("spawned service=cat", 3) == 3);
     CHECK(counter(superd.counters("cat"), "refused_limit") == 0);
 }
 

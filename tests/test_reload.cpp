@@ -177,7 +177,7 @@ TEST_CASE("superd serves an inetd.conf given on the command line", "[reload][int
     only_inetd.inetd_conf = conf;
     Superd superd("", only_inetd);
     CHECK(round_trip(port, "from inetd.conf\n") == "from inetd.conf\n");
-    CHECK(superd.count_in_log("spawned service=" + std::to_string(port) + "-tcp") == 1);
+    CHECK(superd.settled_count("spawned service=" + std::to_string(port) + "-tcp", 1) == 1);
 
     // A reload reads it again.
     uint16_t second = free_port();

@@ -243,13 +243,13 @@ TEST_CASE("A wait service gets the listening socket and superd stops watching it
     std::string held_report = first_line(read_n(held.get(), 20));
     UniqueFd queued = connect_tcp(port);
     std::this_thread::sleep_for(300ms);
-    CHECK(superd.count_in_log("spawned service=waiter") == 2);
+    CHECK(superd.settled_count("spawned service=waiter", 2) == 2);
     ::shutdown(held.get(), SHUT_WR);
     read_to_eof(held.get());
     ::shutdown(queued.get(), SHUT_WR);
     std::string later = read_to_eof(queued.get());
     CHECK_THAT(later, Catch::StartsWith("waiter pid="));
-    CHECK(superd.count_in_log("spawned service=waiter") == 3);
+    CHECK(superd.settled_count("spawned service=waiter", 3) == 3);
     CHECK_THAT(later, !Catch::Contains("pid=" + first_pid + " "));
 }
 
