@@ -2,7 +2,9 @@
 
 #include "superd/identity.h"
 #include "superd/inetd_conf.h"
+#include "superd/fd.h"
 
+#include <fcntl.h>
 #include <glob.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -16,10 +18,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <initializer_list>
 #include <optional>
-#include <sstream>
 #include <utility>
 
 namespace superd {
@@ -96,14 +96,20 @@ Source source_for(const std::string& path) { return Source{path, fs::absolute(fs
 
 Result<std::string> read_file(const std::string& path)
 {
-    std::ifstream in(path, std::ios::binary);
-    if (!in)
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd)
         return Error{path + ": cannot read: " + std::strerror(errno)};
-    std::ostringstream contents;
-    contents << in.rdbuf();
-    if (in.bad())
-        return Error{path + ": cannot read: " + std::strerror(errno)};
-    return contents.str();
+    std::string contents;
+    char chunk[16384];
+    for (;;) {
+        ssize_t n = ::read(fd.get(), chunk, sizeof chunk);
+        if (n == 0)
+            return contents;
+        if (n < 0 && errno != EINTR)
+            return Error{path + ": cannot read: " + std::strerror(errno)};
+        if (n > 0)
+            contents.append(chunk, static_cast<size_t>(n));
+    }
 }
 
 bool valid_service_name(std::string_view name)

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <charconv>
 #include <filesystem>
-#include <sstream>
 
 namespace superd {
 
@@ -213,20 +212,36 @@ private:
     std::vector<std::string> fields_;
 };
 
+// Removes the first line (without its newline) from `text` and returns it.
+std::string_view take_line(std::string_view& text)
+{
+    size_t end = text.find('\n');
+    std::string_view line = text.substr(0, end);
+    text.remove_prefix(end == std::string_view::npos ? text.size() : end + 1);
+    return line;
+}
+
+// The whitespace-separated words of a line, as inetd splits its fields.
+std::vector<std::string> split_words(std::string_view line)
+{
+    constexpr std::string_view kBlank = " \t\r\v\f";
+    std::vector<std::string> words;
+    for (size_t at = line.find_first_not_of(kBlank); at != std::string_view::npos;) {
+        size_t end = line.find_first_of(kBlank, at);
+        words.emplace_back(line.substr(at, end - at));
+        at = line.find_first_not_of(kBlank, end);
+    }
+    return words;
+}
+
 } // namespace
 
 Result<std::vector<ServiceConfig>> parse_inetd_conf(std::string_view text, const std::string& path)
 {
     std::vector<ServiceConfig> out;
     std::string default_host;
-    std::istringstream in{std::string(text)};
-    int line = 0;
-    for (std::string raw; std::getline(in, raw);) {
-        ++line;
-        std::istringstream words(raw);
-        std::vector<std::string> fields;
-        for (std::string word; words >> word;)
-            fields.push_back(word);
+    for (int line = 1; !text.empty(); ++line) {
+        std::vector<std::string> fields = split_words(take_line(text));
         if (fields.empty() || fields[0][0] == '#')
             continue;
         if (fields.size() == 1 && fields[0].back() == ':') {
