@@ -206,13 +206,15 @@ TEST_CASE("Out of file descriptors, superd rests instead of spinning, and recove
                       + "\"]\nbuiltin = \"echo\"\n",
                   few_fds);
 
+    // cats first, until a spawn runs out, then echo's accepts: which runs
+    // out first must not depend on the order superd serves its listeners.
     std::vector<UniqueFd> clients;
-    for (int i = 0; i < 150; ++i) {
+    for (int i = 0; i < 150; ++i)
         clients.push_back(connect_tcp(cat));
-        clients.push_back(connect_tcp(echo));
-    }
-    CHECK(superd.wait_for_log("reason=\"out of file descriptors\""));
     CHECK(superd.wait_for_log("spawn /bin/cat: pipe: Too many open files"));
+    for (int i = 0; i < 150; ++i)
+        clients.push_back(connect_tcp(echo));
+    CHECK(superd.wait_for_log("reason=\"out of file descriptors\""));
     std::this_thread::sleep_for(500ms);
     double before = cpu_seconds(superd.pid());
     std::this_thread::sleep_for(2s);
@@ -238,9 +240,11 @@ TEST_CASE("Out of processes, spawns fail, are paced, and superd lives on", "[pro
     }
     uint16_t port = free_port();
     StartOptions few_processes;
-    // RLIMIT_NPROC counts every process of the user: superd and a few cats.
-    few_processes.wrapper = {"/usr/bin/prlimit", "--nproc=6", "/usr/bin/setpriv", "--reuid=nobody",
-                             "--regid=nogroup", "--clear-groups"};
+    // RLIMIT_NPROC counts every process of the user: superd and a few cats,
+    // under a uid nothing else runs as (not nobody, which other tests use at
+    // the same time).
+    few_processes.wrapper = {"/usr/bin/prlimit", "--nproc=6", "/usr/bin/setpriv", "--reuid=64999",
+                             "--regid=64999", "--clear-groups"};
     Superd superd(held("cat", port), few_processes);
 
     std::vector<UniqueFd> clients;

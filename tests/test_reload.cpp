@@ -125,9 +125,11 @@ TEST_CASE("Reloading over and over while clients connect loses no connection", "
             }
         });
     }
+    // A number of reloads, not a time window: how many fit in a second
+    // depends on how loaded the machine is.
     int reloads = 0;
-    auto end = std::chrono::steady_clock::now() + 3s;
-    while (std::chrono::steady_clock::now() < end) {
+    auto give_up = std::chrono::steady_clock::now() + 60s;
+    while ((reloads < 20 || served < 100) && std::chrono::steady_clock::now() < give_up) {
         superd.rewrite_config(reloads % 2 ? without_b : with_b);
         REQUIRE(superd.reload());
         ++reloads;
