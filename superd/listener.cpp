@@ -16,8 +16,12 @@ namespace superd {
 
 namespace {
 
-// Enough to drain a burst without starving the other listeners and signals.
+// One turn of accepting drains a burst, but never starves the other
+// listeners, signals (a reload) and reaping: it stops after 64 connections
+// or 5 ms, whichever comes first. Each accept may spawn, which waits for the
+// child's exec; on a loaded machine 64 spawns took over a second.
 constexpr int kAcceptBatch = 64;
+constexpr std::chrono::milliseconds kAcceptBatchTime{5};
 
 // How long a listener rests when the process is out of memory.
 constexpr std::chrono::milliseconds kOutOfMemoryPause{1000};
@@ -223,7 +227,10 @@ void Listener::on_readable(evutil_socket_t, short, void* self)
 
 void Listener::accept_batch()
 {
+    const auto until = std::chrono::steady_clock::now() + kAcceptBatchTime;
     for (int i = 0; i < kAcceptBatch && !held(); ++i) {
+        if (i > 0 && std::chrono::steady_clock::now() >= until)
+            return; // still readable: the next turn goes on
         if (accept_.gate && !accept_.gate())
             return;
         SocketAddress peer;

@@ -7,6 +7,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <thread>
+
 using superd::Listener;
 using superd::SocketAddress;
 
@@ -85,4 +87,30 @@ TEST_CASE("Accepted connections are blocking, close-on-exec, with the peer's add
         REQUIRE(::getsockname(clients[i].get(), mine.get(), &mine.length) == 0);
         CHECK(accepted[i].second == mine);
     }
+}
+
+TEST_CASE("A turn of accepting that runs long yields to the rest of the loop", "[listener]")
+{
+    superd::EventBase base(event_base_new());
+    uint16_t port = harness::free_port();
+    auto listener = Listener::open(tcp(parse("127.0.0.1:" + std::to_string(port))));
+    REQUIRE(listener.ok());
+    // Each connection takes longer than a turn may (as a spawn on a loaded
+    // machine does): one per turn, the rest stay queued for the next.
+    std::vector<superd::UniqueFd> accepted;
+    (*listener)->accept_with(base.get(), Listener::AcceptHooks{[&](superd::UniqueFd fd, const SocketAddress&) {
+                                                                   std::this_thread::sleep_for(std::chrono::milliseconds(10));
+                                                                   accepted.push_back(std::move(fd));
+                                                               },
+                                                               nullptr, nullptr});
+    std::vector<superd::UniqueFd> clients;
+    for (int i = 0; i < 4; ++i)
+        clients.push_back(harness::connect_tcp(port));
+
+    event_base_loop(base.get(), EVLOOP_ONCE);
+    CHECK(accepted.size() == 1);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (accepted.size() < 4 && std::chrono::steady_clock::now() < deadline)
+        event_base_loop(base.get(), EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    CHECK(accepted.size() == 4);
 }
