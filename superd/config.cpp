@@ -1,8 +1,8 @@
 #include "superd/config.h"
 
+#include "superd/fd.h"
 #include "superd/identity.h"
 #include "superd/inetd_conf.h"
-#include "superd/fd.h"
 
 #include <fcntl.h>
 #include <glob.h>
@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -512,10 +511,9 @@ std::optional<Error> read_admission(const ServiceReader& r, ServiceConfig& confi
         if (!per_second)
             return r.error(*n, std::string(key) + ": " + per_second.error());
         out = *per_second;
-        // By default a second's worth, so a steady rate is never refused.
-        burst = std::max(1.0, std::ceil(*per_second));
+        burst = default_burst(*per_second);
         if (b) {
-            auto value = r.integer(*b, burst_key, 1, 1000000);
+            auto value = r.integer(*b, burst_key, 1, kMaxBurst);
             if (!value)
                 return Error{value.error()};
             burst = static_cast<double>(*value);

@@ -142,6 +142,14 @@ Result<double> parse_rate(std::string_view text)
     return count / per;
 }
 
+double default_burst(double per_second)
+{
+    if (per_second >= static_cast<double>(kMaxBurst))
+        return static_cast<double>(kMaxBurst);
+    auto whole = static_cast<double>(static_cast<int64_t>(per_second));
+    return std::max(1.0, whole < per_second ? whole + 1 : whole);
+}
+
 void TokenBucket::refill(MonotonicTime now)
 {
     if (now > last_) {
@@ -165,7 +173,10 @@ std::chrono::milliseconds TokenBucket::wait(MonotonicTime now)
     refill(now);
     if (tokens_ >= 1)
         return std::chrono::milliseconds(0);
-    return std::chrono::milliseconds(static_cast<int64_t>(std::ceil((1 - tokens_) / rate_ * 1000)));
+    // Rounded up, so that the token is there when the wait is over; capped
+    // at a day, for rates so slow that the wait would overflow.
+    std::chrono::duration<double> until_token((1 - tokens_) / rate_);
+    return std::chrono::ceil<std::chrono::milliseconds>(std::min<std::chrono::duration<double>>(until_token, std::chrono::hours(24)));
 }
 
 bool TokenBucket::full(MonotonicTime now) const

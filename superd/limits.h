@@ -66,6 +66,13 @@ struct SourceKeyHash {
 // "50/s", "300/m", "1000/h": tokens a second.
 Result<double> parse_rate(std::string_view text);
 
+// The largest burst a config may ask for.
+constexpr int64_t kMaxBurst = 1000000;
+
+// The burst when the config names none: a second's worth, rounded up, so a
+// steady rate is never refused; at least 1 and at most kMaxBurst.
+double default_burst(double per_second);
+
 class TokenBucket {
 public:
     TokenBucket() = default;

@@ -111,3 +111,22 @@ TEST_CASE("A token bucket allows a burst, then the rate, on the given clock", "[
     // A clock that seems to go back changes nothing.
     CHECK_FALSE(bucket.take(t0));
 }
+
+TEST_CASE("A rate's default burst is a second's worth, rounded up, within bounds", "[limits]")
+{
+    CHECK(superd::default_burst(5) == 5);
+    CHECK(superd::default_burst(2.5) == 3);
+    CHECK(superd::default_burst(1.0 / 60) == 1);
+    CHECK(superd::default_burst(1e300) == superd::kMaxBurst);
+}
+
+TEST_CASE("A very slow rate waits at most a day for its next token", "[limits]")
+{
+    MonotonicTime t0{};
+    TokenBucket slow(1e-300, 1, t0);
+    CHECK(slow.take(t0));
+    CHECK(slow.wait(t0) == std::chrono::hours(24));
+    TokenBucket hourly(1.0 / 3600, 1, t0);
+    CHECK(hourly.take(t0));
+    CHECK(hourly.wait(t0 + 1ms) == 3599999ms);
+}
