@@ -36,11 +36,16 @@ void cloexec_from_proc(int lowest)
 
 int move_high(int fd)
 {
-    rlimit limit{};
-    if (fd < 0 || ::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur < 64)
-        return fd;
-    int floor = static_cast<int>(std::min<rlim_t>(limit.rlim_cur / 2, 1 << 20));
-    if (fd >= floor)
+    // Read once (a syscall saved per spawn): by the first call superd has
+    // raised its limit for good (prepare_process). Were the limit lowered
+    // later, F_DUPFD_CLOEXEC would fail and the fd simply stay low.
+    static const int floor = [] {
+        rlimit limit{};
+        if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur < 64)
+            return -1;
+        return static_cast<int>(std::min<rlim_t>(limit.rlim_cur / 2, 1 << 20));
+    }();
+    if (fd < 0 || floor < 0 || fd >= floor)
         return fd;
     int high = ::fcntl(fd, F_DUPFD_CLOEXEC, floor);
     if (high < 0)
