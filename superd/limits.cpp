@@ -175,8 +175,9 @@ std::chrono::milliseconds TokenBucket::wait(MonotonicTime now)
         return std::chrono::milliseconds(0);
     // Rounded up, so that the token is there when the wait is over; capped
     // at a day, for rates so slow that the wait would overflow.
-    std::chrono::duration<double> until_token((1 - tokens_) / rate_);
-    return std::chrono::ceil<std::chrono::milliseconds>(std::min<std::chrono::duration<double>>(until_token, std::chrono::hours(24)));
+    using Seconds = std::chrono::duration<double>;
+    Seconds until_token = std::min<Seconds>(Seconds((1 - tokens_) / rate_), std::chrono::hours(24));
+    return std::chrono::ceil<std::chrono::milliseconds>(until_token);
 }
 
 bool TokenBucket::full(MonotonicTime now) const
