@@ -5,17 +5,18 @@
 //   conn_per_s=... completed=... errors=... p50_us=... p99_us=... max_us=... held=... seconds=...
 // Exit status: 0 no errors, 1 errors, 2 bad command line.
 //
-//   g++ -std=c++20 -O2 -o loadgen bench/loadgen.cpp
+//   g++ -std=c++20 -O2 -I. -o loadgen bench/loadgen.cpp
 //   loadgen --port P [--host 127.0.0.1] [--concurrency 16] [--duration 10]
 //           [--max-connections 0] [--greeting 0] [--message "hello\n"]
 //           [--expect STRING] [--hold 0] [--timeout 5]
 //
 // --message and --expect understand \n \r \t \\ \0 and \xHH so that a shell
 // argument like "hello\n" means what it looks like.
+#include "bench/tools.h"
+
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -537,12 +538,7 @@ int main(int argc, char** argv)
 {
     Options opt = parse_args(argc, argv);
 
-    // Thousands of sockets (clients plus --hold) exceed the default soft limit of 1024.
-    rlimit rl{};
-    if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        ::setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    bench::raise_nofile(); // clients plus --hold
     // send() uses MSG_NOSIGNAL; this is only a backstop so a reset peer can never kill us.
     std::signal(SIGPIPE, SIG_IGN);
 

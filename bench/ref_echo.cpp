@@ -3,19 +3,19 @@
 // Echoes everything a client sends and closes once the client's EOF has
 // arrived and every byte has been written back.
 //
-//   g++ -std=c++20 -O2 -o ref_echo bench/ref_echo.cpp
+//   g++ -std=c++20 -O2 -I. -o ref_echo bench/ref_echo.cpp
 //   ref_echo PORT
 //
 // Runs until killed.
+#include "bench/tools.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -114,36 +114,16 @@ void on_event(int fd, uint32_t events)
 
 int main(int argc, char** argv)
 {
-    int port = 0;
-    std::string_view port_text = argc == 2 ? argv[1] : "";
-    auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-    if (argc != 2 || ec != std::errc{} || end != port_text.data() + port_text.size() || port < 1 || port > 65535) {
+    std::optional<uint16_t> port = bench::parse_port(argc == 2 ? argv[1] : "");
+    if (!port) {
         std::fprintf(stderr, "usage: ref_echo PORT\n");
         return 2;
     }
 
-    // Same as loadgen: many concurrent (or --hold) connections need more than 1024 fds.
-    rlimit rl{};
-    if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        ::setrlimit(RLIMIT_NOFILE, &rl);
-    }
-
-    int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (listener < 0) {
-        std::perror("ref_echo: socket");
+    bench::raise_nofile();
+    int listener = bench::listen_loopback(*port, SOCK_NONBLOCK, "ref_echo");
+    if (listener < 0)
         return 1;
-    }
-    int one = 1;
-    ::setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons(static_cast<uint16_t>(port));
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(listener, reinterpret_cast<sockaddr*>(&sin), sizeof sin) < 0 || ::listen(listener, SOMAXCONN) < 0) {
-        std::perror("ref_echo: bind/listen");
-        return 1;
-    }
 
     epfd = ::epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0) {

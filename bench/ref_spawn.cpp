@@ -3,11 +3,13 @@
 // connection on fds 0, 1 and 2 -- no config, no limits, no logging -- so
 // loadgen against it shows what fork+exec alone costs per connection.
 //
-//   g++ -std=c++20 -O2 -o ref_spawn bench/ref_spawn.cpp
+//   g++ -std=c++20 -O2 -I. -o ref_spawn bench/ref_spawn.cpp
 //   ref_spawn PORT PROGRAM [ARG...]
 //
 // As in inetd.conf, ARGs are the complete argv including argv[0]; with no
 // ARGs argv is just PROGRAM. The environment is only PATH. Runs until killed.
+#include "bench/tools.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -17,7 +19,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -41,10 +42,8 @@ int main(int argc, char** argv)
 {
     if (argc < 3)
         usage(nullptr);
-    int port = 0;
-    std::string_view port_text = argv[1];
-    auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-    if (ec != std::errc{} || end != port_text.data() + port_text.size() || port < 1 || port > 65535)
+    std::optional<uint16_t> port = bench::parse_port(argv[1]);
+    if (!port)
         usage("bad PORT");
     const char* program = argv[2];
     // Checked once here so a typo fails loudly instead of once per connection.
@@ -83,21 +82,9 @@ int main(int argc, char** argv)
     ::posix_spawnattr_setsigdefault(&attr, &defaults);
     ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
 
-    int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (listener < 0) {
-        std::perror("ref_spawn: socket");
+    int listener = bench::listen_loopback(*port, 0, "ref_spawn");
+    if (listener < 0)
         return 1;
-    }
-    int one = 1;
-    ::setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons(static_cast<uint16_t>(port));
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(listener, reinterpret_cast<sockaddr*>(&sin), sizeof sin) < 0 || ::listen(listener, SOMAXCONN) < 0) {
-        std::perror("ref_spawn: bind/listen");
-        return 1;
-    }
 
     for (;;) {
         int conn = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
