@@ -134,6 +134,8 @@ private:
     // A child or builtin connection of `service` has ended.
     void finished(const std::string& service, const std::optional<SourceKey>& source);
     void reap();
+    // Blocks SIGCHLD while every child has a pidfd, unblocks it otherwise.
+    void watch_sigchld();
     void child_exited(const ChildExit& exit);
     static void on_deadline(evutil_socket_t, short, void* deadline);
 
@@ -151,6 +153,7 @@ private:
     std::unordered_map<pid_t, std::unique_ptr<Deadline>> deadlines_;
     std::vector<Event> signal_events_;
     ChildTable children_;
+    bool sigchld_blocked_ = false;
     bool started_ = false; // the first apply() is the start, later ones reloads
 };
 

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <latch>
 #include <mutex>
 #include <regex>
@@ -30,6 +31,29 @@ bool wait_no_children(const Superd& superd, std::chrono::milliseconds limit = 20
         if (std::chrono::steady_clock::now() >= deadline)
             return false;
         std::this_thread::sleep_for(20ms);
+    }
+    return true;
+}
+
+// Whether `pid` blocks SIGCHLD, from the SigBlk mask in /proc.
+bool blocks_sigchld(pid_t pid)
+{
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("SigBlk:", 0) == 0)
+            return (std::stoull(line.substr(7), nullptr, 16) >> (SIGCHLD - 1)) & 1;
+    return false;
+}
+
+// Polls `pid` until its SIGCHLD is `blocked` or the limit passes.
+bool wait_sigchld_blocked(pid_t pid, bool blocked, std::chrono::milliseconds limit = 10s)
+{
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (blocks_sigchld(pid) != blocked) {
+        if (std::chrono::steady_clock::now() >= deadline)
+            return false;
+        std::this_thread::sleep_for(10ms);
     }
     return true;
 }
@@ -194,4 +218,38 @@ TEST_CASE("Each child's end is logged with its status and duration", "[daemon][i
     std::string log = superd.log();
     std::regex line(R"(exited service=fails pid=\d+ peer=127\.0\.0\.1:\d+ status="exit 7" ran=\d+\.\d{3}s)");
     CHECK(std::regex_search(log, line));
+}
+
+TEST_CASE("SIGCHLD is blocked while every child has a pidfd, and unblocked to reap one without",
+          "[daemon][integration]")
+{
+    uint16_t port = free_port();
+    StartOptions few_fds;
+    few_fds.max_fds = 64;
+    // /bin/cat holds each connection until its client closes it.
+    Superd superd(service_toml("cat", {loopback(port)}, "/bin/cat"), few_fds);
+    auto served = [](int fd) {
+        send_all(fd, "ping\n");
+        return read_n(fd, 5, 5s) == "ping\n";
+    };
+
+    std::vector<UniqueFd> clients;
+    clients.push_back(connect_tcp(port));
+    REQUIRE(served(clients.back().get()));
+    CHECK(wait_sigchld_blocked(superd.pid(), true));
+
+    // Each live child's pidfd is one of superd's 64 fds: past about fifty,
+    // children are spawned without one and must be reaped on SIGCHLD.
+    while (clients.size() < 90) {
+        clients.push_back(connect_tcp(port));
+        REQUIRE(served(clients.back().get()));
+    }
+    CHECK(wait_sigchld_blocked(superd.pid(), false));
+
+    size_t spawned = clients.size();
+    clients.clear();
+    CHECK(superd.wait_for_log("exited service=cat", spawned, 20s));
+    CHECK(wait_no_children(superd));
+    CHECK(wait_sigchld_blocked(superd.pid(), true));
+    CHECK(superd.stop() == 0);
 }
