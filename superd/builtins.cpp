@@ -136,7 +136,6 @@ Builtins::~Builtins() = default;
 void Builtins::serve(Builtin kind, const std::string& service, UniqueFd connection, const SocketAddress& peer,
                      std::function<void()> on_close)
 {
-    evutil_make_socket_nonblocking(connection.get());
     bufferevent* bev = bufferevent_socket_new(base_, connection.get(), BEV_OPT_CLOSE_ON_FREE);
     if (!bev) {
         spdlog::error("failed service={} peer={} reason=\"cannot create a buffer\"", service, peer);
@@ -155,7 +154,11 @@ void Builtins::serve(Builtin kind, const std::string& service, UniqueFd connecti
     live_.emplace(raw, std::move(c));
 
     bufferevent_setcb(bev, on_read, on_write, on_event, raw);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    // Writing is enabled once there is something to write: enabled on an
+    // empty output, it would cost a wakeup and two epoll_ctl calls for
+    // nothing.
+    bool owes = kind == Builtin::kDaytime || kind == Builtin::kTime || kind == Builtin::kChargen;
+    bufferevent_enable(bev, owes ? EV_READ | EV_WRITE : EV_READ);
     switch (kind) {
     case Builtin::kDaytime: {
         std::string line = rfc::daytime(now_seconds());
@@ -187,6 +190,7 @@ void Builtins::on_read(bufferevent* bev, void* ctx)
         return;
     }
     evbuffer_add_buffer(c->output(), input);
+    bufferevent_enable(bev, EV_WRITE);
     if (evbuffer_get_length(c->output()) >= kOutputLimit)
         bufferevent_disable(bev, EV_READ); // until the client reads
 }

@@ -55,7 +55,8 @@ public:
     Builtins(const Builtins&) = delete;
     Builtins& operator=(const Builtins&) = delete;
 
-    // Takes over a TCP connection of `service`; `on_close` runs when it ends.
+    // Takes over a TCP connection of `service`, which must be non-blocking;
+    // `on_close` runs when it ends.
     void serve(Builtin kind, const std::string& service, UniqueFd connection, const SocketAddress& peer,
                std::function<void()> on_close);
 

@@ -204,6 +204,7 @@ void Daemon::serve(Slot& slot)
                                        },
                                        [this, s] { return may_accept(*s); },
                                        [this, s] { out_of_fds(*s); },
+                                       config.builtin.has_value(),
                                    });
     }
 }

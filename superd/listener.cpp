@@ -235,7 +235,8 @@ void Listener::accept_batch()
             return;
         SocketAddress peer;
         peer.length = sizeof peer.storage;
-        int fd = ::accept4(fd_.get(), peer.get(), &peer.length, SOCK_CLOEXEC);
+        int fd = ::accept4(fd_.get(), peer.get(), &peer.length,
+                           SOCK_CLOEXEC | (accept_.nonblocking ? SOCK_NONBLOCK : 0));
         if (fd >= 0) {
             accept_.on_connection(UniqueFd(fd), peer);
             continue;

@@ -75,6 +75,9 @@ public:
         std::function<bool()> gate;
         // accept() failed with EMFILE or ENFILE.
         std::function<void()> on_out_of_fds;
+        // Connections come non-blocking, for a service served in-process;
+        // a spawned program gets them blocking, as inetd gives them.
+        bool nonblocking = false;
     };
 
     // Opens, binds and (for streams) listens. A stale unix socket file left

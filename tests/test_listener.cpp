@@ -89,6 +89,28 @@ TEST_CASE("Accepted connections are blocking, close-on-exec, with the peer's add
     }
 }
 
+TEST_CASE("Connections for an in-process service are accepted non-blocking", "[listener]")
+{
+    superd::EventBase base(event_base_new());
+    uint16_t port = harness::free_port();
+    auto listener = Listener::open(tcp(parse("127.0.0.1:" + std::to_string(port))));
+    REQUIRE(listener.ok());
+    superd::UniqueFd accepted;
+    (*listener)->accept_with(base.get(),
+                             Listener::AcceptHooks{[&](superd::UniqueFd fd, const SocketAddress&) {
+                                                       accepted = std::move(fd);
+                                                   },
+                                                   nullptr, nullptr, /*nonblocking=*/true});
+
+    superd::UniqueFd client = harness::connect_tcp(port);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!accepted && std::chrono::steady_clock::now() < deadline)
+        event_base_loop(base.get(), EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    REQUIRE(accepted);
+    CHECK((::fcntl(accepted.get(), F_GETFL) & O_NONBLOCK) != 0);
+    CHECK((::fcntl(accepted.get(), F_GETFD) & FD_CLOEXEC) != 0);
+}
+
 TEST_CASE("A turn of accepting that runs long yields to the rest of the loop", "[listener]")
 {
     superd::EventBase base(event_base_new());
