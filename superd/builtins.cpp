@@ -279,7 +279,9 @@ void Builtins::answer(Builtin kind, const std::string& service, int fd,
         msg.msg_iovlen = 1;
         msg.msg_control = control.data();
         msg.msg_controllen = control.size();
-        ssize_t n = ::recvmsg(fd, &msg, 0);
+        // The socket may have been lent to a wait child, which leaves it
+        // blocking: only this flag keeps the last read from waiting.
+        ssize_t n = ::recvmsg(fd, &msg, MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EINTR)
                 continue;

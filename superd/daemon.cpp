@@ -445,6 +445,7 @@ void Daemon::on_wait_ready(Slot& slot, const std::string& key)
 {
     // The child owns the socket until it exits.
     slot.listener->hold(kHoldWaitChild);
+    slot.listener->lend();
     if (!launch(slot, slot.listener->fd(), Peer{}, slot.listener->address(), key, std::nullopt)) {
         slot.listener->release(kHoldWaitChild);
         slot.spawn_backoff = next_backoff(slot.spawn_backoff);

@@ -2,6 +2,7 @@
 
 #include "superd/log.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -225,8 +226,23 @@ void Listener::on_readable(evutil_socket_t, short, void* self)
         listener->accept_batch();
 }
 
+void Listener::lend()
+{
+    int flags = ::fcntl(fd_.get(), F_GETFL);
+    if (flags >= 0 && (flags & O_NONBLOCK))
+        ::fcntl(fd_.get(), F_SETFL, flags & ~O_NONBLOCK);
+    lent_ = true;
+}
+
 void Listener::accept_batch()
 {
+    // On a socket that went blocking, the accept that should say EAGAIN
+    // would wait for the next client, and the whole daemon with it.
+    if (lent_) {
+        int flags = ::fcntl(fd_.get(), F_GETFL);
+        if (flags >= 0 && !(flags & O_NONBLOCK))
+            ::fcntl(fd_.get(), F_SETFL, flags | O_NONBLOCK);
+    }
     const auto until = std::chrono::steady_clock::now() + kAcceptBatchTime;
     for (int i = 0; i < kAcceptBatch && !held(); ++i) {
         if (i > 0 && std::chrono::steady_clock::now() >= until)

@@ -93,6 +93,12 @@ public:
     void accept_with(event_base* base, AcceptHooks hooks);
     void watch_with(event_base* base, ReadyHandler handler);
 
+    // Lends the socket to a wait-mode child, in blocking mode as inetd gives
+    // it. The mode belongs to the socket, which the child (or a process it
+    // left behind) shares and may change; from now on every turn of
+    // accepting first makes sure the socket is non-blocking again.
+    void lend();
+
     // Puts a hold on / takes it off; the socket is watched when none is on.
     void hold(Hold reason);
     void release(Hold reason);
@@ -135,6 +141,7 @@ private:
     std::array<Release, kHoldReasons> releases_;
     unsigned holds_ = 0;
     bool watching_ = false;
+    bool lent_ = false; // see lend()
 };
 
 } // namespace superd

@@ -233,7 +233,7 @@ TEST_CASE("A wait service gets the listening socket and superd stops watching it
     ::shutdown(first.get(), SHUT_WR);
     std::string reply = read_to_eof(first.get());
     INFO(reply);
-    CHECK_THAT(first_line(reply), Catch::Matches("waiter pid=\\d+ fd=0 listen_fds=unset listen_pid=unset names=unset"));
+    CHECK_THAT(first_line(reply), Catch::Matches("waiter pid=\\d+ fd=0 listen_fds=unset listen_pid=unset names=unset blocking=yes"));
     CHECK_THAT(reply, Catch::EndsWith("\nping\n"));
     std::string first_pid = std::regex_replace(first_line(reply), std::regex(".*pid=(\\d+) .*"), "$1");
 
@@ -262,14 +262,44 @@ TEST_CASE("UDP wait services and the systemd fd convention", "[kinds][integratio
                   "fd_convention = \"systemd\"\nprogram = \"" + waiter_binary() + "\"\n");
 
     std::string reply = udp_exchange(udp, "datagram", "127.0.0.1", 0, 5s);
-    CHECK_THAT(reply, Catch::Matches("waiter pid=\\d+ fd=0 listen_fds=unset listen_pid=unset names=unset\ndatagram"));
+    CHECK_THAT(reply, Catch::Matches("waiter pid=\\d+ fd=0 listen_fds=unset listen_pid=unset names=unset blocking=yes\ndatagram"));
     CHECK(superd.wait_for_log("exited service=udp-waiter"));
     CHECK_THAT(udp_exchange(udp, "again", "127.0.0.1", 0, 5s), Catch::EndsWith("\nagain"));
 
     UniqueFd fd = connect_tcp(tcp);
     ::shutdown(fd.get(), SHUT_WR);
     CHECK_THAT(first_line(read_to_eof(fd.get())),
-               Catch::Matches("waiter pid=\\d+ fd=3 listen_fds=1 listen_pid=ok names=activated"));
+               Catch::Matches("waiter pid=\\d+ fd=3 listen_fds=1 listen_pid=ok names=activated blocking=yes"));
+}
+
+TEST_CASE("A socket lent to a wait child is non-blocking again when superd serves it itself",
+          "[kinds][integration]")
+{
+    // A wait child gets its socket blocking, which changes it for superd
+    // too: after a reload makes it a builtin's, an accept or a read that
+    // should find nothing more to take would wait, and superd with it.
+    uint16_t tcp = free_port(), udp = free_port();
+    auto waiters = [&] {
+        return "[service.w]\nlisten = [\"" + loopback(tcp) + "\"]\nmode = \"wait\"\nprogram = \"" + waiter_binary()
+               + "\"\n\n[service.uw]\nprotocol = \"udp\"\nlisten = [\"" + loopback(udp)
+               + "\"]\nmode = \"wait\"\nprogram = \"" + waiter_binary() + "\"\n";
+    };
+    Superd superd(waiters());
+    UniqueFd fd = connect_tcp(tcp);
+    ::shutdown(fd.get(), SHUT_WR);
+    CHECK_THAT(first_line(read_to_eof(fd.get())), Catch::EndsWith(" blocking=yes"));
+    CHECK_THAT(udp_exchange(udp, "x", "127.0.0.1", 0, 5s), Catch::Contains(" blocking=yes\n"));
+    REQUIRE(superd.wait_for_log("exited service=w"));
+    REQUIRE(superd.wait_for_log("exited service=uw"));
+
+    superd.rewrite_config("[service.w]\nlisten = [\"" + loopback(tcp) + "\"]\nbuiltin = \"echo\"\n\n[service.uw]\n"
+                          "protocol = \"udp\"\nlisten = [\"" + loopback(udp) + "\"]\nbuiltin = \"echo\"\n");
+    REQUIRE(superd.reload());
+    for (int i = 0; i < 3; ++i) {
+        CHECK(round_trip(tcp, "ping\n") == "ping\n");
+        CHECK(udp_exchange(udp, "dgram", "127.0.0.1", 0, 5s) == "dgram");
+    }
+    CHECK(superd.stop() == 0);
 }
 
 TEST_CASE("A wait service that exits at once is paced, never switched off", "[kinds][integration]")

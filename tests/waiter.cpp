@@ -3,7 +3,9 @@
 // LISTEN_PID naming this process), serves one client and exits:
 //   TCP: accepts one connection, sends its report line, echoes until EOF;
 //   UDP: receives one datagram, replies with its report line and the data.
-// The report: "waiter pid=PID fd=FD listen_pid=ok|wrong|unset names=NAMES\n".
+// The report: "waiter pid=PID fd=FD listen_fds=N|unset listen_pid=ok|wrong|unset
+// names=NAMES blocking=yes|no\n".
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -19,8 +21,10 @@ std::string report(int fd)
     const char* pid = std::getenv("LISTEN_PID");
     const char* names = std::getenv("LISTEN_FDNAMES");
     std::string listen_pid = !pid ? "unset" : std::atol(pid) == ::getpid() ? "ok" : "wrong";
+    bool blocking = !(::fcntl(fd, F_GETFL) & O_NONBLOCK);
     return "waiter pid=" + std::to_string(::getpid()) + " fd=" + std::to_string(fd) + " listen_fds="
-           + (fds ? fds : "unset") + " listen_pid=" + listen_pid + " names=" + (names ? names : "unset") + "\n";
+           + (fds ? fds : "unset") + " listen_pid=" + listen_pid + " names=" + (names ? names : "unset")
+           + " blocking=" + (blocking ? "yes" : "no") + "\n";
 }
 
 void send_all(int fd, const std::string& data)
