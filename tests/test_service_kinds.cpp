@@ -13,6 +13,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <cstring>
 #include <fstream>
 #include <regex>
@@ -83,6 +84,32 @@ TEST_CASE("Builtins answer over TCP and UDP, IPv4 and IPv6", "[kinds][integratio
     }
     CHECK(udp_exchange(discard, "nothing comes back", "127.0.0.1", 0, 300ms) == "");
     CHECK(superd.children().empty()); // all of it in-process
+}
+
+TEST_CASE("daytime and time end with a clean close even when the client spoke first", "[kinds][integration]")
+{
+    uint16_t daytime = free_port(), time = free_port();
+    Superd superd(builtin_toml("daytime", "tcp", daytime, "daytime") + builtin_toml("time", "tcp", time, "time"));
+    // Unread input at close makes the kernel send a reset instead of a FIN.
+    for (uint16_t port : {daytime, time}) {
+        for (int i = 0; i < 10; ++i) {
+            UniqueFd fd = connect_tcp(port);
+            timeval limit{10, 0};
+            ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+            send_all(fd.get(), "what time is it?\n");
+            std::string reply;
+            std::array<char, 256> buffer;
+            ssize_t n;
+            while ((n = ::recv(fd.get(), buffer.data(), buffer.size(), 0)) > 0)
+                reply.append(buffer.data(), static_cast<size_t>(n));
+            INFO("port " << port << " try " << i << ": " << (n < 0 ? std::strerror(errno) : "EOF"));
+            CHECK(n == 0);
+            if (port == time)
+                CHECK(reply.size() == 4);
+            else
+                CHECK_THAT(reply, Catch::EndsWith("\r\n"));
+        }
+    }
 }
 
 TEST_CASE("rdate reads the time builtin over TCP and UDP", "[kinds][integration]")
