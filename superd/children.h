@@ -18,6 +18,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -34,6 +35,7 @@ struct Child {
     Clock::time_point started;
     std::string wait_listener; // a wait service's listener key, resumed on exit
     std::optional<SourceKey> source; // counted against max_per_source until the exit
+    uint64_t wait_listener_id = 0;   // which socket at that key (Listener::id)
 };
 
 struct ChildExit {

@@ -500,7 +500,9 @@ bool Daemon::launch(Slot& slot, int socket, const Peer& peer, const SocketAddres
         StderrPipe* raw = pipe.get();
         stderr_pipes_.emplace(raw, std::move(pipe));
     }
-    children_.add(spawned.pid, Child{name, shown, Clock::now(), wait_listener, source}, std::move(spawned.pidfd));
+    uint64_t lent_to = wait_listener.empty() ? 0 : slot.listener->id();
+    children_.add(spawned.pid, Child{name, shown, Clock::now(), wait_listener, source, lent_to},
+                  std::move(spawned.pidfd));
     watch_sigchld();
     ++st.counters.spawned;
     ++st.running;
@@ -617,8 +619,10 @@ void Daemon::child_exited(const ChildExit& exit)
     if (exit.child.wait_listener.empty())
         return;
     auto it = listeners_.find(exit.child.wait_listener);
-    if (it == listeners_.end())
-        return; // removed by a reload while the child ran
+    // Removed by a reload while the child ran, or removed and opened anew:
+    // the hold on the new socket belongs to its own child.
+    if (it == listeners_.end() || it->second.listener->id() != exit.child.wait_listener_id)
+        return;
     Slot& slot = it->second;
     slot.quick_exits = ran < kQuickExit ? slot.quick_exits + 1 : 0;
     slot.listener->release(kHoldWaitChild);

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -31,6 +32,16 @@ constexpr std::chrono::milliseconds kOutOfMemoryPause{1000};
 // gives the system's maximum.
 constexpr int kBacklog = INT_MAX;
 
+// The longest superd's own accept can wait on a socket it once lent.
+constexpr std::chrono::microseconds kLentAcceptLimit(10'000);
+
+// accept() honours SO_RCVTIMEO on Linux: a bound on an accept that blocks.
+void set_receive_timeout(int fd, std::chrono::microseconds limit)
+{
+    timeval tv{static_cast<time_t>(limit.count() / 1000000), static_cast<suseconds_t>(limit.count() % 1000000)};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
 Error failure(const char* what, const SocketSpec& spec, int err)
 {
     return Error{"cannot " + std::string(what) + " " + spec.address.to_string() + ": " + std::strerror(err)};
@@ -46,8 +57,11 @@ std::optional<Error> clear_unix_path(const SocketSpec& spec)
         return errno == ENOENT ? std::nullopt : std::optional<Error>(failure("inspect", spec, errno));
     if (!S_ISSOCK(st.st_mode))
         return Error{"cannot listen on " + spec.address.to_string() + ": the file exists and is not a socket"};
-    UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (probe && ::connect(probe.get(), spec.address.get(), spec.address.length) == 0)
+    // Non-blocking: a listener whose backlog is full would hold a blocking
+    // connect, and superd with it; it answers EAGAIN instead.
+    UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (probe
+        && (::connect(probe.get(), spec.address.get(), spec.address.length) == 0 || errno == EAGAIN))
         return Error{"cannot listen on " + spec.address.to_string() + ": another process is listening there"};
     if (::unlink(path.c_str()) != 0 && errno != ENOENT)
         return failure("remove the stale socket", spec, errno);
@@ -231,17 +245,21 @@ void Listener::lend()
     int flags = ::fcntl(fd_.get(), F_GETFL);
     if (flags >= 0 && (flags & O_NONBLOCK))
         ::fcntl(fd_.get(), F_SETFL, flags & ~O_NONBLOCK);
+    set_receive_timeout(fd_.get(), std::chrono::microseconds(0)); // the child's accept waits for good
     lent_ = true;
 }
 
 void Listener::accept_batch()
 {
     // On a socket that went blocking, the accept that should say EAGAIN
-    // would wait for the next client, and the whole daemon with it.
+    // would wait for the next client, and the whole daemon with it. A
+    // process the wait child left behind can clear O_NONBLOCK between
+    // this check and an accept: the timeout then ends that accept.
     if (lent_) {
         int flags = ::fcntl(fd_.get(), F_GETFL);
         if (flags >= 0 && !(flags & O_NONBLOCK))
             ::fcntl(fd_.get(), F_SETFL, flags | O_NONBLOCK);
+        set_receive_timeout(fd_.get(), kLentAcceptLimit);
     }
     const auto until = std::chrono::steady_clock::now() + kAcceptBatchTime;
     for (int i = 0; i < kAcceptBatch && !held(); ++i) {

@@ -32,6 +32,7 @@
 
 #include <array>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -95,9 +96,12 @@ public:
 
     // Lends the socket to a wait-mode child, in blocking mode as inetd gives
     // it. The mode belongs to the socket, which the child (or a process it
-    // left behind) shares and may change; from now on every turn of
-    // accepting first makes sure the socket is non-blocking again.
+    // left behind) shares and may change at any moment; from now on every
+    // turn of accepting sets it non-blocking again and, should it be
+    // cleared in mid-turn, a receive timeout ends a blocked accept.
     void lend();
+    // Tells this socket from another one opened later on the same address.
+    uint64_t id() const { return id_; }
 
     // Puts a hold on / takes it off; the socket is watched when none is on.
     void hold(Hold reason);
@@ -116,7 +120,7 @@ public:
     int fd() const { return fd_.get(); }
 
 private:
-    Listener(UniqueFd fd, const SocketSpec& spec) : fd_(std::move(fd)), spec_(spec) {}
+    Listener(UniqueFd fd, const SocketSpec& spec) : fd_(std::move(fd)), spec_(spec), id_(++last_id_) {}
 
     // A timer that takes one hold off.
     struct Release {
@@ -133,6 +137,8 @@ private:
 
     UniqueFd fd_;
     SocketSpec spec_;
+    uint64_t id_;
+    static inline uint64_t last_id_ = 0;
     ino_t unix_inode_ = 0; // the socket file we created, removed when closed
     AcceptHooks accept_;
     ReadyHandler on_ready_;

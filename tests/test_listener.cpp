@@ -7,6 +7,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <future>
 #include <thread>
 
 using superd::Listener;
@@ -109,6 +111,39 @@ TEST_CASE("Connections for an in-process service are accepted non-blocking", "[l
     REQUIRE(accepted);
     CHECK((::fcntl(accepted.get(), F_GETFL) & O_NONBLOCK) != 0);
     CHECK((::fcntl(accepted.get(), F_GETFD) & FD_CLOEXEC) != 0);
+}
+
+TEST_CASE("On a lent socket made blocking in mid-turn, an accept that finds nothing comes back",
+          "[listener]")
+{
+    superd::EventBase base(event_base_new());
+    uint16_t port = harness::free_port();
+    auto listener = Listener::open(tcp(parse("127.0.0.1:" + std::to_string(port))));
+    REQUIRE(listener.ok());
+    (*listener)->lend(); // as for a wait child, now gone
+    int fd = (*listener)->fd();
+    std::atomic<int> accepted{0};
+    (*listener)->accept_with(base.get(), Listener::AcceptHooks{[&](superd::UniqueFd, const SocketAddress&) {
+                                                                   ++accepted;
+                                                                   // What a process the child left behind
+                                                                   // may do at any moment.
+                                                                   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+                                                               },
+                                                               nullptr, nullptr});
+
+    superd::UniqueFd client = harness::connect_tcp(port);
+    auto turn = std::async(std::launch::async, [&] {
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (accepted == 0 && std::chrono::steady_clock::now() < deadline)
+            event_base_loop(base.get(), EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    });
+    bool came_back = turn.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+    superd::UniqueFd unblock; // a stuck accept takes this one and lets the test end
+    if (!came_back)
+        unblock = harness::connect_tcp(port);
+    turn.wait();
+    CHECK(came_back);
+    CHECK(accepted == 1);
 }
 
 TEST_CASE("A turn of accepting that runs long yields to the rest of the loop", "[listener]")

@@ -246,6 +246,22 @@ TEST_CASE("Unix socket services: mode, peer credentials, stale files", "[kinds][
     std::ifstream kept(not_socket);
     std::string contents((std::istreambuf_iterator<char>(kept)), std::istreambuf_iterator<char>());
     CHECK(contents == "precious");
+
+    // A live socket whose backlog is full cannot take superd's probe: it is
+    // refused at once, not waited on.
+    std::string full = (sockets.path() / "full.sock").string();
+    UniqueFd busy(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un sun{};
+    sun.sun_family = AF_UNIX;
+    std::strncpy(sun.sun_path, full.c_str(), sizeof sun.sun_path - 1);
+    REQUIRE(::bind(busy.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) == 0);
+    REQUIRE(::listen(busy.get(), 0) == 0);
+    UniqueFd queued = connect_unix(full); // the one the backlog holds
+    auto blocked = run_superd({"--config", files.write("full.toml", "[service.probe]\nprotocol = \"unix\"\nlisten = [\"unix:"
+                                                                         + full + "\"]\nprogram = \"" + probe_binary()
+                                                                         + "\"\n")});
+    CHECK(blocked.status == 1);
+    CHECK_THAT(blocked.output, Catch::Contains("another process is listening there"));
 }
 
 TEST_CASE("A wait service gets the listening socket and superd stops watching it", "[kinds][integration]")
@@ -278,6 +294,42 @@ TEST_CASE("A wait service gets the listening socket and superd stops watching it
     CHECK_THAT(later, Catch::StartsWith("waiter pid="));
     CHECK(superd.settled_count("spawned service=waiter", 3) == 3);
     CHECK_THAT(later, !Catch::Contains("pid=" + first_pid + " "));
+}
+
+TEST_CASE("A wait child's end frees only its own socket, not one opened anew at its address",
+          "[kinds][integration]")
+{
+    uint16_t port = free_port();
+    std::string waiter = "[service.w]\nlisten = [\"" + loopback(port) + "\"]\nmode = \"wait\"\nprogram = \""
+                         + waiter_binary() + "\"\nargs = [\"waiter\", \"linger\"]\n";
+    std::string other = "[service.other]\nlisten = [\"" + loopback(free_port()) + "\"]\nbuiltin = \"echo\"\n";
+    Superd superd(waiter + other);
+
+    // The first child serves a client, closes the socket and lingers 2 s;
+    // meanwhile reloads remove the service and add it back, on a new socket.
+    UniqueFd first = connect_tcp(port);
+    ::shutdown(first.get(), SHUT_WR);
+    read_to_eof(first.get());
+    superd.rewrite_config(other);
+    REQUIRE(superd.reload());
+    superd.rewrite_config(waiter + other);
+    REQUIRE(superd.reload());
+
+    // The new socket's child holds it, busy with a client that stays.
+    UniqueFd second = connect_tcp(port);
+    read_n(second.get(), 20);
+    REQUIRE(superd.wait_for_log("exited service=w")); // the first child, gone
+    // A client now waits in the backlog for the second child: superd must
+    // not spawn a third while the second runs.
+    UniqueFd third = connect_tcp(port);
+    std::this_thread::sleep_for(300ms);
+    CHECK(superd.settled_count("spawned service=w", 2) == 2);
+
+    ::shutdown(second.get(), SHUT_WR);
+    read_to_eof(second.get());
+    ::shutdown(third.get(), SHUT_WR);
+    CHECK_THAT(read_to_eof(third.get(), 10s), Catch::StartsWith("waiter pid="));
+    CHECK(superd.settled_count("spawned service=w", 3) == 3);
 }
 
 TEST_CASE("UDP wait services and the systemd fd convention", "[kinds][integration]")

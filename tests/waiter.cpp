@@ -4,11 +4,14 @@
 //   TCP: accepts one connection, sends its report line, echoes until EOF;
 //   UDP: receives one datagram, replies with its report line and the data.
 // The report: "waiter pid=PID fd=FD listen_fds=N|unset listen_pid=ok|wrong|unset
-// names=NAMES blocking=yes|no\n".
+// names=NAMES blocking=yes|no\n". With the argument "linger", a TCP waiter
+// then closes the listening socket and lives on for 2 s, as a daemon
+// finishing its work might.
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -39,7 +42,7 @@ void send_all(int fd, const std::string& data)
 
 } // namespace
 
-int main()
+int main(int argc, char** argv)
 {
     int fd = std::getenv("LISTEN_FDS") ? 3 : 0;
     int type = 0;
@@ -64,5 +67,11 @@ int main()
     send_all(client, report(fd));
     for (ssize_t n; (n = ::read(client, buffer, sizeof buffer)) > 0;)
         send_all(client, std::string(buffer, static_cast<size_t>(n)));
+    if (argc > 1 && std::strcmp(argv[1], "linger") == 0) {
+        for (int i = 0; i <= std::max(fd, 2); ++i) // every copy of the socket, first,
+            ::close(i);                             // so the client's EOF says it is free
+        ::close(client);
+        ::sleep(2);
+    }
     return 0;
 }
