@@ -35,6 +35,15 @@ constexpr int kBacklog = INT_MAX;
 // The longest superd's own accept can wait on a socket it once lent.
 constexpr std::chrono::microseconds kLentAcceptLimit(10'000);
 
+// Sets or clears O_NONBLOCK, a flag of the socket (shared with whoever holds
+// it), not of the fd.
+void set_nonblocking(int fd, bool on)
+{
+    int flags = ::fcntl(fd, F_GETFL);
+    if (flags >= 0 && ((flags & O_NONBLOCK) != 0) != on)
+        ::fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK);
+}
+
 // accept() honours SO_RCVTIMEO on Linux: a bound on an accept that blocks.
 void set_receive_timeout(int fd, std::chrono::microseconds limit)
 {
@@ -242,9 +251,7 @@ void Listener::on_readable(evutil_socket_t, short, void* self)
 
 void Listener::lend()
 {
-    int flags = ::fcntl(fd_.get(), F_GETFL);
-    if (flags >= 0 && (flags & O_NONBLOCK))
-        ::fcntl(fd_.get(), F_SETFL, flags & ~O_NONBLOCK);
+    set_nonblocking(fd_.get(), false);
     set_receive_timeout(fd_.get(), std::chrono::microseconds(0)); // the child's accept waits for good
     lent_ = true;
 }
@@ -256,9 +263,7 @@ void Listener::accept_batch()
     // process the wait child left behind can clear O_NONBLOCK between
     // this check and an accept: the timeout then ends that accept.
     if (lent_) {
-        int flags = ::fcntl(fd_.get(), F_GETFL);
-        if (flags >= 0 && !(flags & O_NONBLOCK))
-            ::fcntl(fd_.get(), F_SETFL, flags | O_NONBLOCK);
+        set_nonblocking(fd_.get(), true);
         set_receive_timeout(fd_.get(), kLentAcceptLimit);
     }
     const auto until = std::chrono::steady_clock::now() + kAcceptBatchTime;

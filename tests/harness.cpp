@@ -259,13 +259,7 @@ size_t Superd::count_in_log(const std::string& needle) const
 
 bool Superd::wait_for_log(const std::string& needle, size_t times, std::chrono::milliseconds limit) const
 {
-    auto deadline = Clock::now() + limit;
-    while (count_in_log(needle) < times) {
-        if (Clock::now() >= deadline)
-            return false;
-        std::this_thread::sleep_for(10ms);
-    }
-    return true;
+    return eventually([&] { return count_in_log(needle) >= times; }, limit);
 }
 
 size_t Superd::settled_count(const std::string& needle, size_t expected, std::chrono::milliseconds limit) const
@@ -559,6 +553,27 @@ void kill_and_reap(pid_t pid)
     ::kill(-pid, SIGKILL); // a service leads its own session and group
     ::kill(pid, SIGKILL);
     wait_exit(pid, 5s);
+}
+
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds limit)
+{
+    auto deadline = Clock::now() + limit;
+    while (!condition()) {
+        if (Clock::now() >= deadline)
+            return false;
+        std::this_thread::sleep_for(10ms);
+    }
+    return true;
+}
+
+std::string proc_status(pid_t pid, const std::string& field)
+{
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    std::string prefix = field + ":";
+    for (std::string line; std::getline(status, line);)
+        if (line.rfind(prefix, 0) == 0)
+            return line.substr(line.find_first_not_of(" \t", prefix.size()));
+    return "";
 }
 
 } // namespace harness

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -154,5 +155,10 @@ Finished run_command(const std::vector<std::string>& argv, std::chrono::millisec
 
 // Kills `pid` and its process group, and reaps `pid` if it is our child.
 void kill_and_reap(pid_t pid);
+
+// Asks `condition` every 10 ms until it holds (true) or `limit` passes (false).
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds limit = 10s);
+// The value of `field` ("VmRSS", "SigBlk") in /proc/PID/status; empty if none.
+std::string proc_status(pid_t pid, const std::string& field);
 
 } // namespace harness

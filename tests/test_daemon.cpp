@@ -12,7 +12,6 @@
 
 #include <atomic>
 #include <filesystem>
-#include <fstream>
 #include <latch>
 #include <mutex>
 #include <regex>
@@ -26,36 +25,20 @@ namespace {
 // Waits until superd has no child left, zombie or running.
 bool wait_no_children(const Superd& superd, std::chrono::milliseconds limit = 20s)
 {
-    auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!superd.children().empty()) {
-        if (std::chrono::steady_clock::now() >= deadline)
-            return false;
-        std::this_thread::sleep_for(20ms);
-    }
-    return true;
+    return eventually([&] { return superd.children().empty(); }, limit);
 }
 
 // Whether `pid` blocks SIGCHLD, from the SigBlk mask in /proc.
 bool blocks_sigchld(pid_t pid)
 {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-    std::string line;
-    while (std::getline(in, line))
-        if (line.rfind("SigBlk:", 0) == 0)
-            return (std::stoull(line.substr(7), nullptr, 16) >> (SIGCHLD - 1)) & 1;
-    return false;
+    std::string mask = proc_status(pid, "SigBlk");
+    return !mask.empty() && ((std::stoull(mask, nullptr, 16) >> (SIGCHLD - 1)) & 1);
 }
 
-// Polls `pid` until its SIGCHLD is `blocked` or the limit passes.
+// Waits until `pid` blocks SIGCHLD, or until it does not.
 bool wait_sigchld_blocked(pid_t pid, bool blocked, std::chrono::milliseconds limit = 10s)
 {
-    auto deadline = std::chrono::steady_clock::now() + limit;
-    while (blocks_sigchld(pid) != blocked) {
-        if (std::chrono::steady_clock::now() >= deadline)
-            return false;
-        std::this_thread::sleep_for(10ms);
-    }
-    return true;
+    return eventually([&] { return blocks_sigchld(pid) == blocked; }, limit);
 }
 
 } // namespace

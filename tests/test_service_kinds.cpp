@@ -32,11 +32,8 @@ std::string builtin_toml(const std::string& name, const std::string& protocol, u
 
 long rss_kib(pid_t pid)
 {
-    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-    for (std::string line; std::getline(status, line);)
-        if (line.rfind("VmRSS:", 0) == 0)
-            return std::stol(line.substr(6));
-    return -1;
+    std::string rss = proc_status(pid, "VmRSS"); // "1234 kB"
+    return rss.empty() ? -1 : std::stol(rss);
 }
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
