@@ -2,14 +2,20 @@
 
 #include "superd/log.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 namespace superd {
 
@@ -17,9 +23,10 @@ namespace {
 
 constexpr int kSignals[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1};
 
-// A wait child that ran less than this "exited at once"; from the third such
-// exit in a row, its listener rests before the next spawn, doubling up to the
-// maximum. It never switches the service off.
+// A wait child that ran less than this and left its work undone (see
+// left_undone) "exited at once"; from the third such exit in a row, its
+// listener rests before the next spawn, doubling up to the maximum. It never
+// switches the service off.
 constexpr std::chrono::milliseconds kQuickExit{1000};
 constexpr int kQuickExitsBeforePacing = 3;
 constexpr std::chrono::milliseconds kFirstPace{100};
@@ -60,6 +67,66 @@ std::chrono::milliseconds next_backoff(std::chrono::milliseconds current)
 
 UniqueFd open_null() { return UniqueFd(::open("/dev/null", O_RDWR | O_CLOEXEC)); }
 
+// A child leads its own session and process group (setsid), both numbered by
+// its pid. The group outlives the child while anything it started lives on,
+// zombies not yet reaped included; EPERM still means somebody is there.
+bool group_alive(pid_t group) { return ::kill(-group, 0) == 0 || errno == EPERM; }
+
+// Signals the whole session `sid`: its process group at once, then any
+// member that moved to another group of the session, found in /proc. Only
+// for timeouts, so the walk over every process is affordable.
+void signal_session(pid_t sid, int signal)
+{
+    ::kill(-sid, signal);
+    DIR* proc = ::opendir("/proc");
+    if (!proc)
+        return;
+    while (dirent* entry = ::readdir(proc)) {
+        pid_t pid = static_cast<pid_t>(std::atoi(entry->d_name));
+        if (pid > 0 && ::getsid(pid) == sid && ::getpgid(pid) != sid)
+            ::kill(pid, signal);
+    }
+    ::closedir(proc);
+}
+
+// The datagram at the head of a UDP socket's queue, as a fingerprint of its
+// source, length and first bytes; nothing when none waits.
+std::optional<size_t> head_datagram(int fd)
+{
+    SocketAddress source;
+    std::array<char, 512> head;
+    iovec iov{head.data(), head.size()};
+    msghdr msg{};
+    msg.msg_name = source.get();
+    msg.msg_namelen = sizeof source.storage;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    ssize_t n = ::recvmsg(fd, &msg, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC);
+    if (n < 0)
+        return std::nullopt;
+    std::hash<std::string_view> hash;
+    size_t kept = std::min(static_cast<size_t>(n), head.size());
+    return hash(std::string_view(head.data(), kept))
+           ^ (hash(std::string_view(reinterpret_cast<const char*>(&source.storage), msg.msg_namelen)) << 1)
+           ^ (static_cast<size_t>(n) << 3);
+}
+
+// Did a wait child leave its socket as it found it? A UDP program that never
+// reads keeps the datagram it was started for at the head of the queue; a
+// stream program that never accepts leaves the socket readable. Either one,
+// respawned at once, would spin; a program that did its work and exited
+// must never be slowed down (tftpd serves one request per run).
+bool left_undone(int fd, Protocol protocol, const std::optional<size_t>& pending_at_spawn)
+{
+    if (protocol == Protocol::kUdp)
+        return pending_at_spawn && head_datagram(fd) == pending_at_spawn;
+    pollfd p{fd, POLLIN, 0};
+    return ::poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
+}
+
+// Lifecycle lines name a connection's client, or a wait service's socket.
+const char* who_key(const Child& child) { return child.wait_listener.empty() ? "peer" : "listen"; }
+
 } // namespace
 
 Daemon::Daemon(ConfigSources sources, std::optional<rlimit> child_nofile)
@@ -76,6 +143,14 @@ std::optional<Error> Daemon::start(Config config)
     if (!dev_null_ || !reserve_fd_)
         return Error{std::string("cannot open /dev/null: ") + std::strerror(errno)};
     builtins_ = std::make_unique<Builtins>(base_.get());
+    // What a service leaves behind comes back to superd when its parent
+    // exits: reaped, never a zombie, and counted against its connection.
+    if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+        spdlog::warn("cannot become a child subreaper: {}", std::strerror(errno));
+    orphan_sweep_.reset(event_new(base_.get(), -1, EV_PERSIST, on_orphan_sweep, this));
+    timeval second{1, 0};
+    if (!orphan_sweep_ || event_add(orphan_sweep_.get(), &second) != 0)
+        return Error{"cannot set the timer that reaps orphans"};
     children_.watch_pidfds(base_.get(), [this](const ChildExit& exit) { child_exited(exit); });
 
     // Signals first, so that no child can end unnoticed.
@@ -129,8 +204,19 @@ std::optional<Error> Daemon::apply(Config config)
         auto service = std::make_unique<Service>();
         if (!sc.builtin)
             service->launcher = std::make_unique<Launcher>(sc, child_nofile_);
-        if (sc.rate)
+        // Buckets of an unchanged rate carry on as counters do: a reload
+        // must not hand out a fresh burst.
+        auto state = states_.find(sc.name);
+        Service* before = state != states_.end() ? state->second.current : nullptr;
+        if (before && before->bucket && before->config.rate == sc.rate && before->config.burst == sc.burst)
+            service->bucket = std::move(before->bucket);
+        else if (sc.rate)
             service->bucket = TokenBucket(*sc.rate, sc.burst, now);
+        if (before && before->config.rate_per_source == sc.rate_per_source
+            && before->config.burst_per_source == sc.burst_per_source) {
+            service->source_buckets = std::move(before->source_buckets);
+            service->sweep_at = before->sweep_at;
+        }
         service->config = std::move(sc);
         for (const ListenAddress& la : service->config.listen) {
             SocketSpec spec = spec_for(service->config, la);
@@ -140,6 +226,7 @@ std::optional<Error> Daemon::apply(Config config)
                 Slot& old = listeners_[key];
                 slot.listener = std::move(old.listener);
                 slot.quick_exits = old.quick_exits;
+                slot.pending_at_spawn = old.pending_at_spawn;
                 if (auto e = slot.listener->apply_settings(spec))
                     spdlog::warn("service={} listen={} reason=\"{}\"", service->config.name, la.address, e->message);
                 ++kept;
@@ -277,7 +364,7 @@ bool Daemon::may_accept(Slot& slot)
 {
     Service& service = *slot.service;
     const ServiceConfig& config = service.config;
-    if (!config.builtin && max_children_ && children_.size() >= *max_children_) {
+    if (!config.builtin && max_children_ && live_children() >= *max_children_) {
         slot.listener->hold(kHoldAllFull);
         return false;
     }
@@ -430,9 +517,11 @@ void Daemon::on_connection(Slot& slot, UniqueFd connection, const SocketAddress&
 void Daemon::out_of_fds(Slot& slot)
 {
     reserve_fd_.reset();
-    UniqueFd drained(::accept4(slot.listener->fd(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (drained)
-        refuse(*slot.service, -1, slot.listener->address(), Refusal::kFds);
+    SocketAddress peer;
+    peer.length = sizeof peer.storage;
+    UniqueFd drained(::accept4(slot.listener->fd(), peer.get(), &peer.length, SOCK_CLOEXEC));
+    if (drained) // a unix client has no name: it is shown by the socket it reached, as on_connection does
+        refuse(*slot.service, -1, peer.family() == AF_UNIX ? slot.listener->address() : peer, Refusal::kFds);
     drained.reset();
     reserve_fd_ = open_null();
     slot.fd_backoff = next_backoff(slot.fd_backoff);
@@ -446,6 +535,8 @@ void Daemon::on_wait_ready(Slot& slot, const std::string& key)
     // The child owns the socket until it exits.
     slot.listener->hold(kHoldWaitChild);
     slot.listener->lend();
+    if (slot.listener->spec().protocol == Protocol::kUdp)
+        slot.pending_at_spawn = head_datagram(slot.listener->fd());
     if (!launch(slot, slot.listener->fd(), Peer{}, slot.listener->address(), key, std::nullopt)) {
         slot.listener->release(kHoldWaitChild);
         slot.spawn_backoff = next_backoff(slot.spawn_backoff);
@@ -483,8 +574,9 @@ bool Daemon::launch(Slot& slot, int socket, const Peer& peer, const SocketAddres
         int e = spawned.error;
         bool out_of_fds = e == EMFILE || e == ENFILE;
         ++(out_of_fds ? st.counters.refused_fds : st.counters.failed_spawn);
-        spdlog::error("failed service={} peer={} reason=\"spawn {}: {}: {}\"", name, shown,
-                      service.launcher->program(), spawned.step, std::strerror(e));
+        spdlog::error("failed service={} {}={} reason=\"spawn {}: {}: {}\"", name,
+                      wait_listener.empty() ? "peer" : "listen", shown, service.launcher->program(), spawned.step,
+                      std::strerror(e));
         // Out of processes, memory or fds: rest the listener, do not spin.
         if (wait_listener.empty() && (e == EAGAIN || e == ENOMEM || out_of_fds)) {
             slot.spawn_backoff = next_backoff(slot.spawn_backoff);
@@ -501,8 +593,9 @@ bool Daemon::launch(Slot& slot, int socket, const Peer& peer, const SocketAddres
         stderr_pipes_.emplace(raw, std::move(pipe));
     }
     uint64_t lent_to = wait_listener.empty() ? 0 : slot.listener->id();
-    children_.add(spawned.pid, Child{name, shown, Clock::now(), wait_listener, source, lent_to},
-                  std::move(spawned.pidfd));
+    Child child{name, shown, Clock::now(), wait_listener, source, lent_to};
+    const char* who = who_key(child);
+    children_.add(spawned.pid, std::move(child), std::move(spawned.pidfd));
     watch_sigchld();
     ++st.counters.spawned;
     ++st.running;
@@ -522,26 +615,27 @@ bool Daemon::launch(Slot& slot, int socket, const Peer& peer, const SocketAddres
         else
             spdlog::error("service={} pid={} reason=\"cannot set its timeout\"", name, spawned.pid);
     }
-    spdlog::info("spawned service={} pid={} peer={}", name, spawned.pid, shown);
+    spdlog::info("spawned service={} pid={} {}={}", name, spawned.pid, who, shown);
     return true;
 }
 
 void Daemon::on_deadline(evutil_socket_t, short, void* arg)
 {
     auto* d = static_cast<Deadline*>(arg);
-    // The child leads its own session, so its pid is its process group.
+    // The child leads its own session: everything it started goes with it,
+    // also once the child itself has exited.
     if (!d->terminated) {
         d->terminated = true;
         ++d->daemon->states_[d->service].counters.timed_out;
         spdlog::warn("timeout service={} pid={} action=SIGTERM grace={}ms", d->service, d->pid, d->grace.count());
-        ::kill(-d->pid, SIGTERM);
+        signal_session(d->pid, SIGTERM);
         auto ms = d->grace.count();
         timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>(ms % 1000 * 1000)};
         evtimer_add(d->timer.get(), &tv);
         return;
     }
     spdlog::warn("timeout service={} pid={} action=SIGKILL", d->service, d->pid);
-    ::kill(-d->pid, SIGKILL);
+    signal_session(d->pid, SIGKILL);
 }
 
 void Daemon::finished(const std::string& name, const std::optional<SourceKey>& source)
@@ -563,7 +657,7 @@ void Daemon::finished(const std::string& name, const std::optional<SourceKey>& s
     // Only the exit that brings superd just under the cap releases (the
     // child is out of the table by now); looking at every listener on every
     // exit would cost a walk of all services per connection.
-    if (max_children_ && children_.size() + 1 == *max_children_)
+    if (max_children_ && live_children() + 1 == *max_children_)
         for (auto& [key, slot] : listeners_)
             if (slot.listener->held(kHoldAllFull))
                 slot.listener->release(kHoldAllFull);
@@ -571,12 +665,33 @@ void Daemon::finished(const std::string& name, const std::optional<SourceKey>& s
 
 // SIGCHLD: children with a pidfd are reaped through it, by pid; the
 // waitpid(-1) walk is for the others (a kernel without pidfds, or no fd to
-// spare when they were spawned).
+// spare when they were spawned) and for the orphans of services, which come
+// back to superd as its subreaper.
 void Daemon::reap()
 {
-    if (children_.untracked() > 0)
-        children_.reap([this](const ChildExit& exit) { child_exited(exit); });
+    children_.reap([this](const ChildExit& exit) { child_exited(exit); });
+    end_lingering();
     watch_sigchld();
+}
+
+// While SIGCHLD is blocked, an orphan that ends (one a service left behind
+// in a group of its own, or while the service still runs) only marks it
+// pending. Once a second, a pending SIGCHLD is taken and the orphans reaped:
+// one system call when there is none.
+void Daemon::on_orphan_sweep(evutil_socket_t, short, void* self)
+{
+    auto* daemon = static_cast<Daemon*>(self);
+    if (!daemon->sigchld_blocked_)
+        return; // SIGCHLD itself reaps
+    sigset_t pending;
+    if (::sigpending(&pending) != 0 || !sigismember(&pending, SIGCHLD))
+        return;
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    timespec now{0, 0};
+    ::sigtimedwait(&chld, nullptr, &now);
+    daemon->reap();
 }
 
 // Every child's end raises SIGCHLD (exec resets a clone's exit signal to
@@ -586,7 +701,7 @@ void Daemon::reap()
 // that is pending is delivered at once, so no end goes unnoticed.
 void Daemon::watch_sigchld()
 {
-    bool block = children_.untracked() == 0;
+    bool block = children_.untracked() == 0 && lingering_.empty();
     if (block == sigchld_blocked_)
         return;
     sigset_t chld;
@@ -602,11 +717,13 @@ void Daemon::child_exited(const ChildExit& exit)
         spdlog::debug("reaped pid={} status=\"{}\" (not a service)", exit.pid, describe_wait_status(exit.status));
         return;
     }
-    deadlines_.erase(exit.pid);
     auto ran = Clock::now() - exit.child.started;
-    spdlog::info("exited service={} pid={} peer={} status=\"{}\" ran={:.3f}s", exit.child.service, exit.pid,
-                 exit.child.peer, describe_wait_status(exit.status),
-                 std::chrono::duration<double>(ran).count());
+    // Something the program started still runs, holding the connection
+    // (or the wait service's socket) perhaps: the connection goes on.
+    bool lingers = group_alive(exit.pid);
+    spdlog::info("exited service={} pid={} {}={} status=\"{}\" ran={:.3f}s{}", exit.child.service, exit.pid,
+                 who_key(exit.child), exit.child.peer, describe_wait_status(exit.status),
+                 std::chrono::duration<double>(ran).count(), lingers ? " group=alive" : "");
     Counters& c = states_[exit.child.service].counters;
     if (WIFSIGNALED(exit.status))
         ++c.exited_signal;
@@ -614,7 +731,13 @@ void Daemon::child_exited(const ChildExit& exit)
         ++c.exited_ok;
     else
         ++c.exited_error;
-    finished(exit.child.service, exit.child.source);
+    if (lingers) {
+        lingering_.emplace(exit.pid, Lingering{exit.child, Clock::now()});
+        watch_sigchld(); // the group's last member comes back to superd and says so
+    } else {
+        deadlines_.erase(exit.pid);
+        finished(exit.child.service, exit.child.source);
+    }
 
     if (exit.child.wait_listener.empty())
         return;
@@ -624,7 +747,10 @@ void Daemon::child_exited(const ChildExit& exit)
     if (it == listeners_.end() || it->second.listener->id() != exit.child.wait_listener_id)
         return;
     Slot& slot = it->second;
-    slot.quick_exits = ran < kQuickExit ? slot.quick_exits + 1 : 0;
+    bool spun = ran < kQuickExit
+                && left_undone(slot.listener->fd(), slot.listener->spec().protocol, slot.pending_at_spawn);
+    slot.quick_exits = spun ? slot.quick_exits + 1 : 0;
+    slot.pending_at_spawn.reset();
     slot.listener->release(kHoldWaitChild);
     if (slot.quick_exits >= kQuickExitsBeforePacing) {
         int doublings = std::min(slot.quick_exits - kQuickExitsBeforePacing, 10);
@@ -633,6 +759,30 @@ void Daemon::child_exited(const ChildExit& exit)
                      slot.listener->address(), slot.quick_exits, pace.count());
         slot.listener->hold_for(kHoldPaced, pace);
     }
+}
+
+void Daemon::end_lingering()
+{
+    for (auto it = lingering_.begin(); it != lingering_.end();) {
+        if (group_alive(it->first)) {
+            ++it;
+            continue;
+        }
+        pid_t pid = it->first;
+        Lingering gone = std::move(it->second);
+        it = lingering_.erase(it);
+        session_ended(pid, gone.child, gone.ended);
+    }
+}
+
+void Daemon::session_ended(pid_t pid, const Child& child, Clock::time_point program_ended)
+{
+    deadlines_.erase(pid);
+    auto now = Clock::now();
+    spdlog::info("ended service={} pid={} {}={} ran={:.3f}s after_exit={:.3f}s", child.service, pid, who_key(child),
+                 child.peer, std::chrono::duration<double>(now - child.started).count(),
+                 std::chrono::duration<double>(now - program_ended).count());
+    finished(child.service, child.source);
 }
 
 } // namespace superd

@@ -13,6 +13,12 @@
 // reloads, SIGUSR1 logs the counters, SIGTERM and SIGINT stop accepting and
 // end run() with 0 (running services finish undisturbed).
 //
+// A connection lasts as long as its child's session: superd is a child
+// subreaper, so processes a child leaves behind come back to it and are
+// reaped, and a connection whose program exited while the rest of its
+// process group lives on still counts (running, max_instances,
+// max_children, its timeout) until the group is empty.
+//
 // A reload is a transaction: the new configuration is loaded and validated
 // in full and every new socket is opened before anything changes; on any
 // error the running configuration stays as it was. Sockets whose key
@@ -89,7 +95,8 @@ private:
     struct Slot {
         std::unique_ptr<Listener> listener;
         Service* service = nullptr;
-        int quick_exits = 0; // wait services: children in a row that exited at once
+        int quick_exits = 0; // wait services: children in a row that exited at once, leaving their work
+        std::optional<size_t> pending_at_spawn; // UDP wait services: the datagram the child was started for
         std::chrono::milliseconds fd_backoff{0};
         std::chrono::milliseconds spawn_backoff{0};
     };
@@ -110,6 +117,12 @@ private:
         Event timer;
     };
     enum class Refusal { kAcl, kLimit, kSource, kRate, kFds };
+    // A connection whose program has exited while other members of its
+    // process group live on; keyed by that group (the program's pid).
+    struct Lingering {
+        Child child;
+        Clock::time_point ended; // when the program itself exited
+    };
 
     static void on_signal(evutil_socket_t signal, short, void* self);
     void handle_signal(int signal);
@@ -134,9 +147,15 @@ private:
     // A child or builtin connection of `service` has ended.
     void finished(const std::string& service, const std::optional<SourceKey>& source);
     void reap();
-    // Blocks SIGCHLD while every child has a pidfd, unblocks it otherwise.
+    // Blocks SIGCHLD while every child has a pidfd and no connection
+    // lingers, unblocks it otherwise.
     void watch_sigchld();
+    static void on_orphan_sweep(evutil_socket_t, short, void* self);
     void child_exited(const ChildExit& exit);
+    // Ends the lingering connections whose process group is empty.
+    void end_lingering();
+    void session_ended(pid_t pid, const Child& child, Clock::time_point program_ended);
+    size_t live_children() const { return children_.size() + lingering_.size(); }
     static void on_deadline(evutil_socket_t, short, void* deadline);
 
     ConfigSources sources_;
@@ -150,7 +169,9 @@ private:
     std::optional<unsigned> max_children_;
     std::unique_ptr<Builtins> builtins_;
     std::unordered_map<StderrPipe*, std::unique_ptr<StderrPipe>> stderr_pipes_;
-    std::unordered_map<pid_t, std::unique_ptr<Deadline>> deadlines_;
+    std::unordered_map<pid_t, std::unique_ptr<Deadline>> deadlines_; // by the program's pid, its group
+    std::unordered_map<pid_t, Lingering> lingering_;
+    Event orphan_sweep_;
     std::vector<Event> signal_events_;
     ChildTable children_;
     bool sigchld_blocked_ = false;

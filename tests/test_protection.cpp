@@ -137,6 +137,27 @@ TEST_CASE("A rate over its burst refuses with reject and delays with queue", "[p
     CHECK(counter(counters, "refused_rate") == 0);
 }
 
+TEST_CASE("A reload keeps the rate buckets of a service whose rate is unchanged", "[protection][integration]")
+{
+    uint16_t port = free_port();
+    std::string config = service_toml("strict", {loopback(port)}, service_binary("echo"))
+                         + "rate = \"1/h\"\nburst = 1\nrate_per_source = \"1/h\"\nburst_per_source = 2\n"
+                           "on_limit = \"reject\"\n";
+    Superd superd(config);
+    CHECK(round_trip(port, "x\n") == "x\n");
+    CHECK(round_trip(port, "x\n") == ""); // the service's bucket is empty
+    for (int i = 0; i < 3; ++i) {
+        REQUIRE(superd.reload());
+        CHECK(round_trip(port, "x\n") == ""); // and stays empty: a reload is no fresh burst
+    }
+    CHECK(counter(superd.counters("strict"), "refused_rate") == 4);
+
+    // A changed rate starts a bucket of its own.
+    superd.rewrite_config(service_toml("strict", {loopback(port)}, service_binary("echo")) + "rate = \"2/h\"\nburst = 1\n");
+    REQUIRE(superd.reload());
+    CHECK(round_trip(port, "x\n") == "x\n");
+}
+
 TEST_CASE("[superd] max_children caps all services together", "[protection][integration]")
 {
     uint16_t a = free_port(), b = free_port();
@@ -186,6 +207,50 @@ TEST_CASE("timeout ends a child with SIGTERM, then SIGKILL after the grace", "[p
     CHECK(counter(superd.counters("stubborn"), "timed_out") == 1);
 }
 
+TEST_CASE("timeout and max_instances cover what a service leaves running", "[protection][integration]")
+{
+    // The program exits at once; what it started keeps the client for 20 s.
+    uint16_t port = free_port();
+    Superd superd("[service.fork]\nlisten = [\"" + loopback(port)
+                  + "\"]\nprogram = \"/bin/sh\"\nargs = [\"sh\", \"-c\", \"(sleep 20; echo late) & exit 0\"]\n"
+                    "timeout = \"1s\"\nmax_instances = 1\n");
+    UniqueFd first = connect_tcp(port);
+    REQUIRE(superd.wait_for_log("exited service=fork"));
+    CHECK_THAT(superd.log(), Catch::Contains("group=alive"));
+    UniqueFd second = connect_tcp(port); // waits: the first connection still runs
+    CHECK(read_to_eof(first.get(), 10s) == ""); // its whole session was ended at the timeout
+    CHECK(read_to_eof(second.get(), 10s) == "");
+    REQUIRE(superd.wait_for_log("ended service=fork", 2));
+
+    std::string log = superd.log();
+    size_t first_ended = log.find("ended service=fork");
+    size_t second_spawned = log.find("spawned service=fork", log.find("spawned service=fork") + 1);
+    INFO(log);
+    CHECK(second_spawned != std::string::npos);
+    CHECK(first_ended < second_spawned);
+    std::string counters = superd.counters("fork");
+    CHECK(counter(counters, "running") == 0);
+    CHECK(counter(counters, "timed_out") == 2);
+    CHECK(eventually([&] { return superd.children().empty(); }, 5s));
+}
+
+TEST_CASE("What a service leaves behind comes back to superd and is reaped", "[protection][integration]")
+{
+    // The orphans leave the service's session, so only superd, their
+    // subreaper, can reap them; SIGCHLD is blocked meanwhile.
+    uint16_t port = free_port();
+    Superd superd("[service.orphans]\nlisten = [\"" + loopback(port)
+                  + "\"]\nprogram = \"/bin/sh\"\nargs = [\"sh\", \"-c\", "
+                    "\"setsid sleep 0.3 </dev/null >/dev/null 2>&1 & exit 0\"]\n");
+    for (int i = 0; i < 5; ++i)
+        CHECK(round_trip(port, "") == "");
+    CHECK(superd.wait_for_log("exited service=orphans", 5));
+    // They were superd's: the shell that started them is gone.
+    CHECK(eventually([&] { return !superd.children().empty(); }, 2s));
+    CHECK(eventually([&] { return superd.children().empty(); }, 10s));
+    CHECK(counter(superd.counters("orphans"), "running") == 0);
+}
+
 TEST_CASE("rlimit_* apply to the spawned program", "[protection][integration]")
 {
     uint16_t port = free_port();
@@ -230,6 +295,11 @@ TEST_CASE("Out of file descriptors, superd rests instead of spinning, and recove
     CHECK(served(after_echo.get(), 10s));
     CHECK(counter(superd.counters("cat"), "refused_fds") > 0);
     CHECK(counter(superd.counters("echo"), "refused_fds") > 0);
+    // The refusal names the client, not superd's own address.
+    std::smatch m;
+    std::string log = superd.log();
+    REQUIRE(std::regex_search(log, m, std::regex(R"(refused service=echo peer=127\.0\.0\.1:(\d+) reason=fds)")));
+    CHECK(std::stoi(m[1]) != echo);
 }
 
 TEST_CASE("Out of processes, spawns fail, are paced, and superd lives on", "[protection][integration]")

@@ -395,6 +395,25 @@ TEST_CASE("A wait service that exits at once is paced, never switched off", "[ki
     CHECK(superd.wait_for_log("spawned service=spinner", spawned + 1, 15s));
 }
 
+TEST_CASE("A UDP wait program that reads its datagram and exits is never paced", "[kinds][integration]")
+{
+    // tftpd's way: one request per run, a run of a few milliseconds.
+    uint16_t port = free_port();
+    Superd superd("[service.once]\nprotocol = \"udp\"\nlisten = [\"" + loopback(port) + "\"]\nmode = \"wait\"\n"
+                  "program = \"" + waiter_binary() + "\"\n");
+    for (int i = 0; i < 12; ++i) {
+        std::string data = "request " + std::to_string(i);
+        CHECK_THAT(udp_exchange(port, data, "127.0.0.1", 0, 5s), Catch::EndsWith("\n" + data));
+        REQUIRE(superd.wait_for_log("exited service=once", static_cast<size_t>(i + 1)));
+    }
+    INFO(superd.log());
+    CHECK(superd.count_in_log("paced service=once") == 0);
+    // A wait service's lines name its socket, not a client.
+    CHECK(superd.count_in_log("spawned service=once pid=") == 12);
+    CHECK(superd.count_in_log(" listen=" + loopback(port) + " status=\"exit 0\"") == 12);
+    CHECK(superd.count_in_log(" peer=") == 0);
+}
+
 TEST_CASE("A spawned program gets its user, groups, environment and process settings", "[kinds][integration]")
 {
     if (::geteuid() != 0) {
