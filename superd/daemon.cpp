@@ -319,8 +319,8 @@ void Daemon::log_counters()
                      c.refused_rate, c.refused_fds, c.failed_spawn, c.exited_ok, c.exited_error, c.exited_signal,
                      c.timed_out);
     }
-    spdlog::info("counters children={} builtin_connections={} stderr_pipes={}", children_.size(),
-                 builtins_->connections(), stderr_pipes_.size());
+    spdlog::info("counters children={} lingering={} builtin_connections={} stderr_pipes={}", children_.size(),
+                 lingering_.size(), builtins_->connections(), stderr_pipes_.size());
 }
 
 void Daemon::on_signal(evutil_socket_t signal, short, void* self)
@@ -351,7 +351,7 @@ void Daemon::handle_signal(int signal)
         sigaddset(&stop, SIGTERM);
         sigaddset(&stop, SIGINT);
         ::sigprocmask(SIG_BLOCK, &stop, nullptr);
-        spdlog::info("stopping signal={} running={} (left to finish)", signal_name(signal), children_.size());
+        spdlog::info("stopping signal={} running={} (left to finish)", signal_name(signal), live_children());
         event_base_loopbreak(base_.get());
         break;
     }
