@@ -494,6 +494,34 @@ TEST_CASE("A spawned program gets its user, groups, environment and process sett
     CHECK(std::count(env.begin(), env.end(), "SUPERD_TEST_PASSED=passed through") == 1);
 }
 
+TEST_CASE("user.group runs with that group and the user's memberships, not its primary group", "[kinds][integration]")
+{
+    if (::geteuid() != 0) {
+        WARN("not run: switching users needs root");
+        return;
+    }
+    // This holds where daemon (primary group daemon) is listed as a member
+    // of no group, as on Debian: then exactly mail, as the inetds give.
+    auto members = run_command({"/usr/bin/getent", "group"});
+    REQUIRE(members.status == 0);
+    REQUIRE(std::regex_search(members.output, std::regex(R"(^daemon:x:1:$)", std::regex::multiline)));
+    REQUIRE_FALSE(std::regex_search(members.output, std::regex(R"(:([^:\n]*,)?daemon(,[^\n]*)?$)", std::regex::multiline)));
+
+    uint16_t toml = free_port(), inetd = free_port();
+    TempDir files;
+    StartOptions options;
+    options.inetd_conf = files.write("inetd.conf", loopback(inetd) + " stream tcp nowait daemon.mail /usr/bin/id id\n");
+    Superd superd("[service.id]\nlisten = [\"" + loopback(toml)
+                      + "\"]\nprogram = \"/usr/bin/id\"\nuser = \"daemon\"\ngroup = \"mail\"\n",
+                  options);
+    for (uint16_t port : {toml, inetd}) {
+        UniqueFd fd = connect_tcp(port);
+        std::string report = read_to_eof(fd.get());
+        INFO("port " << port);
+        CHECK(report == "uid=1(daemon) gid=8(mail) groups=8(mail)\n");
+    }
+}
+
 TEST_CASE("stderr goes to the socket, the log or nowhere, as configured", "[kinds][integration]")
 {
     uint16_t to_socket = free_port(), to_log = free_port(), to_null = free_port();
