@@ -333,6 +333,32 @@ TEST_CASE("Unix socket services: mode, peer credentials, stale files", "[kinds][
     CHECK_THAT(blocked.output, Catch::Contains("another process is listening there"));
 }
 
+TEST_CASE("A reload leaves alone what replaced a unix socket, a symlink above all", "[kinds][integration]")
+{
+    TempDir sockets;
+    std::string path = (sockets.path() / "api.sock").string();
+    std::string config = "[service.probe]\nprotocol = \"unix\"\nlisten = [\"unix:" + path + "\"]\nprogram = \""
+                         + probe_binary() + "\"\nsocket_mode = \"0660\"\n";
+    Superd superd(config);
+    // A user who can write to the folder puts a symlink to a file only root
+    // may read in the socket's place; the reload asks for a wider mode.
+    std::string target = sockets.write("shadow", "secret");
+    REQUIRE(::chmod(target.c_str(), 0600) == 0);
+    REQUIRE(::unlink(path.c_str()) == 0);
+    REQUIRE(::symlink(target.c_str(), path.c_str()) == 0);
+    std::string wider = config;
+    wider.replace(wider.find("0660"), 4, "0666");
+    superd.rewrite_config(wider);
+    CHECK(superd.reload());
+    struct stat st;
+    REQUIRE(::stat(target.c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0600);
+    CHECK(superd.wait_for_log("no longer a socket"));
+    CHECK(superd.stop() == 0);
+    REQUIRE(::lstat(path.c_str(), &st) == 0); // not ours to remove
+    CHECK(S_ISLNK(st.st_mode));
+}
+
 TEST_CASE("A wait service gets the listening socket and superd stops watching it", "[kinds][integration]")
 {
     uint16_t port = free_port();
