@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstring>
 #include <ctime>
+#include <optional>
 #include <random>
 
 namespace superd {
@@ -63,9 +64,6 @@ std::string_view chargen_line(uint64_t n)
 
 namespace {
 
-// Echo stops reading while this much waits to be sent; chargen keeps about
-// this much queued.
-constexpr size_t kOutputLimit = 64 * 1024;
 constexpr int kDatagramBatch = 64;
 
 struct BuffereventDeleter {
@@ -74,31 +72,64 @@ struct BuffereventDeleter {
 
 int64_t now_seconds() { return static_cast<int64_t>(std::time(nullptr)); }
 
-// The reply to one datagram, or nothing.
-std::string datagram_reply(Builtin kind, std::string_view request, std::mt19937& random)
+std::optional<std::string> echo_datagram(std::string_view request, std::mt19937&)
 {
-    switch (kind) {
-    case Builtin::kEcho:
-        return std::string(request);
-    case Builtin::kDiscard:
-        return {};
-    case Builtin::kChargen: {
-        // RFC 864: a datagram of a random length from 0 to 512 characters.
-        size_t length = std::uniform_int_distribution<size_t>(0, 512)(random);
-        std::string reply;
-        for (uint64_t line = random(); reply.size() < length; ++line)
-            reply.append(rfc::chargen_line(line));
-        reply.resize(length);
-        return reply;
-    }
-    case Builtin::kDaytime:
-        return rfc::daytime(now_seconds());
-    case Builtin::kTime: {
-        uint32_t t = htonl(rfc::time_since_1900(now_seconds()));
-        return std::string(reinterpret_cast<const char*>(&t), sizeof t);
-    }
-    }
-    return {};
+    return std::string(request); // never more than came in
+}
+
+std::optional<std::string> discard_datagram(std::string_view, std::mt19937&) { return std::nullopt; }
+
+std::optional<std::string> chargen_datagram(std::string_view, std::mt19937& random)
+{
+    // RFC 864: a datagram of a random length from 0 to 512 characters.
+    size_t length = std::uniform_int_distribution<size_t>(0, 512)(random);
+    std::string reply;
+    for (uint64_t line = random(); reply.size() < length; ++line)
+        reply.append(rfc::chargen_line(line));
+    reply.resize(length);
+    return reply;
+}
+
+std::optional<std::string> daytime_datagram(std::string_view, std::mt19937&) { return rfc::daytime(now_seconds()); }
+
+std::optional<std::string> time_datagram(std::string_view, std::mt19937&)
+{
+    uint32_t t = htonl(rfc::time_since_1900(now_seconds()));
+    return std::string(reinterpret_cast<const char*>(&t), sizeof t);
+}
+
+// What differs between the builtins, one row each.
+struct KindRow {
+    Builtin kind;
+    // The reply to one datagram, or none.
+    std::optional<std::string> (*datagram)(std::string_view request, std::mt19937& random);
+    // The reply can be many times the request: answered over UDP only with
+    // allow_amplification. daytime's line (under 64 bytes) and time's 4
+    // bytes are not: with the 28 bytes of headers every datagram carries,
+    // even an empty one, they reply at most about 3 bytes for 1.
+    bool amplifies;
+    // How much a TCP connection queues in superd before it stops reading
+    // (echo) or refilling (chargen).
+    size_t output_limit;
+    // SO_SNDBUF for a TCP connection, 0 for the system's autotuning, which
+    // on a fast path grows each never-reading client's buffer to megabytes.
+    int send_buffer;
+};
+
+constexpr KindRow kKinds[] = {
+    {Builtin::kEcho, echo_datagram, false, 64 * 1024, 0},
+    {Builtin::kDiscard, discard_datagram, false, 0, 0},
+    {Builtin::kChargen, chargen_datagram, true, 16 * 1024, 16 * 1024},
+    {Builtin::kDaytime, daytime_datagram, false, 0, 0},
+    {Builtin::kTime, time_datagram, false, 0, 0},
+};
+
+const KindRow& row_of(Builtin kind)
+{
+    for (const KindRow& row : kKinds)
+        if (row.kind == kind)
+            return row;
+    return kKinds[0]; // unreachable: every kind has a row
 }
 
 // Writes into `control` a control message of `received`'s kind carrying
@@ -137,6 +168,8 @@ Builtins::~Builtins() = default;
 void Builtins::serve(Builtin kind, const std::string& service, UniqueFd connection, const SocketAddress& peer,
                      std::function<void()> on_close)
 {
+    if (int size = row_of(kind).send_buffer; size > 0)
+        ::setsockopt(connection.get(), SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
     bufferevent* bev = bufferevent_socket_new(base_, connection.get(), BEV_OPT_CLOSE_ON_FREE);
     if (!bev) {
         spdlog::error("failed service={} peer={} reason=\"cannot create a buffer\"", service, peer);
@@ -192,7 +225,7 @@ void Builtins::on_read(bufferevent* bev, void* ctx)
     }
     evbuffer_add_buffer(c->output(), input);
     bufferevent_enable(bev, EV_WRITE);
-    if (evbuffer_get_length(c->output()) >= kOutputLimit)
+    if (evbuffer_get_length(c->output()) >= row_of(c->kind).output_limit)
         bufferevent_disable(bev, EV_READ); // until the client reads
 }
 
@@ -207,7 +240,7 @@ void Builtins::on_write(bufferevent* bev, void* ctx)
     if (c->kind == Builtin::kEcho) {
         bufferevent_enable(bev, EV_READ);
     } else if (c->kind == Builtin::kChargen) {
-        while (evbuffer_get_length(c->output()) < kOutputLimit) {
+        while (evbuffer_get_length(c->output()) < row_of(c->kind).output_limit) {
             std::string_view line = rfc::chargen_line(c->chargen_next++);
             evbuffer_add(c->output(), line.data(), line.size());
         }
@@ -260,25 +293,49 @@ void Builtins::refresh_interfaces()
     ::freeifaddrs(list);
 }
 
-bool Builtins::silent_to(const SocketAddress& source, const SocketAddress& destination) const
+void Builtins::set_udp_ports(std::vector<uint16_t> ports)
 {
+    std::sort(ports.begin(), ports.end());
+    ports.erase(std::unique(ports.begin(), ports.end()), ports.end());
+    udp_ports_ = std::move(ports);
+}
+
+const char* datagram_refusal(const SocketAddress& source, const SocketAddress& destination,
+                             std::span<const uint16_t> udp_ports, std::span<const in_addr_t> broadcasts)
+{
+    // Below 1024 live the services that answer anything, among them every
+    // port FreeBSD and NetBSD inetd refuse by name (echo 7, discard 9,
+    // daytime 13, chargen 19, time 37): answering one starts a loop between
+    // two servers. Port 0 cannot be answered at all.
     if (source.port() < 1024)
-        return true;
-    auto group_or_broadcast = [this](const SocketAddress& a) {
+        return "low_port";
+    // A source on a port superd serves UDP on is superd itself, spoofed, or
+    // the same service on another host: answering either loops. Compared by
+    // port alone, on any address, as FreeBSD inetd's check_loop does: which
+    // addresses are "ours" changes with the interfaces and with wildcard
+    // listeners, and a genuine client on exactly one of these ports is rare
+    // enough to lose.
+    if (std::binary_search(udp_ports.begin(), udp_ports.end(), source.port()))
+        return "loop";
+    auto group_or_broadcast = [broadcasts](const SocketAddress& a) {
         if (a.family() == AF_INET) {
             in_addr_t addr = reinterpret_cast<const sockaddr_in&>(a.storage).sin_addr.s_addr;
             return IN_MULTICAST(ntohl(addr)) || addr == INADDR_BROADCAST || addr == INADDR_ANY
-                   || std::find(broadcasts_.begin(), broadcasts_.end(), addr) != broadcasts_.end();
+                   || std::find(broadcasts.begin(), broadcasts.end(), addr) != broadcasts.end();
         }
         const in6_addr& addr = reinterpret_cast<const sockaddr_in6&>(a.storage).sin6_addr;
         return IN6_IS_ADDR_MULTICAST(&addr) || IN6_IS_ADDR_UNSPECIFIED(&addr);
     };
-    return group_or_broadcast(source) || (destination.family() != AF_UNSPEC && group_or_broadcast(destination));
+    if (group_or_broadcast(source) || (destination.family() != AF_UNSPEC && group_or_broadcast(destination)))
+        return "broadcast";
+    return nullptr;
 }
 
-void Builtins::answer(Builtin kind, const std::string& service, int fd,
+void Builtins::answer(const ServiceConfig& config, int fd,
                       const std::function<bool(const SocketAddress& source)>& admit)
 {
+    const std::string& service = config.name;
+    const KindRow& kind = row_of(config.builtin.value_or(Builtin::kDiscard));
     for (int i = 0; i < kDatagramBatch; ++i) {
         std::array<char, 65536> data;
         alignas(cmsghdr) std::array<char, 256> control;
@@ -328,16 +385,19 @@ void Builtins::answer(Builtin kind, const std::string& service, int fd,
                 reply_control_length = reply_from(*cm, info, reply_control);
             }
         }
-        if (silent_to(source, destination)) {
-            spdlog::debug("refused service={} peer={} reason=\"reflection risk\"", service, source);
+        const char* refusal = datagram_refusal(source, destination, udp_ports_, broadcasts_);
+        if (!refusal && kind.amplifies && !config.allow_amplification)
+            refusal = "amplification";
+        if (refusal) {
+            spdlog::debug("refused service={} peer={} reason={}", service, source, refusal);
             continue;
         }
         if (!admit(source))
             continue;
-        std::string reply = datagram_reply(kind, std::string_view(data.data(), static_cast<size_t>(n)), random_);
-        if (kind == Builtin::kDiscard)
+        auto reply = kind.datagram(std::string_view(data.data(), static_cast<size_t>(n)), random_);
+        if (!reply)
             continue;
-        iovec out_iov{reply.data(), reply.size()};
+        iovec out_iov{reply->data(), reply->size()};
         msghdr out{};
         out.msg_name = source.get();
         out.msg_namelen = source.length;

@@ -5,12 +5,20 @@
 // They never block the daemon. A TCP connection is a bufferevent whose
 // output is bounded: echo stops reading while 64 KiB wait to be sent, and
 // chargen refills only when its output has drained, so a client that does
-// not read stops the service, not superd.
+// not read stops the service, not superd. chargen's kernel send buffer is
+// capped too: a thousand clients that never read would otherwise hold
+// megabytes each of the system's TCP memory.
 //
-// UDP builtins answer each datagram from the address it was sent to, and
-// stay silent to sources on ports below 1024 and to broadcast or multicast
-// traffic: two servers answering each other, or one datagram answered by a
-// whole subnet, is how these services are turned into reflectors.
+// UDP builtins answer each datagram from the address it was sent to. They
+// must never serve as a reflector, an amplifier or one end of a loop, so
+// they stay silent to (see datagram_refusal):
+// - sources on ports below 1024, where the services that answer anything
+//   live (echo 7, discard 9, daytime 13, chargen 19, time 37, DNS, NTP...);
+// - sources on any port superd itself serves UDP on: a datagram spoofed from
+//   our own echo port would be answered by us, to us, forever;
+// - broadcast and multicast traffic, either way;
+// and chargen, whose reply can be 512 bytes for an empty datagram, answers
+// only a service that sets allow_amplification.
 //
 // Builtins owns every live connection and frees them all when destroyed,
 // before the event base.
@@ -28,6 +36,7 @@
 #include <functional>
 #include <memory>
 #include <random>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -48,6 +57,13 @@ std::string_view chargen_line(uint64_t n);
 
 } // namespace rfc
 
+// Why a UDP builtin must not answer a datagram from `source` sent to
+// `destination` (AF_UNSPEC when unknown), as a word for the log, or nullptr
+// when it may. `udp_ports`: every port superd serves UDP on; `broadcasts`:
+// the interfaces' IPv4 broadcast addresses.
+const char* datagram_refusal(const SocketAddress& source, const SocketAddress& destination,
+                             std::span<const uint16_t> udp_ports, std::span<const in_addr_t> broadcasts);
+
 class Builtins {
 public:
     explicit Builtins(event_base* base);
@@ -60,13 +76,14 @@ public:
     void serve(Builtin kind, const std::string& service, UniqueFd connection, const SocketAddress& peer,
                std::function<void()> on_close);
 
-    // Answers the datagrams waiting on the UDP socket `fd` whose source
-    // `admit` lets through.
-    void answer(Builtin kind, const std::string& service, int fd,
-                const std::function<bool(const SocketAddress& source)>& admit);
+    // Answers the datagrams waiting on the UDP socket `fd` of `service` (a
+    // builtin) that datagram_refusal and `admit` let through.
+    void answer(const ServiceConfig& service, int fd, const std::function<bool(const SocketAddress& source)>& admit);
 
     // Re-reads the interfaces' broadcast addresses (at start and on reload).
     void refresh_interfaces();
+    // The ports of all of superd's UDP sockets (at start and on reload).
+    void set_udp_ports(std::vector<uint16_t> ports);
 
     size_t connections() const { return live_.size(); }
 
@@ -76,11 +93,11 @@ private:
     static void on_write(bufferevent*, void* ctx);
     static void on_event(bufferevent*, short what, void* ctx);
     void close(Connection* c);
-    bool silent_to(const SocketAddress& source, const SocketAddress& destination) const;
 
     event_base* base_;
     std::unordered_map<Connection*, std::unique_ptr<Connection>> live_;
     std::vector<in_addr_t> broadcasts_;
+    std::vector<uint16_t> udp_ports_;
     std::mt19937 random_; // chargen's datagram lengths
 };
 

@@ -98,6 +98,9 @@ struct ServiceConfig {
     double burst_per_source = 0;
     AccessList access;
     std::optional<int> backlog; // default: the system's maximum
+    // UDP builtins whose reply can dwarf the datagram (chargen) answer only
+    // with this set: a spoofed source would make them an amplifier.
+    bool allow_amplification = false;
 
     // Lifetime and resources of a spawned program.
     std::optional<std::chrono::milliseconds> timeout;

@@ -249,6 +249,12 @@ std::optional<Error> Daemon::apply(Config config)
     }
     max_children_ = config.max_children;
     builtins_->refresh_interfaces();
+    // UDP builtins stay silent to these source ports: answering one loops.
+    std::vector<uint16_t> udp_ports;
+    for (const auto& [key, slot] : listeners_)
+        if (slot.listener->spec().protocol == Protocol::kUdp)
+            udp_ports.push_back(slot.listener->address().port());
+    builtins_->set_udp_ports(std::move(udp_ports));
     for (auto& [key, slot] : listeners_) {
         // Limits may have changed: the gate puts back whatever still applies.
         slot.listener->release(kHoldServiceFull);
@@ -271,7 +277,7 @@ void Daemon::serve(Slot& slot)
     if (config.builtin && config.protocol == Protocol::kUdp) {
         listener.watch_with(base, [this, s] {
             Service& service = *s->service;
-            builtins_->answer(*service.config.builtin, service.config.name, s->listener->fd(),
+            builtins_->answer(service.config, s->listener->fd(),
                               [this, &service](const SocketAddress& source) {
                                   std::optional<SourceKey> key;
                                   Refusal why;

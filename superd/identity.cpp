@@ -6,6 +6,7 @@
 
 #include <charconv>
 #include <string>
+#include <vector>
 
 namespace superd {
 
@@ -20,18 +21,35 @@ std::optional<unsigned> as_number(std::string_view text)
     return value;
 }
 
-// getpwnam_r with a buffer that grows as needed.
+// The password database's entry for `name`, or for the uid `name` spells
+// (getpwnam_r, then getpwuid_r), with a buffer that grows as needed.
 std::optional<passwd> find_user(const std::string& name, std::string& buffer)
 {
+    auto number = as_number(name);
     passwd entry{}, *found = nullptr;
     for (buffer.resize(1024);; buffer.resize(buffer.size() * 2)) {
         int rc = ::getpwnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found);
+        if (!found && rc != ERANGE && number)
+            rc = ::getpwuid_r(static_cast<uid_t>(*number), &entry, buffer.data(), buffer.size(), &found);
         if (rc != ERANGE)
             break;
     }
     if (!found)
         return std::nullopt;
     return entry;
+}
+
+// What initgroups(user, base) would set: `base` and every group whose member
+// list names the user. The user's primary group from the password entry is
+// not added unless it is `base` or lists the user, as with the inetds.
+std::vector<gid_t> group_list(const char* user, gid_t base)
+{
+    int count = 32;
+    std::vector<gid_t> groups(static_cast<size_t>(count));
+    while (::getgrouplist(user, base, groups.data(), &count) < 0)
+        groups.resize(static_cast<size_t>(count));
+    groups.resize(static_cast<size_t>(count));
+    return groups;
 }
 
 } // namespace
@@ -64,33 +82,38 @@ Result<std::optional<Identity>> resolve_identity(std::string_view user, std::str
 {
     Identity id;
     id.gid = ::getegid();
-    if (!user.empty()) {
-        std::string name(user), buffer;
-        auto entry = find_user(name, buffer);
-        if (!entry) {
-            auto number = as_number(user);
-            if (!number)
-                return Error{"unknown user '" + name + "'"};
-            id.uid = static_cast<uid_t>(*number); // a bare uid: no entry, no groups
-            id.gid = static_cast<gid_t>(*number);
-        } else {
-            id.uid = entry->pw_uid;
-            id.gid = entry->pw_gid;
-            int count = 32;
-            std::vector<gid_t> groups(static_cast<size_t>(count));
-            while (::getgrouplist(entry->pw_name, entry->pw_gid, groups.data(), &count) < 0)
-                groups.resize(static_cast<size_t>(count));
-            groups.resize(static_cast<size_t>(count));
-            id.groups = std::move(groups);
-        }
-        id.user = name;
-        id.change_user = true;
-    }
+    std::optional<gid_t> group_id;
     if (!group.empty()) {
         auto gid = resolve_gid(group);
         if (!gid)
             return Error{gid.error()};
-        id.gid = *gid;
+        group_id = *gid;
+    }
+    if (!user.empty()) {
+        std::string name(user), buffer;
+        auto entry = find_user(name, buffer);
+        if (entry) {
+            id.uid = entry->pw_uid;
+            // The group asked for replaces the primary group before the
+            // supplementary list is computed, or the primary group would stay
+            // in it (initgroups(user, group), as the inetds do).
+            id.gid = group_id.value_or(entry->pw_gid);
+            id.groups = group_list(entry->pw_name, id.gid);
+        } else if (auto number = as_number(user)) {
+            // A uid with no entry has no primary group to inherit: guessing
+            // one (the gid of the same number) could hand over an unrelated
+            // group, so the group must be given.
+            if (!group_id)
+                return Error{"uid " + name + " is not in the password database: give its group too"};
+            id.uid = static_cast<uid_t>(*number);
+            id.gid = *group_id;
+        } else {
+            return Error{"unknown user '" + name + "'"};
+        }
+        id.user = name;
+        id.change_user = true;
+    } else if (group_id) {
+        id.gid = *group_id;
     }
     if (id.groups.empty())
         id.groups.push_back(id.gid);

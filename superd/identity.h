@@ -12,10 +12,13 @@
 namespace superd {
 
 // `user` and `group` are names or numeric ids; either may be empty (not
-// both). With a user, the group defaults to the user's primary group and the
-// supplementary groups come from the group database. Changing identity needs
-// root: superd running as another user gets an error, unless what is asked
-// for is what it already is, which needs no change (std::nullopt).
+// both). A user, by name or by a uid in the password database, runs with its
+// primary group, or with `group` when given, and with the groups
+// initgroups(user, that group) sets: that group and every group whose member
+// list names the user. A uid not in the password database needs `group` and
+// gets no other group. Changing identity needs root: superd running as
+// another user gets an error, unless what is asked for is what it already
+// is, which needs no change (std::nullopt).
 Result<std::optional<Identity>> resolve_identity(std::string_view user, std::string_view group);
 
 // A user's or group's id, by name or number.

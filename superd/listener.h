@@ -83,7 +83,10 @@ public:
 
     // Opens, binds and (for streams) listens. A stale unix socket file left
     // by a dead superd is replaced; one that is live, or a file that is not a
-    // socket, is an error. The error names the address and the reason.
+    // socket, is an error. A unix socket appears at its path only once it
+    // has its mode and owner (made under a temporary name, then renamed), so
+    // it is never reachable with others, and no symlink is ever followed.
+    // The error names the address and the reason.
     static Result<std::unique_ptr<Listener>> open(const SocketSpec& spec);
     ~Listener();
 
@@ -112,7 +115,9 @@ public:
     bool held(Hold reason) const { return (holds_ & reason) != 0; }
 
     // Re-applies what a reload may change on a kept socket: a unix socket's
-    // mode and owner, a stream socket's backlog.
+    // mode and owner, a stream socket's backlog. A unix socket path that no
+    // longer holds our socket file (a symlink or another file put there by
+    // whoever can write to the folder) is left alone, with an error.
     std::optional<Error> apply_settings(const SocketSpec& spec);
 
     const SocketSpec& spec() const { return spec_; }

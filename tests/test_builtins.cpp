@@ -1,7 +1,18 @@
 #include "superd/builtins.h"
 
+#include "superd/listener.h"
+#include "tests/harness.h"
+
+#include <arpa/inet.h>
+#include <linux/sockios.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
 #include <catch2/catch.hpp>
 
+#include <chrono>
+#include <optional>
 #include <regex>
 #include <set>
 
@@ -36,4 +47,165 @@ TEST_CASE("daytime is one human-readable line (RFC 867)", "[builtins]")
     std::regex shape(R"([A-Z][a-z]+day, [A-Z][a-z]+ \d\d, \d{4} \d\d:\d\d:\d\d-\S+\r\n)");
     CHECK(std::regex_match(rfc::daytime(0), shape));
     CHECK(std::regex_match(rfc::daytime(1795000000), shape));
+}
+
+namespace {
+
+SocketAddress address_of(const std::string& host, uint16_t port) { return harness::socket_address(host, port); }
+
+// A datagram's fate: refused (the reason) or answered (nullptr).
+std::string fate(const std::string& from, uint16_t from_port, const std::string& to, std::vector<uint16_t> ours,
+                 std::vector<in_addr_t> broadcasts = {})
+{
+    const char* why = datagram_refusal(address_of(from, from_port), address_of(to, 7007), ours, broadcasts);
+    return why ? why : "answered";
+}
+
+// A UDP socket served as a builtin would be, and a client on loopback.
+struct UdpPair {
+    std::unique_ptr<Listener> server;
+    UniqueFd client;
+    uint16_t port = 0;
+
+    UdpPair()
+    {
+        port = harness::free_port();
+        SocketSpec spec;
+        spec.protocol = Protocol::kUdp;
+        spec.address = address_of("127.0.0.1", port);
+        auto opened = Listener::open(spec);
+        REQUIRE(opened.ok());
+        server = std::move(*opened);
+        client = UniqueFd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        SocketAddress to = address_of("127.0.0.1", port);
+        REQUIRE(::connect(client.get(), to.get(), to.length) == 0);
+    }
+
+    // Sends `request`, lets `builtins` answer as `service`; the reply, if any.
+    std::optional<std::string> exchange(Builtins& builtins, const ServiceConfig& service, const std::string& request)
+    {
+        REQUIRE(::send(client.get(), request.data(), request.size(), 0) == static_cast<ssize_t>(request.size()));
+        pollfd ready{server->fd(), POLLIN, 0};
+        REQUIRE(::poll(&ready, 1, 5000) == 1);
+        builtins.answer(service, server->fd(), [](const SocketAddress&) { return true; });
+        pollfd reply{client.get(), POLLIN, 0};
+        if (::poll(&reply, 1, 300) != 1)
+            return std::nullopt;
+        std::string data(65536, '\0');
+        ssize_t n = ::recv(client.get(), data.data(), data.size(), 0);
+        REQUIRE(n >= 0);
+        data.resize(static_cast<size_t>(n));
+        return data;
+    }
+};
+
+ServiceConfig builtin_service(Builtin kind)
+{
+    ServiceConfig config;
+    config.name = "test";
+    config.protocol = Protocol::kUdp;
+    config.builtin = kind;
+    return config;
+}
+
+} // namespace
+
+TEST_CASE("UDP builtins refuse datagrams that would loop or reflect", "[builtins]")
+{
+    std::vector<uint16_t> ours{7007, 7013}; // sorted, as set_udp_ports keeps them
+    CHECK(fate("127.0.0.1", 40000, "127.0.0.1", ours) == "answered");
+    CHECK(fate("::1", 40000, "::1", ours) == "answered");
+    // Our own UDP ports, whatever the address: superd answering itself, or
+    // the same service elsewhere.
+    CHECK(fate("127.0.0.1", 7007, "127.0.0.1", ours) == "loop");
+    CHECK(fate("127.0.0.1", 7013, "127.0.0.1", ours) == "loop");
+    CHECK(fate("192.0.2.1", 7013, "127.0.0.1", ours) == "loop");
+    CHECK(fate("::1", 7007, "::1", ours) == "loop");
+    // The well-known services that answer anything, and every other port
+    // below 1024.
+    for (uint16_t port : {0, 7, 9, 13, 17, 19, 37, 53, 123, 1023})
+        CHECK(fate("127.0.0.1", port, "127.0.0.1", ours) == "low_port");
+    CHECK(fate("127.0.0.1", 1024, "127.0.0.1", ours) == "answered");
+    // Broadcast and multicast, either way.
+    in_addr_t subnet_broadcast = ::inet_addr("192.0.2.255");
+    CHECK(fate("192.0.2.255", 40000, "127.0.0.1", ours, {subnet_broadcast}) == "broadcast");
+    CHECK(fate("127.0.0.1", 40000, "192.0.2.255", ours, {subnet_broadcast}) == "broadcast");
+    CHECK(fate("127.0.0.1", 40000, "255.255.255.255", ours) == "broadcast");
+    CHECK(fate("127.0.0.1", 40000, "224.0.0.1", ours) == "broadcast");
+    CHECK(fate("::1", 40000, "ff02::1", ours) == "broadcast");
+}
+
+TEST_CASE("chargen over UDP answers only with allow_amplification; echo never exceeds the request",
+          "[builtins]")
+{
+    EventBase base(event_base_new());
+    Builtins builtins(base.get());
+    UdpPair pair;
+
+    ServiceConfig chargen = builtin_service(Builtin::kChargen);
+    CHECK_FALSE(pair.exchange(builtins, chargen, "").has_value());
+    chargen.allow_amplification = true;
+    // A random length from 0 to 512: an empty reply is a reply too.
+    auto reply = pair.exchange(builtins, chargen, "");
+    REQUIRE(reply.has_value());
+    CHECK(reply->size() <= 512);
+
+    ServiceConfig echo = builtin_service(Builtin::kEcho);
+    for (size_t size : {0, 1, 1000, 60000}) {
+        auto echoed = pair.exchange(builtins, echo, std::string(size, 'x'));
+        REQUIRE(echoed.has_value());
+        CHECK(echoed->size() == size);
+    }
+    // daytime and time answer an empty datagram, with a small fixed reply.
+    auto daytime = pair.exchange(builtins, builtin_service(Builtin::kDaytime), "");
+    REQUIRE(daytime.has_value());
+    CHECK(daytime->size() < 64);
+}
+
+TEST_CASE("UDP builtins stay silent to superd's own UDP ports", "[builtins]")
+{
+    EventBase base(event_base_new());
+    Builtins builtins(base.get());
+    UdpPair pair;
+    SocketAddress mine;
+    mine.length = sizeof mine.storage;
+    REQUIRE(::getsockname(pair.client.get(), mine.get(), &mine.length) == 0);
+    ServiceConfig echo = builtin_service(Builtin::kEcho);
+    CHECK(pair.exchange(builtins, echo, "hello") == std::optional<std::string>("hello"));
+    builtins.set_udp_ports({pair.port, mine.port()});
+    CHECK_FALSE(pair.exchange(builtins, echo, "hello").has_value());
+    builtins.set_udp_ports({pair.port});
+    CHECK(pair.exchange(builtins, echo, "hello") == std::optional<std::string>("hello"));
+}
+
+TEST_CASE("A chargen client that never reads holds a small, fixed send buffer", "[builtins]")
+{
+    EventBase base(event_base_new());
+    Builtins builtins(base.get());
+    uint16_t port = harness::free_port();
+    SocketSpec spec;
+    spec.address = address_of("127.0.0.1", port);
+    auto listener = Listener::open(spec);
+    REQUIRE(listener.ok());
+    UniqueFd client = harness::connect_tcp(port);
+    UniqueFd server(::accept4((*listener)->fd(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+    REQUIRE(server);
+    int fd = server.get();
+    bool closed = false;
+    builtins.serve(Builtin::kChargen, "chargen", std::move(server), address_of("127.0.0.1", 1), [&] { closed = true; });
+
+    // Left to itself, the kernel grows a fast connection's send buffer to
+    // megabytes while the client does not read.
+    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+    while (std::chrono::steady_clock::now() < until)
+        event_base_loop(base.get(), EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    REQUIRE_FALSE(closed);
+    int size = 0;
+    socklen_t length = sizeof size;
+    REQUIRE(::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, &length) == 0);
+    int queued = 0;
+    REQUIRE(::ioctl(fd, SIOCOUTQ, &queued) == 0);
+    INFO("SO_SNDBUF " << size << ", queued " << queued);
+    CHECK(size <= 32 * 1024); // Linux doubles what is asked for
+    CHECK(queued <= 64 * 1024);
 }

@@ -4,10 +4,13 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <filesystem>
 #include <future>
 #include <thread>
 
@@ -170,4 +173,91 @@ TEST_CASE("A turn of accepting that runs long yields to the rest of the loop", "
     while (accepted.size() < 4 && std::chrono::steady_clock::now() < deadline)
         event_base_loop(base.get(), EVLOOP_ONCE | EVLOOP_NONBLOCK);
     CHECK(accepted.size() == 4);
+}
+
+namespace {
+
+superd::SocketSpec unix_spec(const std::string& path, mode_t mode)
+{
+    superd::SocketSpec spec;
+    spec.address = parse("unix:" + path);
+    spec.mode = mode;
+    return spec;
+}
+
+mode_t mode_of(const std::string& path)
+{
+    struct stat st;
+    REQUIRE(::lstat(path.c_str(), &st) == 0);
+    return st.st_mode & 07777;
+}
+
+} // namespace
+
+TEST_CASE("A unix socket appears with its mode and owner, and no temporary file stays", "[listener]")
+{
+    harness::TempDir dir;
+    std::string path = (dir.path() / "api.sock").string();
+    auto spec = unix_spec(path, 0640);
+    if (::geteuid() == 0) {
+        spec.uid = 65534;
+        spec.gid = 65534;
+    }
+    auto listener = Listener::open(spec);
+    REQUIRE(listener.ok());
+    struct stat st;
+    REQUIRE(::lstat(path.c_str(), &st) == 0);
+    CHECK(S_ISSOCK(st.st_mode));
+    CHECK((st.st_mode & 07777) == 0640);
+    if (::geteuid() == 0) {
+        CHECK(st.st_uid == 65534);
+        CHECK(st.st_gid == 65534);
+    }
+    size_t files = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+        INFO(entry.path());
+        ++files;
+    }
+    CHECK(files == 1);
+    superd::UniqueFd client = harness::connect_unix(path);
+    CHECK(client);
+
+    // A symlink where the socket should go is replaced, never followed.
+    std::string target = dir.write("target", "root only");
+    ::chmod(target.c_str(), 0600);
+    std::string other = (dir.path() / "other.sock").string();
+    REQUIRE(::symlink(target.c_str(), other.c_str()) == 0);
+    auto replaced = Listener::open(unix_spec(other, 0666));
+    CHECK_FALSE(replaced.ok()); // the file exists and is not a socket
+    CHECK(mode_of(target) == 0600);
+}
+
+TEST_CASE("A reload never changes the mode of what replaced a unix socket", "[listener]")
+{
+    harness::TempDir dir;
+    std::string path = (dir.path() / "api.sock").string();
+    auto listener = Listener::open(unix_spec(path, 0660));
+    REQUIRE(listener.ok());
+    CHECK(mode_of(path) == 0660);
+    CHECK_FALSE((*listener)->apply_settings(unix_spec(path, 0600)).has_value());
+    CHECK(mode_of(path) == 0600);
+
+    // Whoever can write to the folder swaps the socket for a symlink to a
+    // file only root may read.
+    std::string target = dir.write("shadow", "secret");
+    REQUIRE(::chmod(target.c_str(), 0600) == 0);
+    REQUIRE(::unlink(path.c_str()) == 0);
+    REQUIRE(::symlink(target.c_str(), path.c_str()) == 0);
+    auto error = (*listener)->apply_settings(unix_spec(path, 0666));
+    CHECK(mode_of(target) == 0600);
+    REQUIRE(error.has_value());
+    CHECK_THAT(error->message, Catch::Contains("no longer a socket"));
+
+    // Or for another socket: left alone too.
+    REQUIRE(::unlink(path.c_str()) == 0);
+    auto impostor = Listener::open(unix_spec(path, 0600));
+    REQUIRE(impostor.ok());
+    auto again = (*listener)->apply_settings(unix_spec(path, 0666));
+    REQUIRE(again.has_value());
+    CHECK(mode_of(path) == 0600);
 }
