@@ -998,20 +998,34 @@ std::optional<Error> read_document(const Source& src, const toml::table& root, b
 // toml++ 3.3 (Debian 12's) recurses once per segment of a dotted key or
 // table header, and a long enough one overflows the stack (fixed in 3.4 by
 // TOML_MAX_DOTTED_KEYS_DEPTH). A reload must never crash the daemon, so keys
-// deeper than any real config are refused before parsing. The scan skips
-// strings, where dots are only text.
+// deeper than any real config are refused before parsing.
+//
+// The scan counts the segments of each key, not the dots of a line: dots in
+// values (1.5, a list of floats, a time) are no nesting. It keeps just enough
+// of TOML's grammar to know where keys are: a line's start outside any value,
+// and after '{' or ',' in an inline table; a key ends at '='. Strings and
+// comments are skipped. Where it could be wrong, it errs on counting: a dot
+// it counts that toml++ would read as a value costs at most a false refusal
+// of a file toml++ refuses anyway.
 constexpr int kMaxKeyDepth = 64;
 
 std::optional<Error> too_deep(const Source& src, std::string_view text)
 {
     if (text.size() > kMaxConfigSize)
         return src.at(1, "the file is " + kTooLarge);
-    int line = 1, dots = 0;
+    std::vector<char> open; // '[' and '{' of the values around this point
+    bool in_key = true;
+    int line = 1, segments = 1;
+    auto start_key = [&] {
+        in_key = true;
+        segments = 1;
+    };
     for (size_t i = 0; i < text.size(); ++i) {
         char c = text[i];
         if (c == '\n') {
             ++line;
-            dots = 0;
+            if (open.empty())
+                start_key();
         } else if (c == '#') {
             while (i + 1 < text.size() && text[i + 1] != '\n')
                 ++i;
@@ -1029,8 +1043,22 @@ std::optional<Error> too_deep(const Source& src, std::string_view text)
                 ++j;
             }
             i = j + close.size() - 1;
-        } else if (c == '.' && ++dots > kMaxKeyDepth) {
-            return src.at(line, "a key nested more than " + std::to_string(kMaxKeyDepth) + " levels deep");
+        } else if (in_key) {
+            if (c == '=' || (c == '}' && !open.empty() && open.back() == '{')) {
+                in_key = false; // a value follows, or an inline table ({} or {a = 1,}) that is one ended
+                if (c == '}')
+                    open.pop_back();
+            }
+            else if (c == '.' && ++segments > kMaxKeyDepth)
+                return src.at(line, "a key nested more than " + std::to_string(kMaxKeyDepth) + " levels deep");
+        } else if (c == '[' || c == '{') {
+            open.push_back(c);
+            if (c == '{')
+                start_key();
+        } else if ((c == ']' || c == '}') && !open.empty() && open.back() == (c == ']' ? '[' : '{')) {
+            open.pop_back();
+        } else if (c == ',' && !open.empty() && open.back() == '{') {
+            start_key();
         }
     }
     return std::nullopt;

@@ -790,3 +790,34 @@ TEST_CASE("A pattern that matches a file already read skips it, however it is na
     REQUIRE(absolute.ok());
     CHECK(absolute->services.size() == 2);
 }
+
+TEST_CASE("Key depth counts a key's segments, not the dots of a line", "[config]")
+{
+    Fixture f;
+    auto key = [](int segments) {
+        std::string k = "a";
+        for (int i = 1; i < segments; ++i)
+            k += ".a";
+        return k;
+    };
+    // Values hold dots too: floats, times, versions in strings.
+    std::string floats = "[";
+    for (int i = 0; i < 100; ++i)
+        floats += (i ? ", " : "") + std::to_string(i) + ".5";
+    floats += "]";
+    std::string extra = "x = " + floats + "\ny = [\n  " + floats + ",\n  " + floats + "\n]\n"
+                        + "z = { p = " + floats + ", q = { r = 1.5 } }\nt = 07:32:00.999999\n";
+    auto config = superd::parse_config("[extra]\n" + extra + key(64) + " = 1\n[" + key(64) + "]\n[[b." + key(63) + "]]\n",
+                                       (f.dir.path() / "x.toml").string());
+    // Parsed fine: the only complaint is about the unknown key.
+    REQUIRE_FALSE(config.ok());
+    CHECK_THAT(config.error(), Catch::Contains(": unknown key 'a' (expected [superd] or [service.NAME])"));
+
+    CHECK_THAT(f.error_at(kService + key(65) + " = 1\n", 4), Catch::Contains("nested more than 64 levels"));
+    CHECK_THAT(f.error_at(kService + "[" + key(65) + "]\n", 4), Catch::Contains("nested more than 64 levels"));
+    CHECK_THAT(f.error_at(kService + "[[" + key(65) + "]]\n", 4), Catch::Contains("nested more than 64 levels"));
+    CHECK_THAT(f.error_at(kService + "x = " + floats + "\ny = { a = 1.5, " + key(65) + " = 1 }\n", 5),
+               Catch::Contains("nested more than 64 levels"));
+    CHECK_THAT(f.error_at(kService + "y = [\n{ " + key(65) + " = 1 }]\n", 5), Catch::Contains("nested more than 64 levels"));
+    CHECK_THAT(f.error_at(kService + "x = {}\n" + key(65) + " = 1\n", 5), Catch::Contains("nested more than 64 levels"));
+}
