@@ -26,6 +26,7 @@
 #include <new>
 #include <optional>
 #include <set>
+#include <unordered_map>
 #include <utility>
 
 namespace superd {
@@ -876,44 +877,85 @@ Result<ServiceConfig> parse_service(const Source& src, const toml::key& name, co
     return config;
 }
 
+std::string where(const ServiceConfig& s, int line) { return s.file + ":" + std::to_string(line); }
+
 // Two listeners clash when bind() would refuse the second: the same kind of
 // socket, family and port, and the same address or a wildcard on either side.
-bool clash(const ServiceConfig& sa, const SocketAddress& a, const ServiceConfig& sb, const SocketAddress& b)
-{
-    bool a_stream = sa.protocol != Protocol::kUdp, b_stream = sb.protocol != Protocol::kUdp;
-    return a_stream == b_stream && a.family() == b.family() && a.port() == b.port()
-           && (a == b || a.is_wildcard() || b.is_wildcard());
-}
+// Each is looked up, not compared with every other (20,000 services must not
+// take seconds): by kind and address for the same address, and by kind,
+// family and port for a wildcard against the first other address there.
+// Listeners checked before never clash with each other, so the first match
+// found is the one a pairwise search would find.
+class ListenerIndex {
+public:
+    struct Owner {
+        size_t service;
+        size_t listener;
+    };
 
-std::string where(const ServiceConfig& s, int line) { return s.file + ":" + std::to_string(line); }
+    std::optional<Owner> clash(const ServiceConfig& s, const SocketAddress& a) const
+    {
+        if (auto same = exact_.find(exact_key(s, a)); same != exact_.end())
+            return same->second;
+        auto port = ports_.find(port_key(s, a));
+        if (port == ports_.end())
+            return std::nullopt;
+        return a.is_wildcard() ? port->second.specific : port->second.wildcard;
+    }
+
+    void add(const ServiceConfig& s, const SocketAddress& a, Owner owner)
+    {
+        exact_.emplace(exact_key(s, a), owner);
+        Port& port = ports_[port_key(s, a)];
+        std::optional<Owner>& slot = a.is_wildcard() ? port.wildcard : port.specific;
+        if (!slot)
+            slot = owner;
+    }
+
+private:
+    struct Port {
+        std::optional<Owner> wildcard, specific; // the first of each
+    };
+    static bool stream(const ServiceConfig& s) { return s.protocol != Protocol::kUdp; }
+    static std::string exact_key(const ServiceConfig& s, const SocketAddress& a)
+    {
+        return (stream(s) ? "s " : "d ") + a.to_string();
+    }
+    static uint64_t port_key(const ServiceConfig& s, const SocketAddress& a)
+    {
+        return (uint64_t{stream(s)} << 48) | (static_cast<uint64_t>(a.family()) << 16) | a.port();
+    }
+
+    std::unordered_map<std::string, Owner> exact_;
+    std::unordered_map<uint64_t, Port> ports_;
+};
 
 std::optional<Error> check_unique(const std::vector<ServiceConfig>& services)
 {
     auto error_at = [](const ServiceConfig& s, int line, const std::string& message) {
         return Error{where(s, line) + ": " + message};
     };
+    std::unordered_map<std::string_view, size_t> names;
+    ListenerIndex listeners;
     for (size_t i = 0; i < services.size(); ++i) {
         const ServiceConfig& mine = services[i];
-        for (size_t j = 0; j < i; ++j)
-            if (services[j].name == mine.name)
-                return error_at(mine, mine.line,
-                                "service '" + mine.name + "' is already defined at " + where(services[j], services[j].line));
+        if (auto [first, added] = names.emplace(mine.name, i); !added) {
+            const ServiceConfig& other = services[first->second];
+            return error_at(mine, mine.line,
+                            "service '" + mine.name + "' is already defined at " + where(other, other.line));
+        }
         for (size_t k = 0; k < mine.listen.size(); ++k) {
             const ListenAddress& la = mine.listen[k];
-            for (size_t j = 0; j <= i; ++j) {
-                const ServiceConfig& other = services[j];
-                size_t end = j == i ? k : other.listen.size();
-                for (size_t m = 0; m < end; ++m) {
-                    const ListenAddress& lb = other.listen[m];
-                    if (!clash(mine, la.address, other, lb.address))
-                        continue;
-                    if (j == i && la.entry == lb.entry)
-                        continue; // the two sockets of one "PORT" entry
-                    return error_at(mine, la.line,
-                                    "service '" + mine.name + "': " + la.text + " is already used by service '"
-                                        + other.name + "' (" + lb.text + " at " + where(other, lb.line) + ")");
-                }
+            auto owner = listeners.clash(mine, la.address);
+            // The two sockets of one "PORT" entry are one listen address.
+            if (owner && !(owner->service == i && services[i].listen[owner->listener].entry == la.entry)) {
+                const ServiceConfig& other = services[owner->service];
+                const ListenAddress& lb = other.listen[owner->listener];
+                return error_at(mine, la.line,
+                                "service '" + mine.name + "': " + la.text + " is already used by service '"
+                                    + other.name + "' (" + lb.text + " at " + where(other, lb.line) + ")");
             }
+            listeners.add(mine, la.address, {i, k});
         }
     }
     return std::nullopt;

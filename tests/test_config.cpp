@@ -821,3 +821,58 @@ TEST_CASE("Key depth counts a key's segments, not the dots of a line", "[config]
     CHECK_THAT(f.error_at(kService + "y = [\n{ " + key(65) + " = 1 }]\n", 5), Catch::Contains("nested more than 64 levels"));
     CHECK_THAT(f.error_at(kService + "x = {}\n" + key(65) + " = 1\n", 5), Catch::Contains("nested more than 64 levels"));
 }
+
+TEST_CASE("Twenty thousand services load, and clashes are still found among them", "[config]")
+{
+    Fixture f;
+    std::string text;
+    for (int i = 0; i < 20000; ++i)
+        text += "[service.s" + std::to_string(i) + "]\nlisten = [\"127.0.0." + std::to_string(1 + i % 3) + ":"
+                + std::to_string(1024 + i / 3) + "\"]\nbuiltin = \"echo\"\n";
+    auto config = superd::parse_config(text, f.path);
+    INFO((config.ok() ? std::string() : config.error()));
+    REQUIRE(config.ok());
+    CHECK(config->services.size() == 20000);
+
+    // The last one takes the wildcard of the first's port: it clashes with
+    // the first specific address there, and the message names it.
+    int last = 3 * 20000 + 1;
+    std::string clashing = text + "[service.w]\nlisten = [\"0.0.0.0:1024\"]\nbuiltin = \"echo\"\n";
+    config = superd::parse_config(clashing, f.path);
+    REQUIRE_FALSE(config.ok());
+    CHECK(config.error() == f.path + ":" + std::to_string(last + 1)
+                                + ": service 'w': 0.0.0.0:1024 is already used by service 's0' (127.0.0.1:1024 at "
+                                + f.path + ":2)");
+    std::string dropin = f.dir.write("more.toml", "[service.s5]\nlisten = [\"127.0.0.9:9\"]\nbuiltin = \"echo\"\n");
+    config = superd::parse_config("[superd]\ninclude = \"more.toml\"\n" + text, f.path);
+    REQUIRE_FALSE(config.ok());
+    CHECK(config.error() == dropin + ":1: service 's5' is already defined at " + f.path + ":18");
+}
+
+TEST_CASE("Listeners clash by kind, family, port and address, a wildcard with any address", "[config]")
+{
+    Fixture f;
+    auto builtin = [](const std::string& name, const std::string& listen, const std::string& protocol = "tcp") {
+        return "[service." + name + "]\nprotocol = \"" + protocol + "\"\nlisten = [" + listen + "]\nbuiltin = \"echo\"\n";
+    };
+    auto ok = [&](const std::string& text) {
+        auto config = f.load(text);
+        INFO((config.ok() ? std::string() : config.error()));
+        CHECK(config.ok());
+    };
+    ok(builtin("a", "\"127.0.0.1:7000\"") + builtin("b", "\"127.0.0.1:7000\"", "udp")); // stream and dgram
+    ok(builtin("a", "\"0.0.0.0:7000\"") + builtin("b", "\"[::1]:7000\"")); // another family
+    ok(builtin("a", "\"7000\"") + builtin("b", "\"7001\"")); // "PORT": two sockets, no clash of their own
+    CHECK_THAT(f.error_at(builtin("a", "\"127.0.0.1:7000\"") + builtin("b", "\"0.0.0.0:7000\""), 7),
+               Catch::Contains("service 'b': 0.0.0.0:7000 is already used by service 'a' (127.0.0.1:7000 at"));
+    CHECK_THAT(f.error_at(builtin("a", "\"[::]:7000\"") + builtin("b", "\"[::1]:7000\""), 7),
+               Catch::Contains("service 'b': [::1]:7000 is already used by service 'a' ([::]:7000 at"));
+    CHECK_THAT(f.error_at(builtin("a", "\"7000\"") + builtin("b", "\"[::1]:7000\""), 7),
+               Catch::Contains("is already used by service 'a' (7000 at"));
+    CHECK_THAT(f.error_at(builtin("a", "\"127.0.0.1:7000\", \"127.0.0.1:7000\""), 3),
+               Catch::Contains("service 'a': 127.0.0.1:7000 is already used by service 'a'"));
+    CHECK_THAT(f.error_at("[service.a]\nprotocol = \"unix\"\nlisten = [\"unix:x.sock\"]\nprogram = \"prog\"\n"
+                          "[service.b]\nprotocol = \"unix\"\nlisten = [\"unix:x.sock\"]\nprogram = \"prog\"\n",
+                          7),
+               Catch::Contains("is already used by service 'a'"));
+}
