@@ -156,8 +156,8 @@ std::optional<std::string> untrusted(const std::string& path, const struct stat&
     std::string why = reasons.front();
     for (size_t i = 1; i < reasons.size(); ++i)
         why += " and " + reasons[i];
-    return "refusing " + path + ": mode " + octal_mode(st.st_mode) + ", owner " + user_name(st.st_uid) + ":" + group_name(st.st_gid)
-           + ": " + why + " (superd runs as root)";
+    return "refusing " + path + ": mode " + octal_mode(st.st_mode) + ", owner " + user_name(st.st_uid) + ":"
+           + group_name(st.st_gid) + ": " + why + " (superd runs as root)";
 }
 
 // The first folder from `folder` up to "/" that root must not trust. A
@@ -213,7 +213,7 @@ std::string file_kind(mode_t mode)
 
 // Larger than any real configuration; bounds what a reload reads.
 constexpr size_t kMaxConfigSize = 16 * 1024 * 1024;
-const std::string kTooLarge = "larger than 16 MiB";
+constexpr const char* kTooLarge = "larger than 16 MiB";
 
 // Which file: its device and inode.
 using FileId = std::pair<dev_t, ino_t>;
@@ -1054,7 +1054,7 @@ constexpr int kMaxKeyDepth = 64;
 std::optional<Error> too_deep(const Source& src, std::string_view text)
 {
     if (text.size() > kMaxConfigSize)
-        return src.at(1, "the file is " + kTooLarge);
+        return src.at(1, std::string("the file is ") + kTooLarge);
     std::vector<char> open; // '[' and '{' of the values around this point
     bool in_key = true;
     int line = 1, segments = 1;
