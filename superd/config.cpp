@@ -425,8 +425,7 @@ public:
                              : n.unit == "G" ? 1ull << 30
                                              : 0;
             // RLIM_INFINITY itself means no limit: only "unlimited" says so.
-            uint64_t most = (static_cast<uint64_t>(RLIM_INFINITY) - 1) / scale;
-            if (scale > 0 && (n.overflow || (n.value && *n.value > most)))
+            if (scale > 0 && (n.overflow || (n.value && *n.value > (RLIM_INFINITY - 1) / scale)))
                 return error(node, std::string(key) + " \"" + text + "\" is too large (\"unlimited\" is no limit)");
             if (scale > 0 && n.value)
                 return *n.value * scale;
