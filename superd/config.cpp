@@ -6,6 +6,8 @@
 
 #include <fcntl.h>
 #include <glob.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,11 +16,17 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <initializer_list>
+#include <memory>
+#include <new>
 #include <optional>
+#include <set>
+#include <unordered_map>
 #include <utility>
 
 namespace superd {
@@ -40,14 +48,17 @@ constexpr std::string_view kServiceKeys[] = {
     "pass_env", "stderr", "cwd", "umask", "nice", "socket_mode", "socket_user", "socket_group",
     "max_instances", "on_limit", "busy_message", "max_per_source", "source_prefix_v4", "source_prefix_v6",
     "rate", "burst", "rate_per_source", "burst_per_source", "allow", "deny", "backlog", "timeout", "kill_grace",
-    "rlimit_nofile", "rlimit_cpu", "rlimit_as", "rlimit_nproc", "rlimit_core",
+    "rlimit_nofile", "rlimit_cpu", "rlimit_as", "rlimit_nproc", "rlimit_core", "allow_setuid", "allow_amplification",
 };
 
 // Keys that only make sense for a program superd spawns.
 constexpr std::string_view kSpawnKeys[] = {
     "mode", "fd_convention", "program", "args", "user", "group", "env", "pass_env", "stderr", "cwd", "umask", "nice",
-    "timeout", "kill_grace", "rlimit_nofile", "rlimit_cpu", "rlimit_as", "rlimit_nproc", "rlimit_core",
+    "timeout", "kill_grace", "rlimit_nofile", "rlimit_cpu", "rlimit_as", "rlimit_nproc", "rlimit_core", "allow_setuid",
 };
+
+// Keys that only make sense for a builtin.
+constexpr std::string_view kBuiltinKeys[] = {"allow_amplification"};
 
 // Keys that decide on each connection in the daemon: a wait service's
 // program accepts its connections itself, so they cannot apply to it.
@@ -93,22 +104,185 @@ struct Source {
 
 Source source_for(const std::string& path) { return Source{path, fs::absolute(fs::path(path)).parent_path()}; }
 
-Result<std::string> read_file(const std::string& path)
+// Files and folders superd trusts when it runs as root. As OpenSSH's
+// StrictModes and cron do: whoever could change a config file, a drop-in or a
+// program that root runs could run anything as root, so each must be owned by
+// root and writable by nobody else, and so must every folder above it (a
+// folder writable by others lets them swap the file). A sticky folder such as
+// /tmp is fine: there, others cannot rename or remove root's entries. As
+// another user superd may only use what that user can reach anyway, so
+// nothing is checked then.
+bool superd_is_root() { return ::geteuid() == 0; }
+
+std::string user_name(uid_t uid)
 {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd)
-        return Error{path + ": cannot read: " + std::strerror(errno)};
-    std::string contents;
-    char chunk[16384];
+    char buffer[1024];
+    passwd entry{}, *found = nullptr;
+    if (::getpwuid_r(uid, &entry, buffer, sizeof buffer, &found) == 0 && found)
+        return found->pw_name;
+    return std::to_string(uid);
+}
+
+std::string group_name(gid_t gid)
+{
+    char buffer[1024];
+    group entry{}, *found = nullptr;
+    if (::getgrgid_r(gid, &entry, buffer, sizeof buffer, &found) == 0 && found)
+        return found->gr_name;
+    return std::to_string(gid);
+}
+
+std::string octal_mode(mode_t mode)
+{
+    char text[8];
+    std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
+    return text;
+}
+
+// Why root must not trust the file or folder `st` describes, if it must not:
+// "refusing PATH: mode 0666, owner nobody:nogroup: writable by others".
+std::optional<std::string> untrusted(const std::string& path, const struct stat& st)
+{
+    bool sticky_folder = S_ISDIR(st.st_mode) && (st.st_mode & S_ISVTX);
+    std::vector<std::string> reasons;
+    if (st.st_uid != 0)
+        reasons.push_back("not owned by root");
+    if ((st.st_mode & S_IWGRP) && !sticky_folder)
+        reasons.push_back("writable by group " + group_name(st.st_gid));
+    if ((st.st_mode & S_IWOTH) && !sticky_folder)
+        reasons.push_back("writable by others");
+    if (reasons.empty())
+        return std::nullopt;
+    std::string why = reasons.front();
+    for (size_t i = 1; i < reasons.size(); ++i)
+        why += " and " + reasons[i];
+    return "refusing " + path + ": mode " + octal_mode(st.st_mode) + ", owner " + user_name(st.st_uid) + ":"
+           + group_name(st.st_gid) + ": " + why + " (superd runs as root)";
+}
+
+// The first folder from `folder` up to "/" that root must not trust. A
+// folder that does not exist holds nothing yet; whoever creates it owns it,
+// and the next load refuses it then.
+std::optional<std::string> untrusted_folders(fs::path folder)
+{
     for (;;) {
-        ssize_t n = ::read(fd.get(), chunk, sizeof chunk);
+        struct stat st;
+        if (::stat(folder.c_str(), &st) == 0) {
+            if (auto why = untrusted(folder.string(), st))
+                return why;
+        } else if (errno != ENOENT && errno != ENOTDIR) {
+            return "cannot check folder " + folder.string() + ": " + std::strerror(errno);
+        }
+        if (!folder.has_relative_path())
+            return std::nullopt; // "/"
+        folder = folder.parent_path();
+    }
+}
+
+// The folders above `path` as written and, when links lead elsewhere, above
+// the file they lead to: both can be changed to change what is read.
+std::optional<std::string> untrusted_path(const std::string& path)
+{
+    std::error_code ignored;
+    fs::path written = fs::absolute(path, ignored).lexically_normal().parent_path();
+    if (auto why = untrusted_folders(written))
+        return why;
+    std::unique_ptr<char, decltype(&std::free)> real(::realpath(path.c_str(), nullptr), &std::free);
+    if (real && fs::path(real.get()).parent_path() != written)
+        return untrusted_folders(fs::path(real.get()).parent_path());
+    return std::nullopt;
+}
+
+// What a file that is not a regular one is, for the message.
+struct FileKind {
+    mode_t type;
+    const char* name;
+};
+constexpr FileKind kFileKinds[] = {
+    {S_IFDIR, "a directory"}, {S_IFIFO, "a FIFO"},   {S_IFCHR, "a character device"},
+    {S_IFBLK, "a block device"}, {S_IFSOCK, "a socket"}, {S_IFLNK, "a symbolic link"},
+};
+
+std::string file_kind(mode_t mode)
+{
+    for (const FileKind& kind : kFileKinds)
+        if ((mode & S_IFMT) == kind.type)
+            return kind.name;
+    return "of an unknown kind";
+}
+
+// Larger than any real configuration; bounds what a reload reads.
+constexpr size_t kMaxConfigSize = 16 * 1024 * 1024;
+constexpr const char* kTooLarge = "larger than 16 MiB";
+
+// Which file: its device and inode.
+using FileId = std::pair<dev_t, ino_t>;
+
+// A file's text and which file it was, so that one file is read only once
+// whatever path leads to it.
+struct FileText {
+    std::string text;
+    FileId id;
+};
+
+// Reads a config file, a drop-in or an inetd.conf through one descriptor, so
+// that what is checked is what is read. A reload must never hang or die:
+// O_NONBLOCK keeps open() from waiting for a FIFO's writer (a regular file
+// ignores it), only regular files are read (not /dev/zero, which never
+// ends), and never more than kMaxConfigSize bytes, checked before reading and
+// again while reading, since a file can grow in between.
+Result<FileText> read_file(const std::string& path)
+{
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+    struct stat st;
+    if (!fd || ::fstat(fd.get(), &st) != 0)
+        return Error{path + ": cannot read: " + std::strerror(errno)};
+    if (!S_ISREG(st.st_mode))
+        return Error{path + ": not a regular file (" + file_kind(st.st_mode) + ")"};
+    if (superd_is_root()) {
+        if (auto why = untrusted(path, st))
+            return Error{path + ": " + *why};
+        if (auto why = untrusted_path(path))
+            return Error{path + ": " + *why};
+    }
+    if (static_cast<uint64_t>(st.st_size) > kMaxConfigSize)
+        return Error{path + ": " + kTooLarge};
+    FileText file{std::string(), FileId{st.st_dev, st.st_ino}};
+    std::string& contents = file.text;
+    contents.reserve(static_cast<size_t>(st.st_size));
+    char chunk[16384];
+    while (contents.size() <= kMaxConfigSize) {
+        size_t room = std::min(sizeof chunk, kMaxConfigSize + 1 - contents.size());
+        ssize_t n = ::read(fd.get(), chunk, room);
         if (n == 0)
-            return contents;
+            return file;
         if (n < 0 && errno != EINTR)
             return Error{path + ": cannot read: " + std::strerror(errno)};
         if (n > 0)
             contents.append(chunk, static_cast<size_t>(n));
     }
+    return Error{path + ": " + kTooLarge};
+}
+
+// Leading decimal digits and the unit after them: "512M" is 512 and "M".
+// No value when there are no digits, or too many for 64 bits (`overflow`).
+struct Number {
+    std::optional<uint64_t> value;
+    bool overflow = false;
+    std::string_view unit;
+};
+
+Number number_and_unit(std::string_view text)
+{
+    size_t digits = std::min(text.find_first_not_of("0123456789"), text.size());
+    Number n;
+    n.unit = text.substr(digits);
+    uint64_t value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + digits, value);
+    if (digits > 0 && ec == std::errc())
+        n.value = value;
+    n.overflow = digits > 0 && ec == std::errc::result_out_of_range;
+    return n;
 }
 
 bool valid_service_name(std::string_view name)
@@ -201,27 +375,40 @@ public:
         return items;
     }
 
-    // "30s", "500ms", "5m", "1h", or whole seconds as an integer.
+    Result<bool> boolean(const toml::node& node, std::string_view key) const
+    {
+        if (const auto* value = node.as_boolean())
+            return value->get();
+        return error(node, std::string(key) + " must be true or false");
+    }
+
+    // "30s", "500ms", "5m", "1h", or whole seconds as an integer; at most a
+    // year, which no real timeout needs and which keeps deadline arithmetic
+    // (milliseconds, then nanoseconds on a clock) far from overflowing.
     Result<std::chrono::milliseconds> duration(const toml::node& node, std::string_view key) const
     {
-        if (const auto* i = node.as_integer(); i && i->get() > 0)
-            return std::chrono::milliseconds(i->get() * 1000);
-        if (const auto* s = node.as_string()) {
-            const std::string& text = s->get();
-            size_t digits = text.find_first_not_of("0123456789");
-            std::string unit = digits == std::string::npos ? "" : text.substr(digits);
-            int64_t scale = unit == "ms" ? 1 : unit == "s" ? 1000 : unit == "m" ? 60000 : unit == "h" ? 3600000 : 0;
-            if (digits > 0 && digits != std::string::npos && digits <= 9 && scale > 0) {
-                int64_t value = std::stoll(text.substr(0, digits)) * scale;
-                if (value > 0)
-                    return std::chrono::milliseconds(value);
-            }
+        constexpr uint64_t kMaxMs = 366ull * 24 * 3600 * 1000;
+        std::optional<uint64_t> count;
+        uint64_t scale = 1000;
+        if (const auto* i = node.as_integer(); i && i->get() > 0) {
+            count = static_cast<uint64_t>(i->get());
+        } else if (const auto* s = node.as_string()) {
+            Number n = number_and_unit(s->get());
+            scale = n.unit == "ms" ? 1 : n.unit == "s" ? 1000 : n.unit == "m" ? 60000 : n.unit == "h" ? 3600000 : 0;
+            if (scale > 0 && (n.overflow || (n.value && *n.value > 0)))
+                count = n.overflow ? UINT64_MAX : *n.value;
         }
+        if (count && *count > kMaxMs / scale)
+            return error(node, std::string(key) + " must be at most a year (\"8784h\")");
+        if (count)
+            return std::chrono::milliseconds(*count * scale);
         return error(node, std::string(key) + " must be a duration such as \"30s\", \"500ms\", \"5m\" or \"1h\"");
     }
 
-    // A resource limit: a whole number, "unlimited", or for sizes "64K",
-    // "512M", "2G".
+    // A resource limit: a whole number (also as a string of digits),
+    // "unlimited", or for sizes "64K", "512M", "2G". A size past what the
+    // kernel can hold is an error, never a value wrapped around to 0 that
+    // would kill every child.
     Result<uint64_t> limit(const toml::node& node, std::string_view key, bool bytes) const
     {
         if (const auto* i = node.as_integer(); i && i->get() >= 0)
@@ -230,11 +417,18 @@ public:
             const std::string& text = s->get();
             if (text == "unlimited")
                 return static_cast<uint64_t>(RLIM_INFINITY);
-            size_t digits = text.find_first_not_of("0123456789");
-            std::string unit = digits == std::string::npos ? "" : text.substr(digits);
-            uint64_t scale = unit.empty() ? 1 : !bytes ? 0 : unit == "K" ? 1ull << 10 : unit == "M" ? 1ull << 20 : unit == "G" ? 1ull << 30 : 0;
-            if (digits > 0 && digits <= 12 && scale > 0)
-                return std::stoull(text.substr(0, digits)) * scale;
+            Number n = number_and_unit(text);
+            uint64_t scale = n.unit.empty() ? 1
+                             : !bytes       ? 0
+                             : n.unit == "K" ? 1ull << 10
+                             : n.unit == "M" ? 1ull << 20
+                             : n.unit == "G" ? 1ull << 30
+                                             : 0;
+            // RLIM_INFINITY itself means no limit: only "unlimited" says so.
+            if (scale > 0 && (n.overflow || (n.value && *n.value > (RLIM_INFINITY - 1) / scale)))
+                return error(node, std::string(key) + " \"" + text + "\" is too large (\"unlimited\" is no limit)");
+            if (scale > 0 && n.value)
+                return *n.value * scale;
         }
         return error(node, std::string(key) + " must be a whole number" + (bytes ? " of bytes (or \"512M\")" : "")
                                + " or \"unlimited\"");
@@ -302,8 +496,14 @@ std::optional<Error> read_program(const ServiceReader& r, const Source& src, Ser
     auto program = r.string(*node, "program");
     if (!program)
         return Error{program.error()};
+    if (const toml::node* n = r.get("allow_setuid")) {
+        auto allow = r.boolean(*n, "allow_setuid");
+        if (!allow)
+            return Error{allow.error()};
+        config.allow_setuid = *allow;
+    }
     config.program = src.absolute(*program);
-    if (auto problem = program_problem(config.program))
+    if (auto problem = program_problem(config.program, config.allow_setuid))
         return r.error(*node, *problem);
 
     if (const toml::node* args = r.get("args")) {
@@ -654,6 +854,16 @@ Result<ServiceConfig> parse_service(const Source& src, const toml::key& name, co
                 return r.error(*n, std::string(key) + " does not apply to a builtin (it runs inside superd)");
         if (config.protocol == Protocol::kUnix)
             return r.error(*b, "builtins serve TCP and UDP, not unix sockets");
+        if (const toml::node* n = r.get("allow_amplification")) {
+            auto allow = r.boolean(*n, "allow_amplification");
+            if (!allow)
+                return Error{allow.error()};
+            config.allow_amplification = *allow;
+        }
+    } else if (auto key = std::find_if(std::begin(kBuiltinKeys), std::end(kBuiltinKeys),
+                                       [&](std::string_view k) { return r.get(k) != nullptr; });
+               key != std::end(kBuiltinKeys)) {
+        return r.error(*r.get(*key), std::string(*key) + " applies only to builtins");
     } else if (auto e = read_spawn_settings(r, src, config)) {
         return *e;
     } else if (auto e2 = read_lifetime(r, config)) {
@@ -666,44 +876,85 @@ Result<ServiceConfig> parse_service(const Source& src, const toml::key& name, co
     return config;
 }
 
+std::string where(const ServiceConfig& s, int line) { return s.file + ":" + std::to_string(line); }
+
 // Two listeners clash when bind() would refuse the second: the same kind of
 // socket, family and port, and the same address or a wildcard on either side.
-bool clash(const ServiceConfig& sa, const SocketAddress& a, const ServiceConfig& sb, const SocketAddress& b)
-{
-    bool a_stream = sa.protocol != Protocol::kUdp, b_stream = sb.protocol != Protocol::kUdp;
-    return a_stream == b_stream && a.family() == b.family() && a.port() == b.port()
-           && (a == b || a.is_wildcard() || b.is_wildcard());
-}
+// Each is looked up, not compared with every other (20,000 services must not
+// take seconds): by kind and address for the same address, and by kind,
+// family and port for a wildcard against the first other address there.
+// Listeners checked before never clash with each other, so the first match
+// found is the one a pairwise search would find.
+class ListenerIndex {
+public:
+    struct Owner {
+        size_t service;
+        size_t listener;
+    };
 
-std::string where(const ServiceConfig& s, int line) { return s.file + ":" + std::to_string(line); }
+    std::optional<Owner> clash(const ServiceConfig& s, const SocketAddress& a) const
+    {
+        if (auto same = exact_.find(exact_key(s, a)); same != exact_.end())
+            return same->second;
+        auto port = ports_.find(port_key(s, a));
+        if (port == ports_.end())
+            return std::nullopt;
+        return a.is_wildcard() ? port->second.specific : port->second.wildcard;
+    }
+
+    void add(const ServiceConfig& s, const SocketAddress& a, Owner owner)
+    {
+        exact_.emplace(exact_key(s, a), owner);
+        Port& port = ports_[port_key(s, a)];
+        std::optional<Owner>& slot = a.is_wildcard() ? port.wildcard : port.specific;
+        if (!slot)
+            slot = owner;
+    }
+
+private:
+    struct Port {
+        std::optional<Owner> wildcard, specific; // the first of each
+    };
+    static bool stream(const ServiceConfig& s) { return s.protocol != Protocol::kUdp; }
+    static std::string exact_key(const ServiceConfig& s, const SocketAddress& a)
+    {
+        return (stream(s) ? "s " : "d ") + a.to_string();
+    }
+    static uint64_t port_key(const ServiceConfig& s, const SocketAddress& a)
+    {
+        return (uint64_t{stream(s)} << 48) | (static_cast<uint64_t>(a.family()) << 16) | a.port();
+    }
+
+    std::unordered_map<std::string, Owner> exact_;
+    std::unordered_map<uint64_t, Port> ports_;
+};
 
 std::optional<Error> check_unique(const std::vector<ServiceConfig>& services)
 {
     auto error_at = [](const ServiceConfig& s, int line, const std::string& message) {
         return Error{where(s, line) + ": " + message};
     };
+    std::unordered_map<std::string_view, size_t> names;
+    ListenerIndex listeners;
     for (size_t i = 0; i < services.size(); ++i) {
         const ServiceConfig& mine = services[i];
-        for (size_t j = 0; j < i; ++j)
-            if (services[j].name == mine.name)
-                return error_at(mine, mine.line,
-                                "service '" + mine.name + "' is already defined at " + where(services[j], services[j].line));
+        if (auto [first, added] = names.emplace(mine.name, i); !added) {
+            const ServiceConfig& other = services[first->second];
+            return error_at(mine, mine.line,
+                            "service '" + mine.name + "' is already defined at " + where(other, other.line));
+        }
         for (size_t k = 0; k < mine.listen.size(); ++k) {
             const ListenAddress& la = mine.listen[k];
-            for (size_t j = 0; j <= i; ++j) {
-                const ServiceConfig& other = services[j];
-                size_t end = j == i ? k : other.listen.size();
-                for (size_t m = 0; m < end; ++m) {
-                    const ListenAddress& lb = other.listen[m];
-                    if (!clash(mine, la.address, other, lb.address))
-                        continue;
-                    if (j == i && la.entry == lb.entry)
-                        continue; // the two sockets of one "PORT" entry
-                    return error_at(mine, la.line,
-                                    "service '" + mine.name + "': " + la.text + " is already used by service '"
-                                        + other.name + "' (" + lb.text + " at " + where(other, lb.line) + ")");
-                }
+            auto owner = listeners.clash(mine, la.address);
+            // The two sockets of one "PORT" entry are one listen address.
+            if (owner && !(owner->service == i && services[i].listen[owner->listener].entry == la.entry)) {
+                const ServiceConfig& other = services[owner->service];
+                const ListenAddress& lb = other.listen[owner->listener];
+                return error_at(mine, la.line,
+                                "service '" + mine.name + "': " + la.text + " is already used by service '"
+                                    + other.name + "' (" + lb.text + " at " + where(other, lb.line) + ")");
             }
+            listeners.add(mine, la.address, {i, k});
         }
     }
     return std::nullopt;
@@ -715,6 +966,7 @@ std::optional<Error> check_unique(const std::vector<ServiceConfig>& services)
 struct MainSettings {
     std::vector<std::pair<std::string, int>> includes; // patterns and their lines
     std::string inetd_conf;
+    int inetd_conf_line = 0;
     std::optional<unsigned> max_children;
 };
 
@@ -758,6 +1010,7 @@ std::optional<Error> read_document(const Source& src, const toml::table& root, b
                     if (!v.as_string() || v.as_string()->get().empty())
                         return src.at(v, "inetd_conf must be a file name");
                     inetd_conf = src.absolute(v.as_string()->get());
+                    settings.inetd_conf_line = Source::line_of(v);
                 } else {
                     return src.at(k, "[superd]: unknown key '" + std::string(k.str()) + "'");
                 }
@@ -786,21 +1039,34 @@ std::optional<Error> read_document(const Source& src, const toml::table& root, b
 // toml++ 3.3 (Debian 12's) recurses once per segment of a dotted key or
 // table header, and a long enough one overflows the stack (fixed in 3.4 by
 // TOML_MAX_DOTTED_KEYS_DEPTH). A reload must never crash the daemon, so keys
-// deeper than any real config are refused before parsing. The scan skips
-// strings, where dots are only text.
-constexpr size_t kMaxConfigSize = 16 * 1024 * 1024;
+// deeper than any real config are refused before parsing.
+//
+// The scan counts the segments of each key, not the dots of a line: dots in
+// values (1.5, a list of floats, a time) are no nesting. It keeps just enough
+// of TOML's grammar to know where keys are: a line's start outside any value,
+// and after '{' or ',' in an inline table; a key ends at '='. Strings and
+// comments are skipped. Where it could be wrong, it errs on counting: a dot
+// it counts that toml++ would read as a value costs at most a false refusal
+// of a file toml++ refuses anyway.
 constexpr int kMaxKeyDepth = 64;
 
 std::optional<Error> too_deep(const Source& src, std::string_view text)
 {
     if (text.size() > kMaxConfigSize)
-        return src.at(1, "the file is larger than 16 MiB");
-    int line = 1, dots = 0;
+        return src.at(1, std::string("the file is ") + kTooLarge);
+    std::vector<char> open; // '[' and '{' of the values around this point
+    bool in_key = true;
+    int line = 1, segments = 1;
+    auto start_key = [&] {
+        in_key = true;
+        segments = 1;
+    };
     for (size_t i = 0; i < text.size(); ++i) {
         char c = text[i];
         if (c == '\n') {
             ++line;
-            dots = 0;
+            if (open.empty())
+                start_key();
         } else if (c == '#') {
             while (i + 1 < text.size() && text[i + 1] != '\n')
                 ++i;
@@ -818,8 +1084,22 @@ std::optional<Error> too_deep(const Source& src, std::string_view text)
                 ++j;
             }
             i = j + close.size() - 1;
-        } else if (c == '.' && ++dots > kMaxKeyDepth) {
-            return src.at(line, "a key nested more than " + std::to_string(kMaxKeyDepth) + " levels deep");
+        } else if (in_key) {
+            if (c == '=' || (c == '}' && !open.empty() && open.back() == '{')) {
+                in_key = false; // a value follows, or an inline table ({} or {a = 1,}) that is one ended
+                if (c == '}')
+                    open.pop_back();
+            }
+            else if (c == '.' && ++segments > kMaxKeyDepth)
+                return src.at(line, "a key nested more than " + std::to_string(kMaxKeyDepth) + " levels deep");
+        } else if (c == '[' || c == '{') {
+            open.push_back(c);
+            if (c == '{')
+                start_key();
+        } else if ((c == ']' || c == '}') && !open.empty() && open.back() == (c == ']' ? '[' : '{')) {
+            open.pop_back();
+        } else if (c == ',' && !open.empty() && open.back() == '{') {
+            start_key();
         }
     }
     return std::nullopt;
@@ -836,15 +1116,36 @@ Result<toml::table> parse_toml(const Source& src, std::string_view text)
     }
 }
 
+// The folder a pattern's matches live in: its part before the first
+// component with a wildcard.
+fs::path fixed_folder(const std::string& pattern)
+{
+    fs::path folder;
+    for (const fs::path& part : fs::path(pattern)) {
+        if (part.string().find_first_of("*?[\\") != std::string::npos)
+            return folder;
+        folder /= part;
+    }
+    return folder.parent_path();
+}
+
 // Everything a configuration is made of, gathered file by file.
 struct Loader {
     Config config;
-    std::string inetd_conf;
+    std::string inetd_conf; // named in the main file's [superd], at this line
+    int inetd_conf_line = 0;
+    std::optional<Source> main;
+    // Every file read, by device and inode, so that none is read twice
+    // whatever path leads to it (a relative --config, a link).
+    std::set<FileId> read;
 
-    std::optional<Error> main_file(std::string_view text, const std::string& path)
+    std::optional<Error> main_file(std::string_view text, const std::string& path, std::optional<FileId> id)
     {
-        Source src = source_for(path);
+        main = source_for(path);
+        const Source& src = *main;
         config.files.push_back(path);
+        if (id)
+            read.insert(*id);
         auto root = parse_toml(src, text);
         if (!root)
             return Error{root.error()};
@@ -852,6 +1153,7 @@ struct Loader {
         if (auto e = read_document(src, *root, true, config.services, settings))
             return e;
         inetd_conf = settings.inetd_conf;
+        inetd_conf_line = settings.inetd_conf_line;
         config.max_children = settings.max_children;
         for (const auto& [pattern, line] : settings.includes)
             if (auto e = included(src, pattern, line))
@@ -859,9 +1161,16 @@ struct Loader {
         return std::nullopt;
     }
 
-    // A pattern matching no file is fine: a drop-in folder may be empty.
+    // A pattern matching no file is fine: a drop-in folder may be empty. A
+    // file already read is skipped: "*.toml" beside the main file matches
+    // the main file itself.
     std::optional<Error> included(const Source& from, const std::string& pattern, int line)
     {
+        // An empty folder that others may write to is the way in for a
+        // drop-in of theirs, so the folder is checked before what it holds.
+        if (superd_is_root())
+            if (auto why = untrusted_folders(fixed_folder(pattern)))
+                return from.at(line, "include '" + pattern + "': " + *why);
         glob_t matches{};
         // A folder that does not exist holds no files; one that cannot be
         // read might hold services, which is an error.
@@ -872,14 +1181,14 @@ struct Loader {
         if (rc != 0 && rc != GLOB_NOMATCH)
             return from.at(line, "include '" + pattern + "': a folder cannot be read");
         for (const std::string& file : files) {
-            if (std::find(config.files.begin(), config.files.end(), file) != config.files.end())
-                return from.at(line, "include '" + pattern + "' matches " + file + ", which is already read");
             auto text = read_file(file);
             if (!text)
                 return from.at(line, text.error());
+            if (!read.insert(text->id).second)
+                continue;
             config.files.push_back(file);
             Source src = source_for(file);
-            auto root = parse_toml(src, *text);
+            auto root = parse_toml(src, text->text);
             if (!root)
                 return Error{root.error()};
             MainSettings unused;
@@ -889,13 +1198,16 @@ struct Loader {
         return std::nullopt;
     }
 
-    std::optional<Error> inetd_file(const std::string& path)
+    // `line` is where the main file names it; 0 when the command line does.
+    std::optional<Error> inetd_file(const std::string& path, int line)
     {
         auto text = read_file(path);
         if (!text)
-            return Error{text.error()};
+            return line && main ? main->at(line, text.error()) : Error{text.error()};
+        if (!read.insert(text->id).second)
+            return std::nullopt;
         config.files.push_back(path);
-        auto services = parse_inetd_conf(*text, path);
+        auto services = parse_inetd_conf(text->text, path);
         if (!services)
             return Error{services.error()};
         for (ServiceConfig& s : *services)
@@ -905,6 +1217,9 @@ struct Loader {
 
     Result<Config> finish()
     {
+        if (!inetd_conf.empty())
+            if (auto e = inetd_file(inetd_conf, inetd_conf_line))
+                return *e;
         if (config.services.empty()) {
             std::string file = config.files.empty() ? std::string("config") : config.files.front();
             return Error{file + ":1: no services defined (add a [service.NAME] table)"};
@@ -914,6 +1229,20 @@ struct Loader {
         return std::move(config);
     }
 };
+
+// Runs `load`, turning an exception into an error: a reload must never end
+// superd, and running out of memory is no reason to.
+template <typename Load>
+Result<Config> guarded(const std::string& path, Load load)
+{
+    try {
+        return load();
+    } catch (const std::bad_alloc&) {
+        return Error{path + ": out of memory while loading the configuration"};
+    } catch (const std::exception& e) {
+        return Error{path + ": cannot load the configuration: " + e.what()};
+    }
+}
 
 } // namespace
 
@@ -955,7 +1284,7 @@ std::optional<Builtin> builtin_named(std::string_view name)
     return std::nullopt;
 }
 
-std::optional<std::string> program_problem(const std::string& path)
+std::optional<std::string> program_problem(const std::string& path, bool allow_setuid)
 {
     struct stat st;
     if (::stat(path.c_str(), &st) != 0)
@@ -964,6 +1293,17 @@ std::optional<std::string> program_problem(const std::string& path)
         return "program " + path + " is not a regular file";
     if (::access(path.c_str(), X_OK) != 0)
         return "program " + path + " is not executable";
+    if (!superd_is_root())
+        return std::nullopt;
+    if (auto why = untrusted(path, st))
+        return "program " + path + ": " + *why;
+    if (auto why = untrusted_path(path))
+        return "program " + path + ": " + *why;
+    // Such a program runs as its file's owner or group, not as the service's
+    // user: that has to be asked for.
+    if ((st.st_mode & (S_ISUID | S_ISGID)) && !allow_setuid)
+        return "program " + path + " is set-user-ID or set-group-ID (mode " + octal_mode(st.st_mode)
+               + "): refused unless the service says allow_setuid = true";
     return std::nullopt;
 }
 
@@ -977,32 +1317,34 @@ size_t Config::listener_count() const
 
 Result<Config> parse_config(std::string_view text, const std::string& path)
 {
-    Loader loader;
-    if (auto e = loader.main_file(text, path))
-        return *e;
-    if (!loader.inetd_conf.empty())
-        if (auto e = loader.inetd_file(loader.inetd_conf))
+    return guarded(path, [&]() -> Result<Config> {
+        Loader loader;
+        struct stat st;
+        std::optional<FileId> id;
+        if (::stat(path.c_str(), &st) == 0)
+            id = FileId{st.st_dev, st.st_ino};
+        if (auto e = loader.main_file(text, path, id))
             return *e;
-    return loader.finish();
+        return loader.finish();
+    });
 }
 
 Result<Config> load_config(const ConfigSources& sources)
 {
-    Loader loader;
-    if (!sources.config.empty()) {
-        auto text = read_file(sources.config);
-        if (!text)
-            return Error{text.error()};
-        if (auto e = loader.main_file(*text, sources.config))
-            return *e;
-    }
-    if (!sources.inetd_conf.empty() && sources.inetd_conf != loader.inetd_conf)
-        if (auto e = loader.inetd_file(sources.inetd_conf))
-            return *e;
-    if (!loader.inetd_conf.empty())
-        if (auto e = loader.inetd_file(loader.inetd_conf))
-            return *e;
-    return loader.finish();
+    return guarded(sources.config.empty() ? sources.inetd_conf : sources.config, [&]() -> Result<Config> {
+        Loader loader;
+        if (!sources.config.empty()) {
+            auto file = read_file(sources.config);
+            if (!file)
+                return Error{file.error()};
+            if (auto e = loader.main_file(file->text, sources.config, file->id))
+                return *e;
+        }
+        if (!sources.inetd_conf.empty())
+            if (auto e = loader.inetd_file(sources.inetd_conf, 0))
+                return *e;
+        return loader.finish();
+    });
 }
 
 Result<Config> load_config(const std::string& path) { return load_config(ConfigSources{path, ""}); }

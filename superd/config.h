@@ -4,8 +4,15 @@
 // load_config() parses and validates everything with no side effects on the
 // daemon: it reads files, looks up users and checks that programs exist,
 // nothing more. Any problem comes back as one error "FILE:LINE: message", so
-// a caller can refuse the whole configuration and keep running what it had.
-// `superd --check` and a reload run exactly this.
+// a caller can refuse the whole configuration and keep running what it had;
+// no exception leaves it, and no file can make it block or read without end
+// (only regular files of at most 16 MiB are read). `superd --check` and a
+// reload run exactly this.
+//
+// Run as root, it also refuses what someone other than root could change:
+// config files, drop-ins, an inetd.conf, include folders and programs (and
+// the folders above them) that are not root's or that group or others may
+// write, and set-user-ID programs unless a service allows them.
 //
 //     [superd]
 //     include    = ["superd.d/*.toml"]   # more [service.NAME] tables
@@ -77,6 +84,8 @@ struct ServiceConfig {
     std::optional<Builtin> builtin; // in-process; else program and args
     std::string program;            // absolute path
     std::vector<std::string> args;  // argv, never empty
+    bool allow_setuid = false;        // a set-user-ID or set-group-ID program may run
+    bool allow_amplification = false; // builtins: a UDP reply may be larger than its request
 
     std::optional<Identity> identity;
     std::vector<std::string> env; // "NAME=value", PATH first; per-connection variables come later
@@ -135,7 +144,9 @@ Result<Config> load_config(const std::string& path);
 // relative paths resolve against that file's folder.
 Result<Config> parse_config(std::string_view text, const std::string& path);
 
-// What keeps `path` from being run as a service, if anything.
-std::optional<std::string> program_problem(const std::string& path);
+// What keeps `path` from being run as a service, if anything: it must be
+// an executable regular file and, when superd runs as root, one that only
+// root can change, and not set-user-ID unless `allow_setuid`.
+std::optional<std::string> program_problem(const std::string& path, bool allow_setuid = false);
 
 } // namespace superd

@@ -1,6 +1,7 @@
 #include "superd/inetd_conf.h"
 
 #include "superd/identity.h"
+#include "superd/limits.h"
 
 #include <netdb.h>
 
@@ -154,10 +155,12 @@ private:
             wait = wait.substr(0, dot);
             unsigned value = 0;
             auto [end, ec] = std::from_chars(max.data(), max.data() + max.size(), value);
-            if (max.empty() || ec != std::errc() || end != max.data() + max.size())
+            if (max.empty() || (ec != std::errc() && ec != std::errc::result_out_of_range)
+                || end != max.data() + max.size())
                 return error("'" + fields_[3] + "': the number after the dot must be a whole number");
-            if (value == 0)
-                return error("'" + fields_[3] + "': the number after the dot must be at least 1");
+            if (value == 0 || ec == std::errc::result_out_of_range || value > kMaxBurst)
+                return error("'" + fields_[3] + "': the number after the dot must be between 1 and "
+                             + std::to_string(kMaxBurst));
             // OpenBSD: at most N spawns a minute. Over it, superd delays
             // instead of switching the service off for ten minutes.
             config.rate = value / 60.0;

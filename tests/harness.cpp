@@ -207,7 +207,10 @@ Superd::Superd(const std::string& config_text, StartOptions options)
     }
     log_path_ = (dir_.path() / "superd.log").string();
     if (!options.wrapper.empty()) {
-        fs::permissions(dir_.path(), fs::perms::all);
+        // Readable by everyone, writable by root only: superd as root
+        // refuses a config in a folder others may write to.
+        fs::permissions(dir_.path(), fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec
+                                         | fs::perms::others_read | fs::perms::others_exec);
         for (const auto& entry : fs::directory_iterator(dir_.path()))
             fs::permissions(entry.path(), fs::perms::owner_all | fs::perms::others_read);
     }

@@ -2,12 +2,20 @@
 
 #include "tests/harness.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
+#include <filesystem>
+
 using harness::TempDir;
+using superd::UniqueFd;
 
 namespace {
 
@@ -469,4 +477,402 @@ TEST_CASE("Errors in limits name their line", "[config]")
     CHECK_THAT(f.error_at("[service.a]\nlisten = [\"127.0.0.1:7000\"]\nbuiltin = \"echo\"\ntimeout = \"1s\"\n", 4),
                Catch::Contains("timeout does not apply to a builtin"));
     CHECK_THAT(f.error_at("[superd]\nmax_children = 0\n" + head, 2), Catch::Contains("max_children must be"));
+}
+
+namespace {
+
+// What load_config says about `path`, run in a child process so that a load
+// that blocks (an open() waiting for a FIFO's writer) or dies (reading
+// /dev/zero until std::bad_alloc) fails the test within seconds instead of
+// hanging or ending the suite.
+std::string bounded_load_error(const std::string& path)
+{
+    int out[2];
+    REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+#if !defined(__SANITIZE_ADDRESS__)
+        // Without the fix, /dev/zero would take all the memory it could get.
+        rlimit memory{1ul << 30, 1ul << 30};
+        ::setrlimit(RLIMIT_AS, &memory);
+#endif
+        auto config = superd::load_config(path);
+        std::string said = config.ok() ? "ok" : "error: " + config.error();
+        ssize_t ignored = ::write(out[1], said.data(), said.size());
+        (void)ignored;
+        ::_exit(0);
+    }
+    ::close(out[1]);
+    UniqueFd reader(out[0]);
+    std::string said;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    for (;;) {
+        pollfd p{reader.get(), POLLIN, 0};
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) {
+            harness::kill_and_reap(pid);
+            FAIL("load_config(" << path << ") did not return within 5 s");
+        }
+        char chunk[4096];
+        ssize_t n = ::read(reader.get(), chunk, sizeof chunk);
+        if (n <= 0)
+            break;
+        said.append(chunk, static_cast<size_t>(n));
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    INFO("load_config(" << path << ") said: " << said);
+    REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0)); // not killed by an exception
+    return said;
+}
+
+const std::string kService = "[service.a]\nlisten = [\"127.0.0.1:7000\"]\nprogram = \"prog\"\n";
+
+} // namespace
+
+TEST_CASE("A config file that is not a regular file or is too large is refused at once", "[config]")
+{
+    Fixture f;
+    std::string fifo = (f.dir.path() / "fifo.toml").string();
+    REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+    CHECK(bounded_load_error(fifo) == "error: " + fifo + ": not a regular file (a FIFO)");
+
+    // As drop-ins, each is named at the include line.
+    f.dir.write("superd.toml", "[superd]\ninclude = [\"superd.d/*.toml\"]\n" + kService);
+    f.dir.write("superd.d/.keep", "");
+    std::string dropin = (f.dir.path() / "superd.d/zz.toml").string();
+    REQUIRE(::mkfifo(dropin.c_str(), 0644) == 0);
+    CHECK(bounded_load_error(f.path) == "error: " + f.path + ":2: " + dropin + ": not a regular file (a FIFO)");
+    ::unlink(dropin.c_str());
+
+    REQUIRE(::symlink("/dev/zero", dropin.c_str()) == 0);
+    CHECK(bounded_load_error(f.path)
+          == "error: " + f.path + ":2: " + dropin + ": not a regular file (a character device)");
+    ::unlink(dropin.c_str());
+
+    std::filesystem::create_directory(dropin);
+    CHECK(bounded_load_error(f.path) == "error: " + f.path + ":2: " + dropin + ": not a regular file (a directory)");
+    std::filesystem::remove(dropin);
+
+    // 17 MiB, sparse: refused by its size before a byte is read.
+    {
+        UniqueFd big(::open(dropin.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+        REQUIRE(big);
+        REQUIRE(::ftruncate(big.get(), 17 << 20) == 0);
+    }
+    CHECK(bounded_load_error(f.path) == "error: " + f.path + ":2: " + dropin + ": larger than 16 MiB");
+    std::filesystem::remove(dropin);
+
+    // And the main file as a link to a device.
+    std::string zero = (f.dir.path() / "zero.toml").string();
+    REQUIRE(::symlink("/dev/zero", zero.c_str()) == 0);
+    CHECK(bounded_load_error(zero) == "error: " + zero + ": not a regular file (a character device)");
+}
+
+TEST_CASE("An inetd.conf that is a FIFO is refused at once, at the line that names it", "[config]")
+{
+    Fixture f;
+    std::string fifo = (f.dir.path() / "inetd.conf").string();
+    REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+    f.dir.write("superd.toml", kService + "\n[superd]\ninetd_conf = \"inetd.conf\"\n");
+    CHECK(bounded_load_error(f.path) == "error: " + f.path + ":6: " + fifo + ": not a regular file (a FIFO)");
+}
+
+TEST_CASE("As root, files, folders and programs others could change are refused", "[config]")
+{
+    if (::geteuid() != 0) {
+        WARN("not run: the checks apply only when superd runs as root");
+        return;
+    }
+    Fixture f; // a 0700 folder of root's in /tmp, which is sticky
+    REQUIRE(f.load(kService).ok());
+    const std::string& main = f.path;
+    const std::string prog = (f.dir.path() / "prog").string();
+    auto refused = [&](const std::string& expected_start, const std::string& expected) {
+        auto config = superd::load_config(main);
+        REQUIRE_FALSE(config.ok());
+        CHECK_THAT(config.error(), Catch::StartsWith(expected_start) && Catch::Contains(expected));
+    };
+    auto nobody = [](const std::string& path) { REQUIRE(::chown(path.c_str(), 65534, 65534) == 0); };
+
+    SECTION("the main file, writable by others or not root's")
+    {
+        ::chmod(main.c_str(), 0646);
+        refused(main + ": refusing " + main + ": mode 0646, owner root:root: writable by others (superd runs as root)",
+                "");
+        ::chmod(main.c_str(), 0664);
+        refused(main + ": refusing " + main, "writable by group root");
+        ::chmod(main.c_str(), 0644);
+        nobody(main);
+        refused(main + ": refusing " + main + ": mode 0644, owner nobody:", "not owned by root");
+    }
+    SECTION("a folder above the main file")
+    {
+        ::chmod(f.dir.path().c_str(), 0777);
+        refused(main + ": refusing " + f.dir.path().string() + ": mode 0777, owner root:root", "writable by others");
+        ::chmod(f.dir.path().c_str(), 01777); // sticky: others cannot replace root's files
+        CHECK(superd::load_config(main).ok());
+    }
+    SECTION("an include folder, even an empty one, and a drop-in")
+    {
+        f.dir.write("superd.toml", "[superd]\ninclude = [\"superd.d/*.toml\"]\n" + kService);
+        std::filesystem::create_directory(f.dir.path() / "superd.d");
+        std::string folder = (f.dir.path() / "superd.d").string();
+        ::chmod(folder.c_str(), 0777);
+        refused(main + ":2: include '" + folder + "/*.toml': refusing " + folder + ": mode 0777", "writable by others");
+        ::chmod(folder.c_str(), 0755);
+        nobody(folder);
+        refused(main + ":2: include", "not owned by root");
+        REQUIRE(::chown(folder.c_str(), 0, 0) == 0);
+
+        std::string dropin = f.dir.write("superd.d/b.toml", "[service.b]\nlisten = [\"127.0.0.1:7001\"]\nbuiltin = \"echo\"\n");
+        REQUIRE(superd::load_config(main).ok());
+        ::chmod(dropin.c_str(), 0666);
+        refused(main + ":2: " + dropin + ": refusing " + dropin + ": mode 0666", "writable by group root and writable by others");
+        ::chmod(dropin.c_str(), 0644);
+
+        // A link in a good folder to a file in a bad one: the file's folder counts.
+        TempDir elsewhere;
+        std::string target = elsewhere.write("b.toml", "[service.b]\nlisten = [\"127.0.0.1:7001\"]\nbuiltin = \"echo\"\n");
+        std::filesystem::remove(dropin);
+        std::filesystem::create_symlink(target, dropin);
+        REQUIRE(superd::load_config(main).ok());
+        ::chmod(elsewhere.path().c_str(), 0777);
+        refused(main + ":2: " + dropin + ": refusing " + elsewhere.path().string() + ": mode 0777", "");
+    }
+    SECTION("an inetd.conf")
+    {
+        std::string inetd = f.dir.write("inetd.conf", "echo stream tcp nowait root internal\n");
+        f.dir.write("superd.toml", "[superd]\ninetd_conf = \"inetd.conf\"\n");
+        REQUIRE(superd::load_config(main).ok());
+        ::chmod(inetd.c_str(), 0666);
+        refused(main + ":2: " + inetd + ": refusing " + inetd + ": mode 0666", "writable by others");
+    }
+    SECTION("programs: writable by others, not root's, in a folder others may write, set-user-ID")
+    {
+        ::chmod(prog.c_str(), 0757);
+        refused(main + ":3: service 'a': program " + prog + ": refusing " + prog + ": mode 0757", "writable by others");
+        ::chmod(prog.c_str(), 0755);
+        nobody(prog);
+        refused(main + ":3: service 'a': program " + prog + ": refusing " + prog, "not owned by root");
+        REQUIRE(::chown(prog.c_str(), 0, 0) == 0);
+        std::string sub = (f.dir.path() / "sub").string(), in_sub = f.dir.write("sub/prog", "#!/bin/sh\n");
+        ::chmod(in_sub.c_str(), 0755);
+        ::chmod(sub.c_str(), 0757);
+        f.dir.write("superd.toml", "[service.a]\nlisten = [\"127.0.0.1:7000\"]\nprogram = \"sub/prog\"\n");
+        refused(main + ":3: service 'a': program " + in_sub + ": refusing " + sub + ": mode 0757", "writable by others");
+        ::chmod(sub.c_str(), 0755);
+        f.dir.write("superd.toml", kService);
+
+        ::chmod(prog.c_str(), 04755);
+        refused(main + ":3: service 'a': program " + prog + " is set-user-ID or set-group-ID (mode 4755)",
+                "allow_setuid = true");
+        ::chmod(prog.c_str(), 02755);
+        refused(main + ":3: service 'a': program " + prog + " is set-user-ID", "");
+        auto allowed = f.load(kService + "allow_setuid = true\n");
+        INFO((allowed.ok() ? std::string() : allowed.error()));
+        REQUIRE(allowed.ok());
+        CHECK(allowed->services[0].allow_setuid);
+    }
+    SECTION("programs on inetd.conf lines")
+    {
+        std::string inetd = f.dir.write("inetd.conf", "# programs\n7007 stream tcp nowait root " + prog + "\n");
+        f.dir.write("superd.toml", "[superd]\ninetd_conf = \"inetd.conf\"\n");
+        REQUIRE(superd::load_config(main).ok());
+        ::chmod(prog.c_str(), 0777);
+        refused(inetd + ":2: program " + prog + ": refusing " + prog + ": mode 0777", "writable by others");
+        ::chmod(prog.c_str(), 04755);
+        refused(inetd + ":2: program " + prog + " is set-user-ID", "");
+    }
+}
+
+TEST_CASE("allow_setuid is for programs, allow_amplification for builtins", "[config]")
+{
+    Fixture f;
+    const std::string head = "[service.a]\nlisten = [\"127.0.0.1:7000\"]\n"; // lines 1-2
+    auto config = f.load(head + "protocol = \"udp\"\nbuiltin = \"chargen\"\nallow_amplification = true\n");
+    INFO((config.ok() ? std::string() : config.error()));
+    REQUIRE(config.ok());
+    CHECK(config->services[0].allow_amplification);
+    config = f.load(head + "builtin = \"chargen\"\n");
+    REQUIRE(config.ok());
+    CHECK_FALSE(config->services[0].allow_amplification);
+    CHECK_FALSE(config->services[0].allow_setuid);
+
+    CHECK_THAT(f.error_at(head + "program = \"prog\"\nallow_amplification = true\n", 4),
+               Catch::Contains("service 'a': allow_amplification applies only to builtins"));
+    CHECK_THAT(f.error_at(head + "builtin = \"chargen\"\nallow_amplification = \"yes\"\n", 4),
+               Catch::Contains("allow_amplification must be true or false"));
+    CHECK_THAT(f.error_at(head + "builtin = \"echo\"\nallow_setuid = true\n", 4),
+               Catch::Contains("allow_setuid does not apply to a builtin"));
+    CHECK_THAT(f.error_at(head + "program = \"prog\"\nallow_setuid = 1\n", 4),
+               Catch::Contains("allow_setuid must be true or false"));
+}
+
+TEST_CASE("Resource limits and durations too large are errors, never wrapped around", "[config]")
+{
+    Fixture f;
+    auto rlimit_of = [&](const std::string& line) {
+        auto config = f.load(kService + line + "\n");
+        INFO(line << ": " << (config.ok() ? std::string() : config.error()));
+        REQUIRE(config.ok());
+        REQUIRE(config->services[0].rlimits.size() == 1);
+        return config->services[0].rlimits[0].value;
+    };
+    SECTION("a string of digits is a number")
+    {
+        CHECK(rlimit_of("rlimit_nofile = \"1024\"") == 1024u);
+        CHECK(rlimit_of("rlimit_as = \"17179869183G\"") == 17179869183ull << 30);
+        CHECK(rlimit_of("rlimit_as = \"18446744073709551614\"") == 18446744073709551614ull);
+        CHECK(rlimit_of("rlimit_core = \"unlimited\"") == RLIM_INFINITY);
+    }
+    SECTION("a size past 64 bits is an error")
+    {
+        // 17179869184G is 2^64 bytes: it used to wrap to 0, and every child died.
+        CHECK_THAT(f.error_at(kService + "rlimit_as = \"17179869184G\"\n", 4),
+                   Catch::Contains("service 'a': rlimit_as \"17179869184G\" is too large"));
+        CHECK_THAT(f.error_at(kService + "rlimit_core = \"18014398509481984K\"\n", 4), Catch::Contains("too large"));
+        CHECK_THAT(f.error_at(kService + "rlimit_as = \"18446744073709551615\"\n", 4), Catch::Contains("too large"));
+        CHECK_THAT(f.error_at(kService + "rlimit_nofile = \"99999999999999999999999\"\n", 4),
+                   Catch::Contains("too large"));
+        CHECK_THAT(f.error_at(kService + "rlimit_nofile = \"-1\"\n", 4), Catch::Contains("must be a whole number"));
+        CHECK_THAT(f.error_at(kService + "rlimit_nofile = -1\n", 4), Catch::Contains("must be a whole number"));
+    }
+    auto timeout_of = [&](const std::string& line) {
+        auto config = f.load(kService + line + "\n");
+        INFO(line << ": " << (config.ok() ? std::string() : config.error()));
+        REQUIRE(config.ok());
+        return config->services[0].timeout->count();
+    };
+    SECTION("durations up to a year")
+    {
+        CHECK(timeout_of("timeout = \"8784h\"") == 8784LL * 3600 * 1000);
+        CHECK(timeout_of("timeout = \"31622400000ms\"") == 31622400000LL);
+        CHECK(timeout_of("timeout = 31622400") == 31622400000LL);
+    }
+    SECTION("durations past a year, some past 64 bits")
+    {
+        for (std::string too_long : {"\"8785h\"", "\"999999999h\"", "\"99999999999999999999999ms\"", "31622401",
+                                     "9223372036854775807"}) {
+            INFO(too_long);
+            CHECK_THAT(f.error_at(kService + "timeout = " + too_long + "\n", 4),
+                       Catch::Contains("timeout must be at most a year"));
+            CHECK_THAT(f.error_at(kService + "kill_grace = " + too_long + "\n", 4),
+                       Catch::Contains("kill_grace must be at most a year"));
+        }
+    }
+}
+
+TEST_CASE("A pattern that matches a file already read skips it, however it is named", "[config]")
+{
+    Fixture f;
+    // Relative --config with "*.toml" beside it: the main file is not read
+    // again (it used to be, and [superd] was "in an included file").
+    f.dir.write("superd.toml", "[superd]\ninclude = [\"*.toml\", \"superd.d/*.toml\"]\n" + kService);
+    f.dir.write("more.toml", "[service.b]\nlisten = [\"127.0.0.1:7001\"]\nbuiltin = \"echo\"\n");
+    std::filesystem::create_directory(f.dir.path() / "superd.d");
+    // A link to the main file among the drop-ins, and a second link to a drop-in.
+    std::filesystem::create_symlink(f.path, f.dir.path() / "superd.d/main.toml");
+    std::filesystem::create_symlink(f.dir.path() / "more.toml", f.dir.path() / "superd.d/more.toml");
+
+    auto here = std::filesystem::current_path();
+    std::filesystem::current_path(f.dir.path());
+    auto config = superd::load_config("superd.toml");
+    std::filesystem::current_path(here);
+    INFO((config.ok() ? std::string() : config.error()));
+    REQUIRE(config.ok());
+    REQUIRE(config->services.size() == 2);
+    CHECK(config->files == std::vector<std::string>{"superd.toml", (f.dir.path() / "more.toml").string()});
+
+    auto absolute = superd::load_config(f.path);
+    INFO((absolute.ok() ? std::string() : absolute.error()));
+    REQUIRE(absolute.ok());
+    CHECK(absolute->services.size() == 2);
+}
+
+TEST_CASE("Key depth counts a key's segments, not the dots of a line", "[config]")
+{
+    Fixture f;
+    auto key = [](int segments) {
+        std::string k = "a";
+        for (int i = 1; i < segments; ++i)
+            k += ".a";
+        return k;
+    };
+    // Values hold dots too: floats, times, versions in strings.
+    std::string floats = "[";
+    for (int i = 0; i < 100; ++i)
+        floats += (i ? ", " : "") + std::to_string(i) + ".5";
+    floats += "]";
+    std::string extra = "x = " + floats + "\ny = [\n  " + floats + ",\n  " + floats + "\n]\n"
+                        + "z = { p = " + floats + ", q = { r = 1.5 } }\nt = 07:32:00.999999\n";
+    auto config = superd::parse_config("[extra]\n" + extra + key(64) + " = 1\n[" + key(64) + "]\n[[b." + key(63) + "]]\n",
+                                       (f.dir.path() / "x.toml").string());
+    // Parsed fine: the only complaint is about the unknown key.
+    REQUIRE_FALSE(config.ok());
+    CHECK_THAT(config.error(), Catch::Contains(": unknown key 'a' (expected [superd] or [service.NAME])"));
+
+    CHECK_THAT(f.error_at(kService + key(65) + " = 1\n", 4), Catch::Contains("nested more than 64 levels"));
+    CHECK_THAT(f.error_at(kService + "[" + key(65) + "]\n", 4), Catch::Contains("nested more than 64 levels"));
+    CHECK_THAT(f.error_at(kService + "[[" + key(65) + "]]\n", 4), Catch::Contains("nested more than 64 levels"));
+    CHECK_THAT(f.error_at(kService + "x = " + floats + "\ny = { a = 1.5, " + key(65) + " = 1 }\n", 5),
+               Catch::Contains("nested more than 64 levels"));
+    CHECK_THAT(f.error_at(kService + "y = [\n{ " + key(65) + " = 1 }]\n", 5), Catch::Contains("nested more than 64 levels"));
+    CHECK_THAT(f.error_at(kService + "x = {}\n" + key(65) + " = 1\n", 5), Catch::Contains("nested more than 64 levels"));
+}
+
+TEST_CASE("Twenty thousand services load, and clashes are still found among them", "[config]")
+{
+    Fixture f;
+    std::string text;
+    for (int i = 0; i < 20000; ++i)
+        text += "[service.s" + std::to_string(i) + "]\nlisten = [\"127.0.0." + std::to_string(1 + i % 3) + ":"
+                + std::to_string(1024 + i / 3) + "\"]\nbuiltin = \"echo\"\n";
+    auto config = superd::parse_config(text, f.path);
+    INFO((config.ok() ? std::string() : config.error()));
+    REQUIRE(config.ok());
+    CHECK(config->services.size() == 20000);
+
+    // The last one takes the wildcard of the first's port: it clashes with
+    // the first specific address there, and the message names it.
+    int last = 3 * 20000 + 1;
+    std::string clashing = text + "[service.w]\nlisten = [\"0.0.0.0:1024\"]\nbuiltin = \"echo\"\n";
+    config = superd::parse_config(clashing, f.path);
+    REQUIRE_FALSE(config.ok());
+    CHECK(config.error() == f.path + ":" + std::to_string(last + 1)
+                                + ": service 'w': 0.0.0.0:1024 is already used by service 's0' (127.0.0.1:1024 at "
+                                + f.path + ":2)");
+    std::string dropin = f.dir.write("more.toml", "[service.s5]\nlisten = [\"127.0.0.9:9\"]\nbuiltin = \"echo\"\n");
+    config = superd::parse_config("[superd]\ninclude = \"more.toml\"\n" + text, f.path);
+    REQUIRE_FALSE(config.ok());
+    CHECK(config.error() == dropin + ":1: service 's5' is already defined at " + f.path + ":18");
+}
+
+TEST_CASE("Listeners clash by kind, family, port and address, a wildcard with any address", "[config]")
+{
+    Fixture f;
+    auto builtin = [](const std::string& name, const std::string& listen, const std::string& protocol = "tcp") {
+        return "[service." + name + "]\nprotocol = \"" + protocol + "\"\nlisten = [" + listen + "]\nbuiltin = \"echo\"\n";
+    };
+    auto ok = [&](const std::string& text) {
+        auto config = f.load(text);
+        INFO((config.ok() ? std::string() : config.error()));
+        CHECK(config.ok());
+    };
+    ok(builtin("a", "\"127.0.0.1:7000\"") + builtin("b", "\"127.0.0.1:7000\"", "udp")); // stream and dgram
+    ok(builtin("a", "\"0.0.0.0:7000\"") + builtin("b", "\"[::1]:7000\"")); // another family
+    ok(builtin("a", "\"7000\"") + builtin("b", "\"7001\"")); // "PORT": two sockets, no clash of their own
+    CHECK_THAT(f.error_at(builtin("a", "\"127.0.0.1:7000\"") + builtin("b", "\"0.0.0.0:7000\""), 7),
+               Catch::Contains("service 'b': 0.0.0.0:7000 is already used by service 'a' (127.0.0.1:7000 at"));
+    CHECK_THAT(f.error_at(builtin("a", "\"[::]:7000\"") + builtin("b", "\"[::1]:7000\""), 7),
+               Catch::Contains("service 'b': [::1]:7000 is already used by service 'a' ([::]:7000 at"));
+    CHECK_THAT(f.error_at(builtin("a", "\"7000\"") + builtin("b", "\"[::1]:7000\""), 7),
+               Catch::Contains("is already used by service 'a' (7000 at"));
+    CHECK_THAT(f.error_at(builtin("a", "\"127.0.0.1:7000\", \"127.0.0.1:7000\""), 3),
+               Catch::Contains("service 'a': 127.0.0.1:7000 is already used by service 'a'"));
+    CHECK_THAT(f.error_at("[service.a]\nprotocol = \"unix\"\nlisten = [\"unix:x.sock\"]\nprogram = \"prog\"\n"
+                          "[service.b]\nprotocol = \"unix\"\nlisten = [\"unix:x.sock\"]\nprogram = \"prog\"\n",
+                          7),
+               Catch::Contains("is already used by service 'a'"));
 }

@@ -138,3 +138,19 @@ TEST_CASE("inetd.conf errors name the line", "[inetd_conf]")
     CHECK_THAT(error_of("[::1]:7007 stream tcp nowait root /bin/true"), Catch::Contains("does not fit"));
     CHECK_THAT(error_of("sunrpc/1 stream rpc/tcp wait root /bin/true"), Catch::Contains("RPC"));
 }
+
+TEST_CASE("inetd.conf numbers too large are errors at their line", "[inetd_conf]")
+{
+    for (std::string wait : {"nowait.99999999999999999999", "nowait.4294967296", "nowait.1000001"}) {
+        auto services = superd::parse_inetd_conf("echo stream tcp " + wait + " root internal\n", "big.conf");
+        REQUIRE_FALSE(services.ok());
+        CHECK(services.error() == "big.conf:1: '" + wait + "': the number after the dot must be between 1 and 1000000");
+    }
+    auto most = superd::parse_inetd_conf("echo stream tcp nowait.1000000 root internal\n", "big.conf");
+    REQUIRE(most.ok());
+    CHECK((*most)[0].burst == 1000000);
+    // A port past 65535 is no port: the name lookup fails, as for any name.
+    auto port = superd::parse_inetd_conf("99999999999999999999 stream tcp nowait root internal\n", "big.conf");
+    REQUIRE_FALSE(port.ok());
+    CHECK_THAT(port.error(), Catch::StartsWith("big.conf:1: unknown service"));
+}

@@ -3,6 +3,8 @@
 #include "tests/harness.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 
@@ -188,4 +190,26 @@ TEST_CASE("superd serves an inetd.conf given on the command line", "[reload][int
     REQUIRE(superd.reload());
     CHECK(refused(port));
     CHECK(round_trip(second, "reloaded\n") == "reloaded\n");
+}
+
+TEST_CASE("A drop-in that is a FIFO fails the reload at once, and superd serves on", "[reload][integration]")
+{
+    uint16_t a = free_port(), b = free_port();
+    Superd superd("[superd]\ninclude = [\"superd.d/*.toml\"]\n" + echo("a", a));
+    superd.dir().write("superd.d/.keep", "");
+    std::string fifo = (superd.dir().path() / "superd.d/zz.toml").string();
+    REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+
+    // It used to block superd in open() until a writer came: no outcome.
+    CHECK_FALSE(superd.reload(5s));
+    std::string config = (superd.dir().path() / "superd.toml").string();
+    CHECK_THAT(superd.log(), Catch::Contains("reload failed reason=\"" + config + ":2: " + fifo
+                                             + ": not a regular file (a FIFO)\""));
+    CHECK(round_trip(a, "still a\n") == "still a\n");
+
+    ::unlink(fifo.c_str());
+    superd.dir().write("superd.d/b.toml", echo("b", b));
+    REQUIRE(superd.reload());
+    CHECK(round_trip(b, "b\n") == "b\n");
+    CHECK(::kill(superd.pid(), 0) == 0);
 }
