@@ -85,7 +85,9 @@ struct ServiceConfig {
     std::string program;            // absolute path
     std::vector<std::string> args;  // argv, never empty
     bool allow_setuid = false;        // a set-user-ID or set-group-ID program may run
-    bool allow_amplification = false; // builtins: a UDP reply may be larger than its request
+    // UDP builtins whose reply can dwarf the datagram (chargen) answer only
+    // with this set: a spoofed source would make them an amplifier.
+    bool allow_amplification = false;
 
     std::optional<Identity> identity;
     std::vector<std::string> env; // "NAME=value", PATH first; per-connection variables come later
@@ -107,9 +109,6 @@ struct ServiceConfig {
     double burst_per_source = 0;
     AccessList access;
     std::optional<int> backlog; // default: the system's maximum
-    // UDP builtins whose reply can dwarf the datagram (chargen) answer only
-    // with this set: a spoofed source would make them an amplifier.
-    bool allow_amplification = false;
 
     // Lifetime and resources of a spawned program.
     std::optional<std::chrono::milliseconds> timeout;

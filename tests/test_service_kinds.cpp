@@ -15,6 +15,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include <array>
 #include <cstring>
 #include <fstream>
@@ -83,6 +85,21 @@ TEST_CASE("Builtins answer over TCP and UDP, IPv4 and IPv6", "[kinds][integratio
     }
     CHECK(udp_exchange(discard, "nothing comes back", "127.0.0.1", 0, 300ms) == "");
     CHECK(superd.children().empty()); // all of it in-process
+}
+
+TEST_CASE("chargen answers over UDP only when the service allows amplification", "[kinds][integration]")
+{
+    uint16_t quiet = free_port(), loud = free_port();
+    Superd superd(builtin_toml("quiet", "udp", quiet, "chargen") + builtin_toml("loud", "udp", loud, "chargen")
+                  + "allow_amplification = true\n");
+    // A reply is 0 to 512 characters long (RFC 864): one of five is not empty.
+    std::string replies;
+    for (int i = 0; i < 5; ++i)
+        replies += udp_exchange(loud, "?", "127.0.0.1", 0, 2s);
+    CHECK(!replies.empty());
+    CHECK(std::all_of(replies.begin(), replies.end(),
+                      [](char c) { return (c >= ' ' && c <= '~') || c == '\r' || c == '\n'; }));
+    CHECK(udp_exchange(quiet, "?", "127.0.0.1", 0, 300ms) == "");
 }
 
 TEST_CASE("daytime and time end with a clean close even when the client spoke first", "[kinds][integration]")
