@@ -51,7 +51,7 @@ void StderrPipe::emit(std::string_view line)
 {
     if (!line.empty() && line.back() == '\r')
         line.remove_suffix(1);
-    spdlog::info("stderr service={} pid={} line=\"{}\"", service_, pid_, line);
+    spdlog::info("stderr service={} pid={} line=\"{}\"", service_, pid_, Escaped{line});
 }
 
 void StderrPipe::read_available()
