@@ -71,6 +71,7 @@ std::optional<Error> Daemon::start(Config config)
 {
     if (!base_)
         return Error{"cannot create the event loop"};
+    log_attachment_ = attach_logging(base_.get());
     dev_null_ = open_null();
     reserve_fd_ = open_null();
     if (!dev_null_ || !reserve_fd_)

@@ -27,6 +27,7 @@
 #include "superd/event.h"
 #include "superd/limits.h"
 #include "superd/listener.h"
+#include "superd/log.h"
 #include "superd/result.h"
 #include "superd/spawn.h"
 #include "superd/stderr_log.h"
@@ -142,6 +143,7 @@ private:
     ConfigSources sources_;
     std::optional<rlimit> child_nofile_;
     EventBase base_; // before every member that holds events
+    LogAttachment log_attachment_; // the log's queue is written from base_ until this goes
     UniqueFd dev_null_;
     UniqueFd reserve_fd_; // given up to drain a connection when out of fds
     std::vector<std::unique_ptr<Service>> services_;

@@ -1,7 +1,10 @@
 // Logging: the one place that configures spdlog for the daemon.
 //
-// Everything logs through spdlog's default logger, which writes to stderr.
-// libevent's own messages are routed here too, so nothing bypasses the log.
+// Everything logs through spdlog's default logger, which writes to stderr
+// through a LogSink (log_sink.h) that never blocks the event loop: what
+// stderr cannot take at once waits in a bounded queue, written from the
+// event loop once the Daemon attaches it. libevent's own messages are
+// routed here too, so nothing bypasses the log.
 //
 // Lifecycle lines share one shape: "EVENT service=NAME pid=PID peer=ADDR ..."
 // with the fields always in that order, so they can be grepped and parsed.
@@ -14,16 +17,45 @@
 
 #include <spdlog/spdlog.h>
 
+#include <event2/event.h>
+
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <string_view>
 
 namespace superd {
 
+class LogSink;
+
 std::optional<spdlog::level::level_enum> parse_log_level(std::string_view name);
 
 // Sets up the stderr logger at `level` and routes libevent's messages to it.
 void init_logging(spdlog::level::level_enum level);
+
+// The logger init_logging installs (its name, format and level), writing
+// to `sink`; tests give it a sink of their own.
+std::shared_ptr<spdlog::logger> make_logger(std::shared_ptr<spdlog::sinks::sink> sink,
+                                            spdlog::level::level_enum level);
+
+// While a LogAttachment lives, what stderr could not take is written from
+// `base` as stderr becomes writable. Destroy it before `base` is freed;
+// until then (and without one) queued lines wait, and are written, within
+// a bounded time, when superd exits.
+class LogAttachment {
+public:
+    LogAttachment() = default;
+    explicit LogAttachment(std::shared_ptr<LogSink> sink) : sink_(std::move(sink)) {}
+    ~LogAttachment();
+    LogAttachment(LogAttachment&&) noexcept = default;
+    LogAttachment& operator=(LogAttachment&& other) noexcept;
+    LogAttachment(const LogAttachment&) = delete;
+    LogAttachment& operator=(const LogAttachment&) = delete;
+
+private:
+    std::shared_ptr<LogSink> sink_;
+};
+LogAttachment attach_logging(event_base* base);
 
 // Text from outside superd, to be printed escaped: `"` and `\` get a
 // backslash; \r, \n and \t are written so; every other control byte, DEL and
