@@ -132,6 +132,12 @@ std::optional<Error> Daemon::apply(Config config)
             service->launcher = std::make_unique<Launcher>(sc, child_nofile_);
         if (sc.rate)
             service->bucket = TokenBucket(*sc.rate, sc.burst, now);
+        if (sc.stderr_target == StderrTarget::kLog) {
+            auto old = states_.find(sc.name);
+            service->stderr_budget = StderrBudget::keep_or_make(
+                old != states_.end() && old->second.current ? old->second.current->stderr_budget : nullptr,
+                base_.get(), sc.name, sc.stderr_rate, sc.stderr_burst, now);
+        }
         service->config = std::move(sc);
         for (const ListenAddress& la : service->config.listen) {
             SocketSpec spec = spec_for(service->config, la);
@@ -466,7 +472,7 @@ bool Daemon::launch(Slot& slot, int socket, const Peer& peer, const SocketAddres
     if (service.config.stderr_target == StderrTarget::kNull) {
         io.stderr_fd = dev_null_.get();
     } else if (service.config.stderr_target == StderrTarget::kLog) {
-        auto opened = StderrPipe::open(base_.get(), name, [this](StderrPipe* p) { stderr_pipes_.erase(p); });
+        auto opened = StderrPipe::open(base_.get(), name, service.stderr_budget, [this](StderrPipe* p) { stderr_pipes_.erase(p); });
         if (opened) {
             pipe = std::move(*opened);
             io.stderr_fd = pipe->write_end();

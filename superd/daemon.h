@@ -85,6 +85,7 @@ private:
         std::optional<TokenBucket> bucket;
         std::unordered_map<SourceKey, TokenBucket, SourceKeyHash> source_buckets;
         size_t sweep_at = 4096; // when to forget full per-source buckets
+        std::shared_ptr<StderrBudget> stderr_budget; // stderr = "log": lines a second, for all its children
     };
     // One listening socket and what serves it.
     struct Slot {

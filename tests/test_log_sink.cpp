@@ -266,12 +266,12 @@ std::string echo_toml(uint16_t port)
 }
 
 // Echo on `port`, and a service that writes `lines` numbered lines to its
-// stderr (stderr = "log").
+// stderr (stderr = "log", with a budget that lets all of them through).
 std::string echo_and_flood(uint16_t port, uint16_t flood_port, int lines)
 {
     return echo_toml(port) + "[service.flood]\nlisten = [\"" + loopback(flood_port) +
            "\"]\nprogram = \"/bin/sh\"\nargs = [\"sh\", \"-c\", \"seq -f 'line %g " + kPadding + "' " +
-           std::to_string(lines) + " >&2\"]\nstderr = \"log\"\n";
+           std::to_string(lines) + " >&2\"]\nstderr = \"log\"\nstderr_rate = \"1000000/s\"\nstderr_burst = 1000000\n";
 }
 
 // One echo exchange, bounded: true when the echo came back in time.
