@@ -49,12 +49,14 @@ constexpr std::string_view kServiceKeys[] = {
     "max_instances", "on_limit", "busy_message", "max_per_source", "source_prefix_v4", "source_prefix_v6",
     "rate", "burst", "rate_per_source", "burst_per_source", "allow", "deny", "backlog", "timeout", "kill_grace",
     "rlimit_nofile", "rlimit_cpu", "rlimit_as", "rlimit_nproc", "rlimit_core", "allow_setuid", "allow_amplification",
+    "stderr_rate", "stderr_burst",
 };
 
 // Keys that only make sense for a program superd spawns.
 constexpr std::string_view kSpawnKeys[] = {
     "mode", "fd_convention", "program", "args", "user", "group", "env", "pass_env", "stderr", "cwd", "umask", "nice",
     "timeout", "kill_grace", "rlimit_nofile", "rlimit_cpu", "rlimit_as", "rlimit_nproc", "rlimit_core", "allow_setuid",
+    "stderr_rate", "stderr_burst",
 };
 
 // Keys that only make sense for a builtin.
@@ -723,6 +725,8 @@ std::optional<Error> read_admission(const ServiceReader& r, ServiceConfig& confi
     if (auto e = rate("rate", "burst", config.rate, config.burst))
         return e;
     if (auto e = rate("rate_per_source", "burst_per_source", config.rate_per_source, config.burst_per_source))
+        return e;
+    if (auto e = rate("stderr_rate", "stderr_burst", config.stderr_rate, config.stderr_burst))
         return e;
 
     std::vector<Cidr> lists[2];

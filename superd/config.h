@@ -92,6 +92,8 @@ struct ServiceConfig {
     std::optional<Identity> identity;
     std::vector<std::string> env; // "NAME=value", PATH first; per-connection variables come later
     StderrTarget stderr_target = StderrTarget::kSocket;
+    std::optional<double> stderr_rate; // stderr = "log": lines a second; none: stderr_log.h's default
+    double stderr_burst = 0;
     std::string cwd; // empty: superd's own
     std::optional<mode_t> umask;
     std::optional<int> nice;

@@ -138,6 +138,7 @@ std::optional<Error> Daemon::start(Config config)
 {
     if (!base_)
         return Error{"cannot create the event loop"};
+    log_attachment_ = attach_logging(base_.get());
     dev_null_ = open_null();
     reserve_fd_ = open_null();
     if (!dev_null_ || !reserve_fd_)
@@ -217,6 +218,9 @@ std::optional<Error> Daemon::apply(Config config)
             service->source_buckets = std::move(before->source_buckets);
             service->sweep_at = before->sweep_at;
         }
+        if (sc.stderr_target == StderrTarget::kLog)
+            service->stderr_budget = StderrBudget::keep_or_make(before ? before->stderr_budget : nullptr, base_.get(),
+                                                               sc.name, sc.stderr_rate, sc.stderr_burst, now);
         service->config = std::move(sc);
         for (const ListenAddress& la : service->config.listen) {
             SocketSpec spec = spec_for(service->config, la);
@@ -562,7 +566,7 @@ bool Daemon::launch(Slot& slot, int socket, const Peer& peer, const SocketAddres
     if (service.config.stderr_target == StderrTarget::kNull) {
         io.stderr_fd = dev_null_.get();
     } else if (service.config.stderr_target == StderrTarget::kLog) {
-        auto opened = StderrPipe::open(base_.get(), name, [this](StderrPipe* p) { stderr_pipes_.erase(p); });
+        auto opened = StderrPipe::open(base_.get(), name, service.stderr_budget, [this](StderrPipe* p) { stderr_pipes_.erase(p); });
         if (opened) {
             pipe = std::move(*opened);
             io.stderr_fd = pipe->write_end();

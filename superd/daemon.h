@@ -33,6 +33,7 @@
 #include "superd/event.h"
 #include "superd/limits.h"
 #include "superd/listener.h"
+#include "superd/log.h"
 #include "superd/result.h"
 #include "superd/spawn.h"
 #include "superd/stderr_log.h"
@@ -90,6 +91,7 @@ private:
         std::optional<TokenBucket> bucket;
         std::unordered_map<SourceKey, TokenBucket, SourceKeyHash> source_buckets;
         size_t sweep_at = 4096; // when to forget full per-source buckets
+        std::shared_ptr<StderrBudget> stderr_budget; // stderr = "log": lines a second, for all its children
     };
     // One listening socket and what serves it.
     struct Slot {
@@ -161,6 +163,7 @@ private:
     ConfigSources sources_;
     std::optional<rlimit> child_nofile_;
     EventBase base_; // before every member that holds events
+    LogAttachment log_attachment_; // the log's queue is written from base_ until this goes
     UniqueFd dev_null_;
     UniqueFd reserve_fd_; // given up to drain a connection when out of fds
     std::vector<std::unique_ptr<Service>> services_;

@@ -1,8 +1,10 @@
 #include "superd/log.h"
 
-#include <spdlog/sinks/stdout_sinks.h>
+#include "superd/log_sink.h"
 
 #include <event2/event.h>
+
+#include <unistd.h>
 
 #include <cstdlib>
 
@@ -28,10 +30,22 @@ void on_libevent_log(int severity, const char* message)
     }
 }
 
+// The sink init_logging installed, if it did.
+std::shared_ptr<LogSink> installed_sink()
+{
+    auto logger = spdlog::default_logger();
+    if (!logger || logger->sinks().empty())
+        return nullptr;
+    return std::dynamic_pointer_cast<LogSink>(logger->sinks().front());
+}
+
 [[noreturn]] void on_libevent_fatal(int err)
 {
     spdlog::critical("libevent: fatal error {}", err);
-    spdlog::shutdown();
+    // Not spdlog::shutdown(): destroying the sink would free its event
+    // inside a libevent that has just failed. The wait is bounded.
+    if (auto sink = installed_sink())
+        sink->finish(LogSink::kExitWait);
     std::abort();
 }
 
@@ -52,17 +66,51 @@ std::optional<spdlog::level::level_enum> parse_log_level(std::string_view name)
     return std::nullopt;
 }
 
-void init_logging(spdlog::level::level_enum level)
+std::shared_ptr<spdlog::logger> make_logger(std::shared_ptr<spdlog::sinks::sink> sink,
+                                            spdlog::level::level_enum level)
 {
-    auto logger = std::make_shared<spdlog::logger>("superd", std::make_shared<spdlog::sinks::stderr_sink_st>());
+    auto logger = std::make_shared<spdlog::logger>("superd", std::move(sink));
+    // %^ and %$ mark the level for colour, which LogSink (like spdlog's
+    // stderr_sink_st before it) ignores: the log is plain text everywhere.
+    // Each line is written as it comes: nothing waits for a flush.
     logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
     logger->set_level(level);
-    // Lines are short and a crash should not lose the last ones.
-    logger->flush_on(spdlog::level::trace);
+    return logger;
+}
+
+void init_logging(spdlog::level::level_enum level)
+{
+    // The sink's destructor (when spdlog's registry goes at exit) writes
+    // what is still queued, for at most LogSink::kExitWait.
+    auto logger = make_logger(std::make_shared<LogSink>(open_log_fd(STDERR_FILENO)), level);
     spdlog::set_default_logger(std::move(logger));
 
     event_set_log_callback(on_libevent_log);
     event_set_fatal_callback(on_libevent_fatal);
+}
+
+LogAttachment attach_logging(event_base* base)
+{
+    auto sink = installed_sink();
+    if (sink)
+        sink->attach(base);
+    return LogAttachment(std::move(sink));
+}
+
+LogAttachment::~LogAttachment()
+{
+    if (sink_)
+        sink_->detach();
+}
+
+LogAttachment& LogAttachment::operator=(LogAttachment&& other) noexcept
+{
+    if (this != &other) {
+        if (sink_)
+            sink_->detach();
+        sink_ = std::move(other.sink_);
+    }
+    return *this;
 }
 
 } // namespace superd

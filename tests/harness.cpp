@@ -62,7 +62,8 @@ int wait_exit(pid_t pid, std::chrono::milliseconds limit)
 
 // Starts `args` (superd unless `command` is set), stdout and stderr to `log_path`.
 pid_t start_process(const std::vector<std::string>& args, const std::string& log_path, bool hostile_signals,
-                    bool command = false, unsigned long max_fds = 0, const std::vector<std::string>& wrapper = {})
+                    bool command = false, unsigned long max_fds = 0, const std::vector<std::string>& wrapper = {},
+                    int stderr_fd = -1)
 {
     // Orphaned services become ours, so they can be reaped by pid at the end.
     ::prctl(PR_SET_CHILD_SUBREAPER, 1);
@@ -89,7 +90,7 @@ pid_t start_process(const std::vector<std::string>& args, const std::string& log
             ::_exit(126);
         ::dup2(null, 0);
         ::dup2(log, 1);
-        ::dup2(log, 2);
+        ::dup2(stderr_fd >= 0 ? stderr_fd : log, 2);
         if (hostile_signals) {
             ::signal(SIGINT, SIG_IGN);
             ::signal(SIGQUIT, SIG_IGN);
@@ -214,9 +215,23 @@ Superd::Superd(const std::string& config_text, StartOptions options)
         for (const auto& entry : fs::directory_iterator(dir_.path()))
             fs::permissions(entry.path(), fs::perms::owner_all | fs::perms::others_read);
     }
-    pid_ = start_process(args, log_path_, options.hostile_signals, false, options.max_fds, options.wrapper);
+    UniqueFd stderr_write;
+    if (options.stderr_pipe_unread) {
+        int fds[2];
+        if (::pipe2(fds, O_CLOEXEC) != 0)
+            fail("pipe2");
+        stderr_pipe_.reset(fds[0]);
+        stderr_write.reset(fds[1]);
+        ::fcntl(stderr_pipe_.get(), F_SETFL, O_NONBLOCK);
+    }
+    pid_ = start_process(args, log_path_, options.hostile_signals, false, options.max_fds, options.wrapper,
+                         stderr_write.get());
+    stderr_write.reset();
     auto deadline = Clock::now() + 10s;
-    while (count_in_log(" ready ") == 0) {
+    for (;;) {
+        pump_stderr();
+        if (count_in_log(" ready ") > 0)
+            break;
         int status = 0;
         if (::waitpid(pid_, &status, WNOHANG) == pid_) {
             pid_ = -1;
@@ -250,6 +265,16 @@ void Superd::adopt_children()
 }
 
 std::string Superd::log() const { return read_file(log_path_); }
+
+void Superd::pump_stderr() const
+{
+    if (!stderr_pipe_)
+        return;
+    std::ofstream out(log_path_, std::ios::app | std::ios::binary);
+    char buffer[4096];
+    for (ssize_t n; (n = ::read(stderr_pipe_.get(), buffer, sizeof buffer)) > 0;)
+        out.write(buffer, n);
+}
 
 size_t Superd::count_in_log(const std::string& needle) const
 {

@@ -68,6 +68,9 @@ struct StartOptions {
     // the pid), e.g. {"/usr/bin/setpriv", "--reuid=nobody", ...}; the
     // folder with the config is then readable by everyone.
     std::vector<std::string> wrapper;
+    // superd's stderr is a pipe that the harness reads only until superd is
+    // ready (into log()); then nobody reads it: a logger that stopped.
+    bool stderr_pipe_unread = false;
 };
 
 // A superd started on a config file, ready when it has logged "ready".
@@ -105,15 +108,21 @@ public:
 
     // Pids of superd's children (zombies included), from /proc.
     std::vector<pid_t> children() const;
+    // With stderr_pipe_unread: the pipe's read end (non-blocking), for the
+    // test to read (or to shrink with F_SETPIPE_SZ).
+    int stderr_pipe() const { return stderr_pipe_.get(); }
 
 private:
     // Remembers superd's children, which outlive it, to end them by pid.
     void adopt_children();
+    // With stderr_pipe_unread: appends what the pipe holds to the log.
+    void pump_stderr() const;
 
     TempDir dir_;
     std::string log_path_;
     pid_t pid_ = -1;
     std::vector<pid_t> orphans_;
+    UniqueFd stderr_pipe_;
 };
 
 // A socket address from a numeric host, as a peer might have (unlike a
