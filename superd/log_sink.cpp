@@ -19,7 +19,7 @@ LogFd open_log_fd(int fd)
     // A regular file never blocks; writing to it as given keeps O_APPEND and
     // the offset that the shell (`2>>superd.log`) shares with superd.
     if (S_ISREG(st.st_mode))
-        return LogFd{fd, false, {}};
+        return LogFd{fd, false, {}, false};
     // journald's stream and s6/runit loggers: the flag goes on each call,
     // not on a description the logger's other writers share.
     if (S_ISSOCK(st.st_mode))
@@ -90,6 +90,10 @@ void LogSink::put(std::string_view line)
     }
     if (static_cast<size_t>(n) == line.size()) {
         report_dropped();
+        return;
+    }
+    if (!out_.pollable) { // a full file: no event would ever say "writable"
+        ++dropped_;
         return;
     }
     // The fd took part of the line: the rest goes first, whatever the limit.

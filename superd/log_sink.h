@@ -12,7 +12,10 @@
 // ...) drops and counts the same way: superd never dies of its log.
 //
 // Lines are never reordered and never cut: a line the fd took in part has
-// its rest queued before anything else.
+// its rest queued before anything else. A regular file is the exception: it
+// only takes part of a line when it cannot grow (a full disk), and epoll
+// cannot say when it can again, so the rest is dropped and counted, and the
+// next line is tried as it comes.
 //
 // Single-threaded, like superd (null_mutex). The owner must detach() before
 // freeing the attached event base. finish() writes what is queued for at
@@ -38,6 +41,9 @@ struct LogFd {
     int fd = -1;
     bool socket = false; // written with send(MSG_DONTWAIT | MSG_NOSIGNAL)
     UniqueFd owned;      // a description of superd's own, when one was opened
+    // epoll can tell when it takes more: not so for a regular file, which
+    // never blocks but can fill up (a full disk, RLIMIT_FSIZE).
+    bool pollable = true;
 };
 
 // How to write to `fd` (superd's stderr) without blocking and without

@@ -10,11 +10,14 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cctype>
 #include <csignal>
+#include <fstream>
 #include <regex>
 #include <sstream>
 
@@ -46,6 +49,12 @@ std::string read_available(int fd)
     for (ssize_t n; (n = ::read(fd, buffer, sizeof buffer)) > 0;)
         out.append(buffer, static_cast<size_t>(n));
     return out;
+}
+
+std::string read_file_text(const std::string& path)
+{
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 bool nonblocking(int fd) { return (::fcntl(fd, F_GETFL) & O_NONBLOCK) != 0; }
@@ -155,6 +164,42 @@ TEST_CASE("a regular file is written as given; a socket with send", "[log_sink]"
     logger->info("over a socket");
     std::string line = "2000-01-01T00:00:00.000 info over a socket\n";
     CHECK(read_n(theirs.get(), line.size()).substr(23) == line.substr(23));
+}
+
+TEST_CASE("a log file that stopped growing for a while takes lines again once it can", "[log_sink]")
+{
+    // A full disk, made with RLIMIT_FSIZE in a child so that nothing else
+    // of the test process is limited: the file takes part of a line, then
+    // nothing, then everything again once the limit is lifted.
+    TempDir dir;
+    std::string path = (dir.path() / "superd.log").string();
+    pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        ::signal(SIGXFSZ, SIG_IGN);
+        int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        rlimit small{200, RLIM_INFINITY};
+        if (fd < 0 || ::setrlimit(RLIMIT_FSIZE, &small) != 0)
+            ::_exit(2);
+        auto sink = std::make_shared<LogSink>(superd::open_log_fd(fd));
+        auto logger = superd::make_logger(sink, spdlog::level::info);
+        for (int i = 0; i < 10; ++i)
+            logger->info("line {} while the disk is full", i);
+        rlimit large{RLIM_INFINITY, RLIM_INFINITY};
+        ::setrlimit(RLIMIT_FSIZE, &large);
+        logger->info("line 100 after space came back");
+        logger->info("line 101 after space came back");
+        ::_exit(sink->queued_bytes() == 0 ? 0 : 3);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    std::string text = read_file_text(path);
+    INFO(text);
+    CHECK(text.find("line 100 after space came back") != std::string::npos);
+    CHECK(text.find("line 101 after space came back") != std::string::npos);
+    CHECK(dropped_in(text) > 0);
 }
 
 TEST_CASE("a full pipe never blocks: lines queue up to the limit, then are dropped and counted; once the reader "
