@@ -82,16 +82,28 @@ void ChildTable::on_pidfd(evutil_socket_t, short, void* arg)
 void ChildTable::reap(const ExitHandler& on_exit)
 {
     for (;;) {
-        int status = 0;
-        pid_t pid = ::waitpid(-1, &status, WNOHANG);
-        if (pid == 0)
-            return; // children remain, none has ended
-        if (pid < 0) {
+        // Which child has ended, left a zombie for now: a zombie still says
+        // which process group it was in, which tells the daemon whose
+        // connection may have just ended.
+        siginfo_t info{};
+        if (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
             if (errno == EINTR)
                 continue;
             return; // ECHILD: no children at all
         }
-        on_exit(take(pid, status));
+        if (info.si_pid == 0)
+            return; // children remain, none has ended
+        pid_t group = ::getpgid(info.si_pid);
+        int status = 0;
+        pid_t pid;
+        do
+            pid = ::waitpid(info.si_pid, &status, WNOHANG);
+        while (pid < 0 && errno == EINTR);
+        if (pid <= 0)
+            continue; // reaped elsewhere meanwhile
+        ChildExit exit = take(pid, status);
+        exit.group = group;
+        on_exit(exit);
     }
 }
 

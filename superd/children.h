@@ -43,6 +43,7 @@ struct ChildExit {
     int status; // as waitpid() reports it
     Child child;
     bool known; // false for a pid superd did not record
+    pid_t group = 0; // its process group, when reap() found it (orphans of a service)
 };
 
 // "exit 0", "exit 3", "signal 9 (Killed)".
@@ -61,7 +62,8 @@ public:
     size_t size() const { return children_.size(); }
     size_t untracked() const { return untracked_; }
 
-    // Reaps every ended child without blocking; calls `on_exit` for each.
+    // Reaps every ended child without blocking; calls `on_exit` for each,
+    // with the process group it was in.
     void reap(const ExitHandler& on_exit);
 
 private:

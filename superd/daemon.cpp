@@ -115,7 +115,9 @@ std::optional<size_t> head_datagram(int fd)
 // reads keeps the datagram it was started for at the head of the queue; a
 // stream program that never accepts leaves the socket readable. Either one,
 // respawned at once, would spin; a program that did its work and exited
-// must never be slowed down (tftpd serves one request per run).
+// must never be slowed down (tftpd serves one request per run). Not told
+// apart: a program that took its datagram when an identical one (same
+// source, length and first 512 bytes: a retransmission) waits behind it.
 bool left_undone(int fd, Protocol protocol, const std::optional<size_t>& pending_at_spawn)
 {
     if (protocol == Protocol::kUdp)
@@ -597,6 +599,9 @@ bool Daemon::launch(Slot& slot, int socket, const Peer& peer, const SocketAddres
         return false;
     }
     slot.spawn_backoff = std::chrono::milliseconds(0);
+    // A group still lingering under this pid is gone (the kernel hands out
+    // no pid still in use as a group's), unnoticed so far.
+    end_lingering(spawned.pid);
     if (pipe) {
         pipe->started(spawned.pid);
         StderrPipe* raw = pipe.get();
@@ -680,17 +685,20 @@ void Daemon::finished(const std::string& name, const std::optional<SourceKey>& s
 void Daemon::reap()
 {
     children_.reap([this](const ChildExit& exit) { child_exited(exit); });
-    end_lingering();
     watch_sigchld();
 }
 
 // While SIGCHLD is blocked, an orphan that ends (one a service left behind
 // in a group of its own, or while the service still runs) only marks it
 // pending. Once a second, a pending SIGCHLD is taken and the orphans reaped:
-// one system call when there is none.
+// one system call when there is none. A lingering group can also empty
+// without superd reaping anything (its last member was the child of a
+// process that left the group), so each is looked at too.
 void Daemon::on_orphan_sweep(evutil_socket_t, short, void* self)
 {
     auto* daemon = static_cast<Daemon*>(self);
+    daemon->end_lingering();
+    daemon->watch_sigchld();
     if (!daemon->sigchld_blocked_)
         return; // SIGCHLD itself reaps
     sigset_t pending;
@@ -725,6 +733,9 @@ void Daemon::child_exited(const ChildExit& exit)
 {
     if (!exit.known) {
         spdlog::debug("reaped pid={} status=\"{}\" (not a service)", exit.pid, describe_wait_status(exit.status));
+        // Left behind by a service: its connection may have just ended.
+        if (lingering_.count(exit.group) && !group_alive(exit.group))
+            end_lingering(exit.group);
         return;
     }
     auto ran = Clock::now() - exit.child.started;
@@ -773,16 +784,22 @@ void Daemon::child_exited(const ChildExit& exit)
 
 void Daemon::end_lingering()
 {
-    for (auto it = lingering_.begin(); it != lingering_.end();) {
-        if (group_alive(it->first)) {
-            ++it;
-            continue;
-        }
-        pid_t pid = it->first;
-        Lingering gone = std::move(it->second);
-        it = lingering_.erase(it);
-        session_ended(pid, gone.child, gone.ended);
-    }
+    std::vector<pid_t> gone;
+    for (const auto& [group, lingering] : lingering_)
+        if (!group_alive(group))
+            gone.push_back(group);
+    for (pid_t group : gone)
+        end_lingering(group);
+}
+
+void Daemon::end_lingering(pid_t group)
+{
+    auto it = lingering_.find(group);
+    if (it == lingering_.end())
+        return;
+    Lingering gone = std::move(it->second);
+    lingering_.erase(it);
+    session_ended(group, gone.child, gone.ended);
 }
 
 void Daemon::session_ended(pid_t pid, const Child& child, Clock::time_point program_ended)

@@ -154,8 +154,10 @@ private:
     void watch_sigchld();
     static void on_orphan_sweep(evutil_socket_t, short, void* self);
     void child_exited(const ChildExit& exit);
-    // Ends the lingering connections whose process group is empty.
+    // Ends the lingering connections whose process group is empty; or the
+    // one of `group`, whatever its state.
     void end_lingering();
+    void end_lingering(pid_t group);
     void session_ended(pid_t pid, const Child& child, Clock::time_point program_ended);
     size_t live_children() const { return children_.size() + lingering_.size(); }
     static void on_deadline(evutil_socket_t, short, void* deadline);
