@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/fsuid.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -13,8 +14,6 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
-#include <filesystem>
-#include <random>
 
 namespace superd {
 
@@ -79,111 +78,82 @@ std::optional<Error> clear_unix_path(const SocketSpec& spec)
     return std::nullopt;
 }
 
-// A unix socket file is made ready out of sight and then put in place, so
-// that it is never visible with the wrong mode or owner, and nothing a
-// user who can write to its folder puts in its way is ever followed:
-// bind() creates a file under a random name (it never follows a symlink:
-// a name taken fails), under a umask that lets nobody in; the file is
-// opened O_PATH|O_NOFOLLOW and checked to be a socket; its mode and owner
-// are set through that descriptor; rename() then replaces whatever is at
-// the final path, a symlink included, without following it.
-class UnixSocketFile {
-public:
-    explicit UnixSocketFile(const SocketSpec& spec) : spec_(spec) {}
-    ~UnixSocketFile()
-    {
-        if (!temporary_.empty())
-            ::unlinkat(dir_.get(), temporary_.c_str(), 0);
+// A unix socket file is bound at its own path, so that the name the kernel
+// keeps for the socket (getsockname, a client's getpeername, ss -x) is the
+// path programs check (sd_is_socket_unix with a path). It is born with its
+// mode and group, so it is never reachable by those its mode leaves out:
+// Linux creates the file with the socket inode's mode less the umask, and
+// with the fsgid as its group. bind() never follows a symlink (anything at
+// the path makes it fail with EADDRINUSE).
+std::optional<Error> bind_unix(int socket, const SocketSpec& spec)
+{
+    if (spec.mode && ::fchmod(socket, *spec.mode) != 0)
+        return failure("chmod", spec, errno);
+    // Only with CAP_SETGID (or for one of superd's own gids) does the fsgid
+    // change; the group is then set after bind, as the owner always is.
+    // setfsgid() returns the previous fsgid whether or not it changed it: an
+    // invalid id changes nothing and tells the current one.
+    std::optional<int> fsgid;
+    if (spec.gid) {
+        int previous = ::setfsgid(*spec.gid);
+        if (::setfsgid(static_cast<gid_t>(-1)) == static_cast<int>(*spec.gid))
+            fsgid = previous;
+        else
+            ::setfsgid(static_cast<gid_t>(previous));
     }
-    UnixSocketFile(const UnixSocketFile&) = delete;
-    UnixSocketFile& operator=(const UnixSocketFile&) = delete;
+    // superd is single-threaded: nothing else creates files meanwhile.
+    mode_t saved_umask = spec.mode ? ::umask(0) : 0;
+    int rc = ::bind(socket, spec.address.get(), spec.address.length);
+    int err = errno;
+    if (spec.mode)
+        ::umask(saved_umask);
+    if (fsgid)
+        ::setfsgid(static_cast<gid_t>(*fsgid));
+    if (rc != 0)
+        return failure("bind", spec, err);
+    return std::nullopt;
+}
 
-    // Binds `socket` under a temporary name in the socket's folder.
-    std::optional<Error> bind(int socket)
-    {
-        std::filesystem::path path(std::string(spec_.address.path()));
-        std::string folder = path.has_parent_path() ? path.parent_path().string() : ".";
-        name_ = path.filename().string();
-        dir_ = UniqueFd(::open(folder.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-        if (!dir_)
-            return failure("open the folder of", spec_, errno);
-        std::random_device random;
-        for (int attempt = 0; attempt < 8; ++attempt) {
-            std::string name = ".superd-" + std::to_string(::getpid()) + "-" + std::to_string(random());
-            // Through the folder's descriptor: short whatever the folder's
-            // path, and the folder cannot be swapped under us.
-            sockaddr_un address{};
-            address.sun_family = AF_UNIX;
-            std::string through = "/proc/self/fd/" + std::to_string(dir_.get()) + "/" + name;
-            if (through.size() >= sizeof address.sun_path)
-                return Error{"cannot bind " + spec_.address.to_string() + ": the name is too long"};
-            std::memcpy(address.sun_path, through.c_str(), through.size() + 1);
-            umask_ = ::umask(0777);
-            int rc = ::bind(socket, reinterpret_cast<sockaddr*>(&address), sizeof address);
-            int err = errno;
-            ::umask(umask_);
-            if (rc == 0) {
-                temporary_ = name;
-                return std::nullopt;
-            }
-            if (err != EADDRINUSE)
-                return failure("bind", spec_, err);
-        }
-        return failure("bind", spec_, EADDRINUSE);
-    }
+// Opens the socket file at the path of `spec` without following a symlink,
+// or says what is there instead.
+Result<UniqueFd> open_socket_file(const SocketSpec& spec)
+{
+    std::string path(spec.address.path());
+    UniqueFd file(move_high(::open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC)));
+    struct stat st;
+    if (!file || ::fstat(file.get(), &st) != 0)
+        return failure("open", spec, errno);
+    if (!S_ISSOCK(st.st_mode))
+        return Error{"cannot set the mode of " + spec.address.to_string()
+                     + ": the file there is no longer a socket (left as it is)"};
+    return file;
+}
 
-    // Sets the mode (the spec's, or what the umask gives) and owner, and
-    // moves the socket to its path. Returns the file's inode.
-    Result<ino_t> publish()
-    {
-        UniqueFd file(::openat(dir_.get(), temporary_.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-        auto inode = socket_inode(file.get(), spec_);
-        if (!inode)
-            return Error{inode.error()};
-        if (auto e = set_mode_and_owner(file.get(), spec_.mode.value_or(0777 & ~umask_), spec_))
-            return *e;
-        if (::renameat(dir_.get(), temporary_.c_str(), dir_.get(), name_.c_str()) != 0)
-            return failure("move into place the socket", spec_, errno);
-        temporary_.clear();
-        return *inode;
-    }
+// Whether two descriptors refer to the same file.
+bool same_file(int a, int b)
+{
+    struct stat sa;
+    struct stat sb;
+    return ::fstat(a, &sa) == 0 && ::fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
 
-    // The inode of the socket file `file` (opened O_PATH|O_NOFOLLOW), or an
-    // error when it is anything else, a symlink included.
-    static Result<ino_t> socket_inode(int file, const SocketSpec& spec)
-    {
-        struct stat st;
-        if (file < 0 || ::fstat(file, &st) != 0)
-            return failure("open", spec, errno);
-        if (!S_ISSOCK(st.st_mode))
-            return Error{"cannot set the mode of " + spec.address.to_string()
-                         + ": the file there is no longer a socket (left as it is)"};
-        return st.st_ino;
-    }
-
-    // Mode and owner of the file `file` refers to, never of where a symlink
-    // points: chmod() through /proc/self/fd names the inode itself (fchmod
-    // does not take O_PATH descriptors), fchownat() takes the descriptor.
-    static std::optional<Error> set_mode_and_owner(int file, std::optional<mode_t> mode, const SocketSpec& spec)
-    {
-        std::string self = "/proc/self/fd/" + std::to_string(file);
-        if (mode && ::chmod(self.c_str(), *mode) != 0)
-            return failure("chmod", spec, errno);
-        if ((spec.uid || spec.gid)
-            && ::fchownat(file, "", spec.uid ? *spec.uid : static_cast<uid_t>(-1),
-                          spec.gid ? *spec.gid : static_cast<gid_t>(-1), AT_EMPTY_PATH)
-                   != 0)
-            return failure("chown", spec, errno);
-        return std::nullopt;
-    }
-
-private:
-    const SocketSpec& spec_;
-    UniqueFd dir_;
-    std::string name_;      // in the folder
-    std::string temporary_; // bound, not yet moved into place
-    mode_t umask_ = 0;
-};
+// Mode and owner of the file `file` (opened O_PATH) refers to, never of
+// where a symlink points: chmod() through /proc/self/fd names the inode
+// itself (fchmod does not take O_PATH descriptors), fchownat() takes the
+// descriptor.
+std::optional<Error> set_mode_and_owner(int file, std::optional<mode_t> mode, std::optional<uid_t> uid,
+                                        std::optional<gid_t> gid, const SocketSpec& spec)
+{
+    std::string self = "/proc/self/fd/" + std::to_string(file);
+    if (mode && ::chmod(self.c_str(), *mode) != 0)
+        return failure("chmod", spec, errno);
+    if ((uid || gid)
+        && ::fchownat(file, "", uid.value_or(static_cast<uid_t>(-1)), gid.value_or(static_cast<gid_t>(-1)),
+                      AT_EMPTY_PATH)
+               != 0)
+        return failure("chown", spec, errno);
+    return std::nullopt;
+}
 
 } // namespace
 
@@ -222,33 +192,42 @@ Result<std::unique_ptr<Listener>> Listener::open(const SocketSpec& spec)
         ::setsockopt(fd.get(), IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
     if (type == SOCK_DGRAM && address.family() == AF_INET6)
         ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
-    std::optional<UnixSocketFile> unix_file;
     if (address.family() == AF_UNIX) {
-        if (auto e = unix_file.emplace(spec).bind(fd.get()))
+        if (auto e = bind_unix(fd.get(), spec))
             return *e;
     } else if (::bind(fd.get(), address.get(), address.length) != 0) {
         return failure("bind", spec, errno);
     }
-    if (type == SOCK_STREAM && ::listen(fd.get(), spec.backlog.value_or(kBacklog)) != 0)
-        return failure("listen on", spec, errno);
-
     std::unique_ptr<Listener> listener(new Listener(std::move(fd), spec));
-    if (unix_file) {
-        auto inode = unix_file->publish();
-        if (!inode)
-            return Error{inode.error()};
-        listener->unix_inode_ = *inode;
+    if (address.family() == AF_UNIX) {
+        // Opened right after bind, the file is ours (or, were it swapped in
+        // between, at least a socket, never followed). Owned by the listener
+        // from here, it is removed should a step below fail.
+        auto file = open_socket_file(spec);
+        if (!file)
+            return Error{file.error()};
+        listener->unix_file_ = std::move(*file);
+        // The owner can only be set now; the group too, when the fsgid could
+        // not be set to it.
+        struct stat st;
+        std::optional<gid_t> gid = spec.gid;
+        if (gid && ::fstat(listener->unix_file_.get(), &st) == 0 && st.st_gid == *gid)
+            gid.reset();
+        if (auto e = set_mode_and_owner(listener->unix_file_.get(), std::nullopt, spec.uid, gid, spec))
+            return *e;
     }
+    if (type == SOCK_STREAM && ::listen(listener->fd(), spec.backlog.value_or(kBacklog)) != 0)
+        return failure("listen on", spec, errno);
     return listener;
 }
 
 Listener::~Listener()
 {
     // Remove our socket file, unless something else has taken its place.
-    if (unix_inode_ != 0) {
+    if (unix_file_) {
         std::string path(spec_.address.path());
-        struct stat st;
-        if (::lstat(path.c_str(), &st) == 0 && st.st_ino == unix_inode_)
+        UniqueFd there(::open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+        if (there && same_file(there.get(), unix_file_.get()))
             ::unlink(path.c_str());
     }
 }
@@ -267,15 +246,13 @@ std::optional<Error> Listener::apply_settings(const SocketSpec& spec)
         return std::nullopt;
     // Whoever can write to the folder may have put a symlink or another
     // file in our socket's place: only our own socket file is changed.
-    std::string path(spec_.address.path());
-    UniqueFd file(::open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-    auto inode = UnixSocketFile::socket_inode(file.get(), spec_);
-    if (!inode)
-        return Error{inode.error()};
-    if (*inode != unix_inode_)
+    auto file = open_socket_file(spec_);
+    if (!file)
+        return Error{file.error()};
+    if (!same_file(file->get(), unix_file_.get()))
         return Error{"cannot set the mode of " + spec_.address.to_string()
                      + ": another socket has taken its place (left as it is)"};
-    return UnixSocketFile::set_mode_and_owner(file.get(), spec_.mode, spec_);
+    return set_mode_and_owner(unix_file_.get(), spec_.mode, spec_.uid, spec_.gid, spec_);
 }
 
 void Listener::accept_with(event_base* base, AcceptHooks hooks)

@@ -83,9 +83,9 @@ public:
 
     // Opens, binds and (for streams) listens. A stale unix socket file left
     // by a dead superd is replaced; one that is live, or a file that is not a
-    // socket, is an error. A unix socket appears at its path only once it
-    // has its mode and owner (made under a temporary name, then renamed), so
-    // it is never reachable with others, and no symlink is ever followed.
+    // socket, is an error. A unix socket is bound at its path, born with its
+    // mode (and group, when superd may set its fsgid), so it is never
+    // reachable by those its mode leaves out; no symlink is ever followed.
     // The error names the address and the reason.
     static Result<std::unique_ptr<Listener>> open(const SocketSpec& spec);
     ~Listener();
@@ -144,7 +144,9 @@ private:
     SocketSpec spec_;
     uint64_t id_;
     static inline uint64_t last_id_ = 0;
-    ino_t unix_inode_ = 0; // the socket file we created, removed when closed
+    // The unix socket file we created (O_PATH), removed when closed. Held
+    // open, its inode number cannot be reused by a file made there later.
+    UniqueFd unix_file_;
     AcceptHooks accept_;
     ReadyHandler on_ready_;
     event_base* base_ = nullptr;

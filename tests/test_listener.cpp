@@ -5,14 +5,18 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <cstddef>
+#include <cstring>
 #include <filesystem>
 #include <future>
 #include <thread>
+#include <vector>
 
 using superd::Listener;
 using superd::SocketAddress;
@@ -194,7 +198,7 @@ mode_t mode_of(const std::string& path)
 
 } // namespace
 
-TEST_CASE("A unix socket appears with its mode and owner, and no temporary file stays", "[listener]")
+TEST_CASE("A unix socket appears with its mode and owner, and no other file stays", "[listener]")
 {
     harness::TempDir dir;
     std::string path = (dir.path() / "api.sock").string();
@@ -230,6 +234,60 @@ TEST_CASE("A unix socket appears with its mode and owner, and no temporary file 
     auto replaced = Listener::open(unix_spec(other, 0666));
     CHECK_FALSE(replaced.ok()); // the file exists and is not a socket
     CHECK(mode_of(target) == 0600);
+}
+
+namespace {
+
+// The path a unix socket address names, as getsockname/getpeername give it.
+std::string unix_name(int fd, int (*get)(int, sockaddr*, socklen_t*))
+{
+    sockaddr_un address{};
+    socklen_t length = sizeof address;
+    REQUIRE(get(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0);
+    REQUIRE(address.sun_family == AF_UNIX);
+    return std::string(address.sun_path, ::strnlen(address.sun_path, length - offsetof(sockaddr_un, sun_path)));
+}
+
+} // namespace
+
+// Programs check the path their socket is bound to (sd_is_socket_unix with a
+// path, as systemd-style daemons do), and clients see it as their peer: it
+// must be the configured path, not a name superd used on the way.
+TEST_CASE("A unix socket is bound to its own path, born with its mode and group", "[listener]")
+{
+    harness::TempDir dir;
+    std::string path = (dir.path() / "named.sock").string();
+    auto spec = unix_spec(path, 0620);
+    bool root = ::geteuid() == 0;
+    if (root) {
+        spec.uid = 65534;
+        spec.gid = 65534;
+    }
+    mode_t before = ::umask(0022);
+    auto listener = Listener::open(spec);
+    CHECK(::umask(before) == 0022); // superd's umask is as it was
+    REQUIRE(listener.ok());
+
+    CHECK(unix_name((*listener)->fd(), ::getsockname) == path);
+    superd::UniqueFd client = harness::connect_unix(path);
+    REQUIRE(client);
+    CHECK(unix_name(client.get(), ::getpeername) == path);
+
+    struct stat st;
+    REQUIRE(::lstat(path.c_str(), &st) == 0);
+    CHECK(S_ISSOCK(st.st_mode));
+    CHECK((st.st_mode & 07777) == 0620);
+    if (root) {
+        CHECK(st.st_uid == 65534);
+        CHECK(st.st_gid == 65534);
+    }
+    std::vector<std::string> files;
+    for (const auto& entry : std::filesystem::directory_iterator(dir.path()))
+        files.push_back(entry.path().filename().string());
+    CHECK(files == std::vector<std::string>{"named.sock"});
+
+    listener->reset();
+    CHECK(::lstat(path.c_str(), &st) != 0); // removed with its listener
 }
 
 TEST_CASE("A reload never changes the mode of what replaced a unix socket", "[listener]")
