@@ -48,10 +48,9 @@ std::shared_ptr<StderrBudget> StderrBudget::keep_or_make(std::shared_ptr<StderrB
                                                          std::string service, std::optional<double> rate,
                                                          double burst, MonotonicTime now)
 {
-    auto next = std::make_shared<StderrBudget>(base, std::move(service), rate, burst, now);
-    if (old && old->rate_ == next->rate_ && old->burst_ == next->burst_)
+    if (old && old->rate_ == rate.value_or(kDefaultStderrRate) && old->burst_ == (rate ? burst : kDefaultStderrBurst))
         return old;
-    return next;
+    return std::make_shared<StderrBudget>(base, std::move(service), rate, burst, now);
 }
 
 void StderrBudget::dropped(uint64_t lines)
