@@ -1,5 +1,6 @@
 #include "superd/builtins.h"
 
+#include "superd/builtin_rfc.h"
 #include "superd/listener.h"
 #include "tests/harness.h"
 
@@ -99,12 +100,13 @@ struct UdpPair {
     }
 };
 
-ServiceConfig builtin_service(Builtin kind)
+ServiceConfig builtin_service(std::string_view name, Protocol protocol = Protocol::kUdp)
 {
     ServiceConfig config;
     config.name = "test";
-    config.protocol = Protocol::kUdp;
-    config.builtin = kind;
+    config.protocol = protocol;
+    config.builtin = find_builtin(name);
+    REQUIRE(config.builtin);
     return config;
 }
 
@@ -142,7 +144,7 @@ TEST_CASE("chargen over UDP answers only with allow_amplification; echo never ex
     Builtins builtins(base.get());
     UdpPair pair;
 
-    ServiceConfig chargen = builtin_service(Builtin::kChargen);
+    ServiceConfig chargen = builtin_service("chargen");
     CHECK_FALSE(pair.exchange(builtins, chargen, "").has_value());
     chargen.allow_amplification = true;
     // A random length from 0 to 512: an empty reply is a reply too.
@@ -150,14 +152,14 @@ TEST_CASE("chargen over UDP answers only with allow_amplification; echo never ex
     REQUIRE(reply.has_value());
     CHECK(reply->size() <= 512);
 
-    ServiceConfig echo = builtin_service(Builtin::kEcho);
+    ServiceConfig echo = builtin_service("echo");
     for (size_t size : {0, 1, 1000, 60000}) {
         auto echoed = pair.exchange(builtins, echo, std::string(size, 'x'));
         REQUIRE(echoed.has_value());
         CHECK(echoed->size() == size);
     }
     // daytime and time answer an empty datagram, with a small fixed reply.
-    auto daytime = pair.exchange(builtins, builtin_service(Builtin::kDaytime), "");
+    auto daytime = pair.exchange(builtins, builtin_service("daytime"), "");
     REQUIRE(daytime.has_value());
     CHECK(daytime->size() < 64);
 }
@@ -170,7 +172,7 @@ TEST_CASE("UDP builtins stay silent to superd's own UDP ports", "[builtins]")
     SocketAddress mine;
     mine.length = sizeof mine.storage;
     REQUIRE(::getsockname(pair.client.get(), mine.get(), &mine.length) == 0);
-    ServiceConfig echo = builtin_service(Builtin::kEcho);
+    ServiceConfig echo = builtin_service("echo");
     CHECK(pair.exchange(builtins, echo, "hello") == std::optional<std::string>("hello"));
     builtins.set_udp_ports({pair.port, mine.port()});
     CHECK_FALSE(pair.exchange(builtins, echo, "hello").has_value());
@@ -192,7 +194,8 @@ TEST_CASE("A chargen client that never reads holds a small, fixed send buffer", 
     REQUIRE(server);
     int fd = server.get();
     bool closed = false;
-    builtins.serve(Builtin::kChargen, "chargen", std::move(server), address_of("127.0.0.1", 1), [&] { closed = true; });
+    builtins.serve(builtin_service("chargen", Protocol::kTcp), std::move(server), address_of("127.0.0.1", 1),
+                   [&] { closed = true; });
 
     // Left to itself, the kernel grows a fast connection's send buffer to
     // megabytes while the client does not read.
