@@ -1,13 +1,19 @@
-// Builtins: the small services of RFCs 862-868 (echo, discard, chargen,
-// daytime, time), served inside superd on its event loop, with no process
-// per connection, over TCP and UDP.
+// Builtins: the connections of the services superd serves inside itself
+// (echo, discard, chargen, daytime, time; the table in builtin_kind.h says
+// which and how), on its event loop, with no process per connection, over
+// TCP and UDP. This is the machinery; each builtin's row supplies what it
+// does, and the service's configuration reaches those functions here.
 //
 // They never block the daemon. A TCP connection is a bufferevent whose
-// output is bounded: echo stops reading while 64 KiB wait to be sent, and
-// chargen refills only when its output has drained, so a client that does
-// not read stops the service, not superd. chargen's kernel send buffer is
-// capped too: a thousand clients that never read would otherwise hold
-// megabytes each of the system's TCP memory.
+// output is bounded by its row: echo stops reading while 64 KiB wait to be
+// sent, and chargen refills only when its output has drained, so a client
+// that does not read stops the service, not superd. A row may cap the
+// kernel send buffer too (chargen's): a thousand clients that never read
+// would otherwise hold megabytes each of the system's TCP memory.
+//
+// A connection keeps a copy of its service's name and whatever its builtin
+// copied at the start, never the ServiceConfig: a reload frees that while
+// the connection lives on.
 //
 // UDP builtins answer each datagram from the address it was sent to. They
 // must never serve as a reflector, an amplifier or one end of a loop, so
@@ -17,14 +23,15 @@
 // - sources on any port superd itself serves UDP on: a datagram spoofed from
 //   our own echo port would be answered by us, to us, forever;
 // - broadcast and multicast traffic, either way;
-// and chargen, whose reply can be 512 bytes for an empty datagram, answers
-// only a service that sets allow_amplification.
+// and a builtin whose reply can dwarf the datagram (chargen: 512 bytes for
+// an empty one) answers only a service that sets allow_amplification.
 //
 // Builtins owns every live connection and frees them all when destroyed,
 // before the event base.
 #pragma once
 
 #include "superd/address.h"
+#include "superd/builtin_kind.h"
 #include "superd/config.h"
 #include "superd/event.h"
 #include "superd/fd.h"
@@ -44,19 +51,6 @@
 
 namespace superd {
 
-// The protocol logic, free of sockets, so tests can check it byte for byte.
-namespace rfc {
-
-// Seconds since 1900-01-01 00:00 UTC, truncated to 32 bits (RFC 868).
-uint32_t time_since_1900(int64_t unix_seconds);
-// "Saturday, November 21, 2026 11:40:38-UTC\r\n" (RFC 867), local time.
-std::string daytime(int64_t unix_seconds);
-// Line `n` of chargen's rotating pattern: 72 of the 95 printable ASCII
-// characters, starting one further each line, then CRLF (RFC 864).
-std::string_view chargen_line(uint64_t n);
-
-} // namespace rfc
-
 // Why a UDP builtin must not answer a datagram from `source` sent to
 // `destination` (AF_UNSPEC when unknown), as a word for the log, or nullptr
 // when it may. `udp_ports`: every port superd serves UDP on; `broadcasts`:
@@ -71,9 +65,10 @@ public:
     Builtins(const Builtins&) = delete;
     Builtins& operator=(const Builtins&) = delete;
 
-    // Takes over a TCP connection of `service`, which must be non-blocking;
-    // `on_close` runs when it ends.
-    void serve(Builtin kind, const std::string& service, UniqueFd connection, const SocketAddress& peer,
+    // Takes over a TCP connection of `service` (a builtin), which must be
+    // non-blocking; `on_close` runs when it ends. `service` need outlive
+    // only this call.
+    void serve(const ServiceConfig& service, UniqueFd connection, const SocketAddress& peer,
                std::function<void()> on_close);
 
     // Answers the datagrams waiting on the UDP socket `fd` of `service` (a

@@ -1,5 +1,6 @@
 #include "superd/config.h"
 
+#include "superd/builtin_kind.h"
 #include "superd/fd.h"
 #include "superd/identity.h"
 #include "superd/inetd_conf.h"
@@ -844,20 +845,18 @@ Result<ServiceConfig> parse_service(const Source& src, const toml::key& name, co
         return *e;
 
     if (const toml::node* b = r.get("builtin")) {
-        auto builtin = r.choice<Builtin>(*b, "builtin",
-                                         {{"echo", Builtin::kEcho},
-                                          {"discard", Builtin::kDiscard},
-                                          {"chargen", Builtin::kChargen},
-                                          {"daytime", Builtin::kDaytime},
-                                          {"time", Builtin::kTime}});
-        if (!builtin)
-            return Error{builtin.error()};
-        config.builtin = *builtin;
+        config.builtin = b->as_string() ? find_builtin(b->as_string()->get()) : nullptr;
+        if (!config.builtin) {
+            std::string allowed;
+            for (const BuiltinKind& kind : builtin_kinds())
+                allowed += (allowed.empty() ? "\"" : ", \"") + std::string(kind.name) + "\"";
+            return r.error(*b, "builtin must be one of " + allowed);
+        }
         for (std::string_view key : kSpawnKeys)
             if (const toml::node* n = r.get(key))
                 return r.error(*n, std::string(key) + " does not apply to a builtin (it runs inside superd)");
-        if (config.protocol == Protocol::kUnix)
-            return r.error(*b, "builtins serve TCP and UDP, not unix sockets");
+        if (auto problem = protocol_problem(*config.builtin, config.protocol))
+            return r.error(*b, *problem);
         if (const toml::node* n = r.get("allow_amplification")) {
             auto allow = r.boolean(*n, "allow_amplification");
             if (!allow)
@@ -1261,31 +1260,6 @@ const char* to_string(Protocol protocol)
         return "unix";
     }
     return "?";
-}
-
-const char* to_string(Builtin builtin)
-{
-    switch (builtin) {
-    case Builtin::kEcho:
-        return "echo";
-    case Builtin::kDiscard:
-        return "discard";
-    case Builtin::kChargen:
-        return "chargen";
-    case Builtin::kDaytime:
-        return "daytime";
-    case Builtin::kTime:
-        return "time";
-    }
-    return "?";
-}
-
-std::optional<Builtin> builtin_named(std::string_view name)
-{
-    for (Builtin b : {Builtin::kEcho, Builtin::kDiscard, Builtin::kChargen, Builtin::kDaytime, Builtin::kTime})
-        if (name == to_string(b))
-            return b;
-    return std::nullopt;
 }
 
 std::optional<std::string> program_problem(const std::string& path, bool allow_setuid)

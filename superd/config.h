@@ -41,7 +41,6 @@ namespace superd {
 enum class Protocol { kTcp, kUdp, kUnix };
 enum class Mode { kNowait, kWait };
 enum class FdConvention { kInetd, kSystemd };
-enum class Builtin { kEcho, kDiscard, kChargen, kDaytime, kTime };
 enum class StderrTarget { kSocket, kLog, kNull };
 enum class OnLimit { kQueue, kReject };
 
@@ -52,8 +51,9 @@ struct ResourceLimit {
 };
 
 const char* to_string(Protocol protocol);
-const char* to_string(Builtin builtin);
-std::optional<Builtin> builtin_named(std::string_view name);
+
+// A row of the builtin table (builtin_kind.h), which holds the lookup by name.
+struct BuiltinKind;
 
 struct ListenAddress {
     std::string text; // as written in the file, for messages
@@ -81,7 +81,7 @@ struct ServiceConfig {
     Mode mode = Mode::kNowait;
     FdConvention fd_convention = FdConvention::kInetd;
 
-    std::optional<Builtin> builtin; // in-process; else program and args
+    const BuiltinKind* builtin = nullptr; // in-process; else program and args
     std::string program;            // absolute path
     std::vector<std::string> args;  // argv, never empty
     bool allow_setuid = false;        // a set-user-ID or set-group-ID program may run

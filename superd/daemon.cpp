@@ -303,7 +303,7 @@ void Daemon::serve(Slot& slot)
                                        },
                                        [this, s] { return may_accept(*s); },
                                        [this, s] { out_of_fds(*s); },
-                                       config.builtin.has_value(),
+                                       bool(config.builtin),
                                    });
     }
 }
@@ -515,7 +515,7 @@ void Daemon::on_connection(Slot& slot, UniqueFd connection, const SocketAddress&
         ++st.running;
         if (source)
             ++st.per_source[*source];
-        builtins_->serve(*config.builtin, config.name, std::move(connection), shown,
+        builtins_->serve(config, std::move(connection), shown,
                          [this, name = config.name, source] { finished(name, source); });
         return;
     }

@@ -1,5 +1,6 @@
 #include "superd/inetd_conf.h"
 
+#include "superd/builtin_kind.h"
 #include "superd/identity.h"
 #include "superd/limits.h"
 
@@ -173,13 +174,12 @@ private:
         const std::string& server = fields_[5];
         if (server == "internal") {
             std::string service = fields_[0].substr(fields_[0].rfind(':') == std::string::npos ? 0 : fields_[0].rfind(':') + 1);
-            auto builtin = builtin_named(service);
-            if (!builtin)
-                return error("there is no internal service '" + service
-                             + "' (echo, discard, chargen, daytime and time are)");
-            if (config.protocol == Protocol::kUnix)
+            const BuiltinKind* builtin = find_builtin(service);
+            if (!builtin || !builtin->inetd_internal)
+                return error("there is no internal service '" + service + "' (" + inetd_internal_names() + " are)");
+            if (protocol_problem(*builtin, config.protocol))
                 return error("internal services serve TCP and UDP, not unix sockets");
-            config.builtin = *builtin;
+            config.builtin = builtin;
             config.mode = Mode::kNowait;
             return std::nullopt;
         }

@@ -1,5 +1,6 @@
 #include "superd/builtins.h"
 
+#include "superd/builtin_rfc.h"
 #include "superd/listener.h"
 #include "tests/harness.h"
 
@@ -11,10 +12,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <chrono>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <regex>
 #include <set>
+#include <thread>
 
 using namespace superd;
 
@@ -99,12 +104,13 @@ struct UdpPair {
     }
 };
 
-ServiceConfig builtin_service(Builtin kind)
+ServiceConfig builtin_service(std::string_view name, Protocol protocol = Protocol::kUdp)
 {
     ServiceConfig config;
     config.name = "test";
-    config.protocol = Protocol::kUdp;
-    config.builtin = kind;
+    config.protocol = protocol;
+    config.builtin = find_builtin(name);
+    REQUIRE(config.builtin);
     return config;
 }
 
@@ -142,7 +148,7 @@ TEST_CASE("chargen over UDP answers only with allow_amplification; echo never ex
     Builtins builtins(base.get());
     UdpPair pair;
 
-    ServiceConfig chargen = builtin_service(Builtin::kChargen);
+    ServiceConfig chargen = builtin_service("chargen");
     CHECK_FALSE(pair.exchange(builtins, chargen, "").has_value());
     chargen.allow_amplification = true;
     // A random length from 0 to 512: an empty reply is a reply too.
@@ -150,14 +156,14 @@ TEST_CASE("chargen over UDP answers only with allow_amplification; echo never ex
     REQUIRE(reply.has_value());
     CHECK(reply->size() <= 512);
 
-    ServiceConfig echo = builtin_service(Builtin::kEcho);
+    ServiceConfig echo = builtin_service("echo");
     for (size_t size : {0, 1, 1000, 60000}) {
         auto echoed = pair.exchange(builtins, echo, std::string(size, 'x'));
         REQUIRE(echoed.has_value());
         CHECK(echoed->size() == size);
     }
     // daytime and time answer an empty datagram, with a small fixed reply.
-    auto daytime = pair.exchange(builtins, builtin_service(Builtin::kDaytime), "");
+    auto daytime = pair.exchange(builtins, builtin_service("daytime"), "");
     REQUIRE(daytime.has_value());
     CHECK(daytime->size() < 64);
 }
@@ -170,7 +176,7 @@ TEST_CASE("UDP builtins stay silent to superd's own UDP ports", "[builtins]")
     SocketAddress mine;
     mine.length = sizeof mine.storage;
     REQUIRE(::getsockname(pair.client.get(), mine.get(), &mine.length) == 0);
-    ServiceConfig echo = builtin_service(Builtin::kEcho);
+    ServiceConfig echo = builtin_service("echo");
     CHECK(pair.exchange(builtins, echo, "hello") == std::optional<std::string>("hello"));
     builtins.set_udp_ports({pair.port, mine.port()});
     CHECK_FALSE(pair.exchange(builtins, echo, "hello").has_value());
@@ -192,7 +198,8 @@ TEST_CASE("A chargen client that never reads holds a small, fixed send buffer", 
     REQUIRE(server);
     int fd = server.get();
     bool closed = false;
-    builtins.serve(Builtin::kChargen, "chargen", std::move(server), address_of("127.0.0.1", 1), [&] { closed = true; });
+    builtins.serve(builtin_service("chargen", Protocol::kTcp), std::move(server), address_of("127.0.0.1", 1),
+                   [&] { closed = true; });
 
     // Left to itself, the kernel grows a fast connection's send buffer to
     // megabytes while the client does not read.
@@ -208,4 +215,191 @@ TEST_CASE("A chargen client that never reads holds a small, fixed send buffer", 
     INFO("SO_SNDBUF " << size << ", queued " << queued);
     CHECK(size <= 32 * 1024); // Linux doubles what is asked for
     CHECK(queued <= 64 * 1024);
+}
+
+TEST_CASE("The builtin table is the one list of builtins, each row complete", "[builtins]")
+{
+    std::set<std::string_view> names;
+    for (const BuiltinKind& kind : builtin_kinds()) {
+        INFO(kind.name);
+        CHECK(names.insert(kind.name).second);
+        CHECK(find_builtin(kind.name) == &kind);
+        // A protocol it serves has the functions that serve it.
+        CHECK(kind.tcp == (kind.on_input != nullptr));
+        CHECK(kind.udp == (kind.datagram != nullptr));
+        CHECK((kind.tcp || kind.udp));
+        CHECK_FALSE(protocol_problem(kind, Protocol::kTcp).has_value() != !kind.tcp);
+        CHECK_FALSE(protocol_problem(kind, Protocol::kUdp).has_value() != !kind.udp);
+        CHECK(protocol_problem(kind, Protocol::kUnix).has_value());
+    }
+    CHECK(names == std::set<std::string_view>{"echo", "discard", "chargen", "daytime", "time"});
+    CHECK(find_builtin("qotd") == nullptr);
+    CHECK(find_builtin("") == nullptr);
+    CHECK(inetd_internal_names() == "echo, discard, chargen, daytime and time");
+    CHECK(protocol_problem(*find_builtin("echo"), Protocol::kUnix) == "builtins serve TCP and UDP, not unix sockets");
+}
+
+namespace {
+
+// Both ends of a TCP connection on loopback; `server` is for a builtin.
+struct TcpPair {
+    UniqueFd client;
+    UniqueFd server;
+
+    TcpPair()
+    {
+        uint16_t port = harness::free_port();
+        SocketSpec spec;
+        spec.address = address_of("127.0.0.1", port);
+        auto listener = Listener::open(spec);
+        REQUIRE(listener.ok());
+        client = harness::connect_tcp(port);
+        server = UniqueFd(::accept4((*listener)->fd(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+        REQUIRE(server);
+        timeval limit{5, 0};
+        ::setsockopt(client.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    }
+};
+
+// Runs `base` until `done` or five seconds pass.
+void run_until(event_base* base, const std::function<bool()>& done)
+{
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!done() && std::chrono::steady_clock::now() < until)
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+}
+
+// Reads what the server sends until it closes, serving meanwhile.
+std::string read_until_closed(event_base* base, int fd, const bool& closed)
+{
+    std::string got;
+    std::array<char, 4096> buffer;
+    run_until(base, [&] {
+        ssize_t n = ::recv(fd, buffer.data(), buffer.size(), MSG_DONTWAIT);
+        if (n > 0)
+            got.append(buffer.data(), static_cast<size_t>(n));
+        return n == 0 && closed;
+    });
+    return got;
+}
+
+} // namespace
+
+TEST_CASE("A builtin connection outlives the ServiceConfig it was served from", "[builtins]")
+{
+    // A reload frees the old ServiceConfig while its connections go on: the
+    // connection must hold nothing of it (ASan would see the read after free).
+    EventBase base(event_base_new());
+    Builtins builtins(base.get());
+    TcpPair pair;
+    bool closed = false;
+    {
+        auto config = std::make_unique<ServiceConfig>(builtin_service("echo", Protocol::kTcp));
+        config->name = "a-service-name-too-long-for-the-small-string-buffer";
+        builtins.serve(*config, std::move(pair.server), address_of("127.0.0.1", 1), [&] { closed = true; });
+    }
+    CHECK(builtins.connections() == 1);
+    harness::send_all(pair.client.get(), "after the reload\n");
+    ::shutdown(pair.client.get(), SHUT_WR);
+    CHECK(read_until_closed(base.get(), pair.client.get(), closed) == "after the reload\n");
+    CHECK(closed);
+    CHECK(builtins.connections() == 0);
+}
+
+TEST_CASE("Each stream builtin is served by its row over a real connection", "[builtins]")
+{
+    EventBase base(event_base_new());
+    Builtins builtins(base.get());
+
+    SECTION("echo returns what came, then FIN after the client's")
+    {
+        TcpPair pair;
+        bool closed = false;
+        builtins.serve(builtin_service("echo", Protocol::kTcp), std::move(pair.server), address_of("127.0.0.1", 1),
+                       [&] { closed = true; });
+        std::string big(200 * 1024, 'e'); // over the 64 KiB bound: reading stops and resumes
+        std::thread writer([&] {
+            harness::send_all(pair.client.get(), big);
+            ::shutdown(pair.client.get(), SHUT_WR);
+        });
+        std::string echoed = read_until_closed(base.get(), pair.client.get(), closed);
+        writer.join();
+        CHECK(echoed == big);
+    }
+    SECTION("discard answers nothing and closes at the client's EOF")
+    {
+        TcpPair pair;
+        bool closed = false;
+        builtins.serve(builtin_service("discard", Protocol::kTcp), std::move(pair.server),
+                       address_of("127.0.0.1", 1), [&] { closed = true; });
+        harness::send_all(pair.client.get(), "into the void\n");
+        ::shutdown(pair.client.get(), SHUT_WR);
+        CHECK(read_until_closed(base.get(), pair.client.get(), closed).empty());
+    }
+    SECTION("chargen streams its lines in order until the client goes")
+    {
+        TcpPair pair;
+        bool closed = false;
+        builtins.serve(builtin_service("chargen", Protocol::kTcp), std::move(pair.server),
+                       address_of("127.0.0.1", 1), [&] { closed = true; });
+        std::string expected;
+        for (uint64_t i = 0; i < 1000; ++i)
+            expected += rfc::chargen_line(i);
+        std::string got;
+        std::array<char, 4096> buffer;
+        run_until(base.get(), [&] {
+            ssize_t n = ::recv(pair.client.get(), buffer.data(), buffer.size(), MSG_DONTWAIT);
+            if (n > 0)
+                got.append(buffer.data(), static_cast<size_t>(n));
+            return got.size() >= expected.size();
+        });
+        REQUIRE(got.size() >= expected.size());
+        CHECK(got.substr(0, expected.size()) == expected);
+        pair.client.reset();
+        run_until(base.get(), [&] { return closed; });
+        CHECK(closed);
+    }
+    SECTION("daytime and time speak first, take the client's line, then FIN")
+    {
+        for (const char* name : {"daytime", "time"}) {
+            TcpPair pair;
+            bool closed = false;
+            harness::send_all(pair.client.get(), "what time is it?\n");
+            builtins.serve(builtin_service(name, Protocol::kTcp), std::move(pair.server),
+                           address_of("127.0.0.1", 1), [&] { closed = true; });
+            std::string reply = read_until_closed(base.get(), pair.client.get(), closed);
+            INFO(name);
+            CHECK(closed);
+            if (std::string_view(name) == "time")
+                CHECK(reply.size() == 4);
+            else
+                CHECK_THAT(reply, Catch::EndsWith("\r\n"));
+        }
+    }
+    CHECK(builtins.connections() == 0);
+}
+
+TEST_CASE("Builtins frees the connections still open when it is destroyed", "[builtins]")
+{
+    EventBase base(event_base_new());
+    TcpPair echo, chargen;
+    int closed = 0;
+    {
+        Builtins builtins(base.get());
+        builtins.serve(builtin_service("echo", Protocol::kTcp), std::move(echo.server), address_of("127.0.0.1", 1),
+                       [&] { ++closed; });
+        builtins.serve(builtin_service("chargen", Protocol::kTcp), std::move(chargen.server),
+                       address_of("127.0.0.1", 1), [&] { ++closed; });
+        CHECK(builtins.connections() == 2);
+        event_base_loop(base.get(), EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    }
+    // The sockets are closed (the client sees the end) and on_close is not
+    // called: the daemon is going away with them.
+    CHECK(closed == 0);
+    std::array<char, 65536> buffer;
+    ssize_t n;
+    while ((n = ::recv(chargen.client.get(), buffer.data(), buffer.size(), 0)) > 0) {
+    }
+    CHECK(n <= 0);
+    CHECK(::recv(echo.client.get(), buffer.data(), buffer.size(), 0) <= 0);
 }

@@ -1,5 +1,6 @@
 #include "superd/config.h"
 
+#include "superd/builtin_kind.h"
 #include "tests/harness.h"
 
 #include <fcntl.h>
@@ -254,7 +255,7 @@ fd_convention = "systemd"
     INFO((config.ok() ? std::string() : config.error()));
     REQUIRE(config.ok());
     REQUIRE(config->services.size() == 4);
-    CHECK(config->services[0].builtin == superd::Builtin::kEcho);
+    CHECK(config->services[0].builtin == superd::find_builtin("echo"));
     CHECK(config->services[1].protocol == superd::Protocol::kUdp); // TCP and UDP share port 7
     CHECK(config->services[2].mode == superd::Mode::kWait);
     const auto& socket = config->services[3];
@@ -394,7 +395,7 @@ TEST_CASE("inetd_conf in [superd] adds the services of an inetd.conf", "[config]
     REQUIRE(config.ok());
     REQUIRE(config->services.size() == 2);
     CHECK(config->services[1].name == "echo-tcp");
-    CHECK(config->services[1].builtin == superd::Builtin::kEcho);
+    CHECK(config->services[1].builtin == superd::find_builtin("echo"));
 }
 
 TEST_CASE("Limits, access lists, timeouts and resource limits", "[config]")

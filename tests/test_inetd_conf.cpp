@@ -1,5 +1,6 @@
 #include "superd/inetd_conf.h"
 
+#include "superd/builtin_kind.h"
 #include "tests/harness.h"
 
 #include <catch2/catch.hpp>
@@ -8,7 +9,7 @@
 #include <regex>
 #include <sstream>
 
-using superd::Builtin;
+using superd::find_builtin;
 using superd::Mode;
 using superd::Protocol;
 
@@ -55,18 +56,18 @@ TEST_CASE("Debian's openbsd-inetd.conf, enabled, becomes builtins", "[inetd_conf
     REQUIRE(services->size() == 6);
 
     const auto& echo = named(*services, "echo-tcp");
-    CHECK(echo.builtin == Builtin::kEcho);
+    CHECK(echo.builtin == find_builtin("echo"));
     CHECK(echo.protocol == Protocol::kTcp);
     CHECK(addresses(echo) == std::vector<std::string>{"0.0.0.0:7"});
     CHECK(echo.line == 17);
 
     const auto& discard_udp = named(*services, "discard-udp");
-    CHECK(discard_udp.builtin == Builtin::kDiscard);
+    CHECK(discard_udp.builtin == find_builtin("discard"));
     CHECK(discard_udp.protocol == Protocol::kUdp);
     CHECK(addresses(discard_udp) == std::vector<std::string>{"0.0.0.0:9"});
 
-    CHECK(named(*services, "discard-tcp").builtin == Builtin::kDiscard);
-    CHECK(named(*services, "daytime-tcp").builtin == Builtin::kDaytime);
+    CHECK(named(*services, "discard-tcp").builtin == find_builtin("discard"));
+    CHECK(named(*services, "daytime-tcp").builtin == find_builtin("daytime"));
     CHECK(addresses(named(*services, "time-tcp")) == std::vector<std::string>{"0.0.0.0:37"});
     CHECK(addresses(named(*services, "chargen-tcp")) == std::vector<std::string>{"0.0.0.0:19"});
 }

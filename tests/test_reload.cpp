@@ -103,6 +103,34 @@ TEST_CASE("Running children are untouched by a reload", "[reload][integration]")
     CHECK(read_to_eof(live.get()) == "after\n");
 }
 
+TEST_CASE("Builtin connections live on through a reload that changes or removes their service",
+          "[reload][integration]")
+{
+    // The reload frees the ServiceConfig each connection was served from.
+    uint16_t e = free_port(), c = free_port(), other = free_port();
+    auto builtin = [](const std::string& name, uint16_t port, const std::string& kind) {
+        return "[service." + name + "]\nlisten = [\"" + loopback(port) + "\"]\nbuiltin = \"" + kind + "\"\n";
+    };
+    Superd superd(builtin("e", e, "echo") + builtin("c", c, "chargen"));
+    UniqueFd echo = connect_tcp(e), chargen = connect_tcp(c);
+    send_all(echo.get(), "before\n");
+    CHECK(read_n(echo.get(), 7) == "before\n");
+    CHECK(read_n(chargen.get(), 74).size() == 74);
+
+    // e is gone, c becomes daytime: the live connections keep what they were.
+    superd.rewrite_config(builtin("c", c, "daytime") + builtin("other", other, "echo"));
+    REQUIRE(superd.reload());
+    CHECK(refused(e));
+    send_all(echo.get(), "after\n");
+    ::shutdown(echo.get(), SHUT_WR);
+    CHECK(read_to_eof(echo.get()) == "after\n");
+    CHECK(read_n(chargen.get(), 64 * 1024).size() == 64 * 1024);
+    CHECK_THAT(round_trip(c, ""), Catch::EndsWith("\r\n"));
+    chargen.reset();
+    CHECK(superd.settled_count("closed service=e ", 1) == 1);
+    CHECK(superd.settled_count("closed service=c ", 2) == 2);
+}
+
 TEST_CASE("Reloading over and over while clients connect loses no connection", "[reload][integration]")
 {
     uint16_t a = free_port(), b = free_port();

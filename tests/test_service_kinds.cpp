@@ -1,7 +1,7 @@
 // Every kind of service superd runs, end to end over real sockets: builtins
 // over TCP and UDP, unix sockets, wait services (inetd and systemd fd
 // conventions), and what a spawned program is given.
-#include "superd/builtins.h"
+#include "superd/builtin_rfc.h"
 
 #include "tests/harness.h"
 

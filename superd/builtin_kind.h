@@ -1,0 +1,95 @@
+// The table of builtins: one row per service superd serves inside itself
+// (`builtin = "NAME"`), with the functions that serve it and the properties
+// that differ between them. The table is the only list of builtins: the
+// configuration's name lookup and protocol check, inetd.conf's "internal"
+// names and Builtins' dispatch all read it, and nothing switches on a kind.
+// A new builtin is one row in builtin_table.cpp plus its functions in a file
+// of its own.
+//
+// Rows are static and never change: a ServiceConfig points at one, and
+// configurations, old and new, may share it. A row's functions are handed
+// the service's configuration when a connection starts and with each
+// datagram, never later: a reload frees the ServiceConfig while its
+// connections live on, so a builtin copies into its stream what it needs.
+//
+// This header knows nothing of the event loop beyond two names; Builtins
+// (builtins.h) owns the streams and calls the functions.
+#pragma once
+
+#include "superd/config.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <span>
+#include <string>
+#include <string_view>
+
+struct bufferevent;
+struct evbuffer;
+
+namespace superd {
+
+// One TCP connection of a builtin, as its row's functions see it. Builtins
+// owns it and its bufferevent; the functions may add to the output, take
+// the input, turn reading and writing on and off, and set `closing`. They
+// never close or free anything themselves.
+struct BuiltinStream {
+    const BuiltinKind& kind;
+    bufferevent* bev;
+    uint64_t position = 0; // where a generator has got to (chargen's next line)
+    // Close once the output has drained: the builtin has said all it will
+    // (daytime's line), or the client is done and is owed the rest.
+    bool closing = false;
+
+    evbuffer* input() const;
+    evbuffer* output() const;
+};
+
+struct BuiltinKind {
+    std::string_view name; // builtin = "NAME"
+    bool tcp = false;      // the protocols it serves
+    bool udp = false;
+    // inetd.conf may name it with "internal": it needs no settings, which
+    // an inetd.conf line could not give.
+    bool inetd_internal = false;
+
+    // TCP. start: the connection is new (nothing has been read). on_input:
+    // bytes have come in. on_drained: the output has all gone to the kernel
+    // (and the stream is not closing).
+    void (*start)(BuiltinStream&, const ServiceConfig&) = nullptr;
+    void (*on_input)(BuiltinStream&) = nullptr;
+    void (*on_drained)(BuiltinStream&) = nullptr;
+    // At the client's EOF, what is in the output is owed and still goes out
+    // before the FIN (echo's backlog, daytime's line); false: the stream has
+    // no end (chargen), so the connection closes at once.
+    bool owes_output = true;
+    // How much a connection queues in superd before it stops reading (echo)
+    // or refilling (chargen).
+    size_t output_limit = 0;
+    // SO_SNDBUF for a connection, 0 for the system's autotuning, which on a
+    // fast path grows each never-reading client's buffer to megabytes.
+    int send_buffer = 0;
+
+    // UDP: the reply to one datagram, or none.
+    std::optional<std::string> (*datagram)(const ServiceConfig&, std::string_view request,
+                                           std::mt19937& random) = nullptr;
+    // The reply can be many times the request: answered over UDP only with
+    // allow_amplification.
+    bool amplifies = false;
+};
+
+// on_input for a builtin that wants no input: takes it and drops it.
+void discard_input(BuiltinStream& s);
+
+// Every builtin, in the order the README lists them.
+std::span<const BuiltinKind> builtin_kinds();
+// The builtin called `name`, or nullptr.
+const BuiltinKind* find_builtin(std::string_view name);
+// The builtins inetd.conf may name, for a message: "echo, discard, ... and time".
+std::string inetd_internal_names();
+// Why `kind` cannot serve `protocol`, or nullopt when it can.
+std::optional<std::string> protocol_problem(const BuiltinKind& kind, Protocol protocol);
+
+} // namespace superd

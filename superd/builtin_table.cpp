@@ -1,0 +1,86 @@
+// The builtin table: a row per builtin, the only place that lists them.
+#include "superd/builtin_kind.h"
+#include "superd/builtin_rfc.h"
+
+#include <vector>
+
+namespace superd {
+
+namespace {
+
+constexpr BuiltinKind kBuiltins[] = {
+    {
+        .name = "echo", .tcp = true, .udp = true, .inetd_internal = true,
+        .on_input = echo_input,
+        .on_drained = echo_drained,
+        .output_limit = 64 * 1024,
+        .datagram = echo_datagram,
+    },
+    {
+        .name = "discard", .tcp = true, .udp = true, .inetd_internal = true,
+        .on_input = discard_input,
+        .datagram = discard_datagram,
+    },
+    {
+        .name = "chargen", .tcp = true, .udp = true, .inetd_internal = true,
+        .start = chargen_fill_at_start,
+        .on_input = discard_input,
+        .on_drained = chargen_fill,
+        .owes_output = false,
+        .output_limit = 16 * 1024,
+        .send_buffer = 16 * 1024,
+        .datagram = chargen_datagram,
+        // Up to 512 bytes for an empty datagram. daytime's line (under 64
+        // bytes) and time's 4 bytes are not amplifiers: with the 28 bytes of
+        // headers every datagram carries, even an empty one, they reply at
+        // most about 3 bytes for 1.
+        .amplifies = true,
+    },
+    {
+        .name = "daytime", .tcp = true, .udp = true, .inetd_internal = true,
+        .start = daytime_start,
+        .on_input = discard_input,
+        .datagram = daytime_datagram,
+    },
+    {
+        .name = "time", .tcp = true, .udp = true, .inetd_internal = true,
+        .start = time_start,
+        .on_input = discard_input,
+        .datagram = time_datagram,
+    },
+};
+
+} // namespace
+
+std::span<const BuiltinKind> builtin_kinds() { return kBuiltins; }
+
+const BuiltinKind* find_builtin(std::string_view name)
+{
+    for (const BuiltinKind& kind : kBuiltins)
+        if (kind.name == name)
+            return &kind;
+    return nullptr;
+}
+
+std::string inetd_internal_names()
+{
+    std::vector<std::string_view> names;
+    for (const BuiltinKind& kind : kBuiltins)
+        if (kind.inetd_internal)
+            names.push_back(kind.name);
+    std::string text;
+    for (size_t i = 0; i < names.size(); ++i)
+        text += std::string(i == 0 ? "" : i + 1 == names.size() ? " and " : ", ") + std::string(names[i]);
+    return text;
+}
+
+std::optional<std::string> protocol_problem(const BuiltinKind& kind, Protocol protocol)
+{
+    if ((protocol == Protocol::kTcp && kind.tcp) || (protocol == Protocol::kUdp && kind.udp))
+        return std::nullopt;
+    if (kind.tcp && kind.udp)
+        return "builtins serve TCP and UDP, not unix sockets";
+    return "builtin '" + std::string(kind.name) + "' serves " + (kind.tcp ? "TCP" : "UDP") + " only";
+}
+
+} // namespace superd
