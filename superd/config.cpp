@@ -3,11 +3,10 @@
 #include "superd/fd.h"
 #include "superd/identity.h"
 #include "superd/inetd_conf.h"
+#include "superd/trust.h"
 
 #include <fcntl.h>
 #include <glob.h>
-#include <grp.h>
-#include <pwd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -34,8 +33,6 @@ namespace superd {
 namespace {
 
 namespace fs = std::filesystem;
-
-constexpr const char* kDefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 // Set by superd for each connection; a service cannot set them itself.
 constexpr std::string_view kReservedEnv[] = {
@@ -105,95 +102,6 @@ struct Source {
 };
 
 Source source_for(const std::string& path) { return Source{path, fs::absolute(fs::path(path)).parent_path()}; }
-
-// Files and folders superd trusts when it runs as root. As OpenSSH's
-// StrictModes and cron do: whoever could change a config file, a drop-in or a
-// program that root runs could run anything as root, so each must be owned by
-// root and writable by nobody else, and so must every folder above it (a
-// folder writable by others lets them swap the file). A sticky folder such as
-// /tmp is fine: there, others cannot rename or remove root's entries. As
-// another user superd may only use what that user can reach anyway, so
-// nothing is checked then.
-bool superd_is_root() { return ::geteuid() == 0; }
-
-std::string user_name(uid_t uid)
-{
-    char buffer[1024];
-    passwd entry{}, *found = nullptr;
-    if (::getpwuid_r(uid, &entry, buffer, sizeof buffer, &found) == 0 && found)
-        return found->pw_name;
-    return std::to_string(uid);
-}
-
-std::string group_name(gid_t gid)
-{
-    char buffer[1024];
-    group entry{}, *found = nullptr;
-    if (::getgrgid_r(gid, &entry, buffer, sizeof buffer, &found) == 0 && found)
-        return found->gr_name;
-    return std::to_string(gid);
-}
-
-std::string octal_mode(mode_t mode)
-{
-    char text[8];
-    std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
-    return text;
-}
-
-// Why root must not trust the file or folder `st` describes, if it must not:
-// "refusing PATH: mode 0666, owner nobody:nogroup: writable by others".
-std::optional<std::string> untrusted(const std::string& path, const struct stat& st)
-{
-    bool sticky_folder = S_ISDIR(st.st_mode) && (st.st_mode & S_ISVTX);
-    std::vector<std::string> reasons;
-    if (st.st_uid != 0)
-        reasons.push_back("not owned by root");
-    if ((st.st_mode & S_IWGRP) && !sticky_folder)
-        reasons.push_back("writable by group " + group_name(st.st_gid));
-    if ((st.st_mode & S_IWOTH) && !sticky_folder)
-        reasons.push_back("writable by others");
-    if (reasons.empty())
-        return std::nullopt;
-    std::string why = reasons.front();
-    for (size_t i = 1; i < reasons.size(); ++i)
-        why += " and " + reasons[i];
-    return "refusing " + path + ": mode " + octal_mode(st.st_mode) + ", owner " + user_name(st.st_uid) + ":"
-           + group_name(st.st_gid) + ": " + why + " (superd runs as root)";
-}
-
-// The first folder from `folder` up to "/" that root must not trust. A
-// folder that does not exist holds nothing yet; whoever creates it owns it,
-// and the next load refuses it then.
-std::optional<std::string> untrusted_folders(fs::path folder)
-{
-    for (;;) {
-        struct stat st;
-        if (::stat(folder.c_str(), &st) == 0) {
-            if (auto why = untrusted(folder.string(), st))
-                return why;
-        } else if (errno != ENOENT && errno != ENOTDIR) {
-            return "cannot check folder " + folder.string() + ": " + std::strerror(errno);
-        }
-        if (!folder.has_relative_path())
-            return std::nullopt; // "/"
-        folder = folder.parent_path();
-    }
-}
-
-// The folders above `path` as written and, when links lead elsewhere, above
-// the file they lead to: both can be changed to change what is read.
-std::optional<std::string> untrusted_path(const std::string& path)
-{
-    std::error_code ignored;
-    fs::path written = fs::absolute(path, ignored).lexically_normal().parent_path();
-    if (auto why = untrusted_folders(written))
-        return why;
-    std::unique_ptr<char, decltype(&std::free)> real(::realpath(path.c_str(), nullptr), &std::free);
-    if (real && fs::path(real.get()).parent_path() != written)
-        return untrusted_folders(fs::path(real.get()).parent_path());
-    return std::nullopt;
-}
 
 // What a file that is not a regular one is, for the message.
 struct FileKind {
@@ -1250,19 +1158,6 @@ Result<Config> guarded(const std::string& path, Load load)
 
 } // namespace
 
-const char* to_string(Protocol protocol)
-{
-    switch (protocol) {
-    case Protocol::kTcp:
-        return "tcp";
-    case Protocol::kUdp:
-        return "udp";
-    case Protocol::kUnix:
-        return "unix";
-    }
-    return "?";
-}
-
 const char* to_string(Builtin builtin)
 {
     switch (builtin) {
@@ -1285,29 +1180,6 @@ std::optional<Builtin> builtin_named(std::string_view name)
     for (Builtin b : {Builtin::kEcho, Builtin::kDiscard, Builtin::kChargen, Builtin::kDaytime, Builtin::kTime})
         if (name == to_string(b))
             return b;
-    return std::nullopt;
-}
-
-std::optional<std::string> program_problem(const std::string& path, bool allow_setuid)
-{
-    struct stat st;
-    if (::stat(path.c_str(), &st) != 0)
-        return "program " + path + ": " + std::strerror(errno);
-    if (!S_ISREG(st.st_mode))
-        return "program " + path + " is not a regular file";
-    if (::access(path.c_str(), X_OK) != 0)
-        return "program " + path + " is not executable";
-    if (!superd_is_root())
-        return std::nullopt;
-    if (auto why = untrusted(path, st))
-        return "program " + path + ": " + *why;
-    if (auto why = untrusted_path(path))
-        return "program " + path + ": " + *why;
-    // Such a program runs as its file's owner or group, not as the service's
-    // user: that has to be asked for.
-    if ((st.st_mode & (S_ISUID | S_ISGID)) && !allow_setuid)
-        return "program " + path + " is set-user-ID or set-group-ID (mode " + octal_mode(st.st_mode)
-               + "): refused unless the service says allow_setuid = true";
     return std::nullopt;
 }
 
