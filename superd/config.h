@@ -14,6 +14,11 @@
 // the folders above them) that are not root's or that group or others may
 // write, and set-user-ID programs unless a service allows them (trust.h).
 //
+// Three files implement it: config_files.cpp loads files (load_config,
+// parse_config: includes, inetd.conf, the checks across services),
+// config_keys.cpp reads one service's keys through its table of keys, and
+// config.cpp holds the rest.
+//
 //     [superd]
 //     include    = ["superd.d/*.toml"]   # more [service.NAME] tables
 //     inetd_conf = "/etc/inetd.conf"     # optional
