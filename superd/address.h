@@ -22,6 +22,22 @@
 
 namespace superd {
 
+// The kind of socket a service listens on; unix is a unix stream socket.
+enum class Protocol { kTcp, kUdp, kUnix };
+
+inline const char* to_string(Protocol protocol)
+{
+    switch (protocol) {
+    case Protocol::kTcp:
+        return "tcp";
+    case Protocol::kUdp:
+        return "udp";
+    case Protocol::kUnix:
+        return "unix";
+    }
+    return "?";
+}
+
 struct SocketAddress {
     sockaddr_storage storage{};
     socklen_t length = 0;

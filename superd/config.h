@@ -12,7 +12,12 @@
 // Run as root, it also refuses what someone other than root could change:
 // config files, drop-ins, an inetd.conf, include folders and programs (and
 // the folders above them) that are not root's or that group or others may
-// write, and set-user-ID programs unless a service allows them.
+// write, and set-user-ID programs unless a service allows them (trust.h).
+//
+// Three files implement it: config_files.cpp loads files (load_config,
+// parse_config: includes, inetd.conf, the checks across services),
+// config_keys.cpp reads one service's keys through its table of keys, and
+// config.cpp holds the rest.
 //
 //     [superd]
 //     include    = ["superd.d/*.toml"]   # more [service.NAME] tables
@@ -25,6 +30,7 @@
 #pragma once
 
 #include "superd/address.h"
+#include "superd/identity.h"
 #include "superd/limits.h"
 #include "superd/result.h"
 
@@ -38,7 +44,6 @@
 
 namespace superd {
 
-enum class Protocol { kTcp, kUdp, kUnix };
 enum class Mode { kNowait, kWait };
 enum class FdConvention { kInetd, kSystemd };
 enum class StderrTarget { kSocket, kLog, kNull };
@@ -50,25 +55,17 @@ struct ResourceLimit {
     uint64_t value; // RLIM_INFINITY for "unlimited"
 };
 
-const char* to_string(Protocol protocol);
-
 // A row of the builtin table (builtin_kind.h), which holds the lookup by name.
 struct BuiltinKind;
+
+// The PATH a program gets unless its service sets one.
+inline constexpr const char* kDefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 struct ListenAddress {
     std::string text; // as written in the file, for messages
     SocketAddress address;
     int line = 0;
     int entry = 0; // which list entry: "PORT" makes two addresses of one entry
-};
-
-// Who a spawned program runs as; resolved when the file is loaded.
-struct Identity {
-    std::string user; // for messages; empty when only the group changes
-    uid_t uid = 0;
-    gid_t gid = 0;
-    std::vector<gid_t> groups; // supplementary groups from the user's entry
-    bool change_user = false;
 };
 
 struct ServiceConfig {
@@ -144,10 +141,5 @@ Result<Config> load_config(const std::string& path);
 // Validates `text` as if it were the contents of the TOML file at `path`;
 // relative paths resolve against that file's folder.
 Result<Config> parse_config(std::string_view text, const std::string& path);
-
-// What keeps `path` from being run as a service, if anything: it must be
-// an executable regular file and, when superd runs as root, one that only
-// root can change, and not set-user-ID unless `allow_setuid`.
-std::optional<std::string> program_problem(const std::string& path, bool allow_setuid = false);
 
 } // namespace superd

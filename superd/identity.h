@@ -3,13 +3,25 @@
 // reads /etc/passwd.
 #pragma once
 
-#include "superd/config.h"
 #include "superd/result.h"
 
+#include <sys/types.h>
+
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace superd {
+
+// Who a spawned program runs as; resolved when the file is loaded.
+struct Identity {
+    std::string user; // for messages; empty when only the group changes
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::vector<gid_t> groups; // supplementary groups from the user's entry
+    bool change_user = false;
+};
 
 // `user` and `group` are names or numeric ids; either may be empty (not
 // both). A user, by name or by a uid in the password database, runs with its

@@ -3,6 +3,7 @@
 #include "superd/builtin_kind.h"
 #include "superd/identity.h"
 #include "superd/limits.h"
+#include "superd/trust.h"
 
 #include <netdb.h>
 
@@ -193,7 +194,7 @@ private:
         config.args.assign(fields_.begin() + 6, fields_.end());
         if (config.args.empty())
             config.args.push_back(std::filesystem::path(server).filename().string());
-        config.env.push_back("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        config.env.push_back(kDefaultPath);
 
         std::string user = fields_[4], group;
         size_t split = user.find(':');

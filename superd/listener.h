@@ -23,7 +23,6 @@
 #pragma once
 
 #include "superd/address.h"
-#include "superd/config.h"
 #include "superd/event.h"
 #include "superd/fd.h"
 #include "superd/result.h"

@@ -1,4 +1,5 @@
 #include "superd/config.h"
+#include "superd/config_keys.h"
 
 #include "superd/builtin_kind.h"
 #include "tests/harness.h"
@@ -14,6 +15,10 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
 
 using harness::TempDir;
 using superd::UniqueFd;
@@ -876,4 +881,75 @@ TEST_CASE("Listeners clash by kind, family, port and address, a wildcard with an
                           "[service.b]\nprotocol = \"unix\"\nlisten = [\"unix:x.sock\"]\nprogram = \"prog\"\n",
                           7),
                Catch::Contains("is already used by service 'a'"));
+}
+
+namespace {
+
+// The keys the README's config reference documents: the first column of its
+// "| key |" tables, between "## Config reference" and the next section.
+std::set<std::string> readme_keys()
+{
+    std::ifstream in(std::string(TEST_DATA_DIR) + "/../../README.md");
+    REQUIRE(in);
+    std::set<std::string> keys;
+    bool in_reference = false, in_key_table = false;
+    std::regex quoted("`([a-z0-9_]+)`");
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind("## ", 0) == 0)
+            in_reference = line == "## Config reference";
+        if (!in_reference)
+            continue;
+        if (line.rfind("| key |", 0) == 0)
+            in_key_table = true;
+        else if (line.rfind("|", 0) != 0)
+            in_key_table = false;
+        else if (in_key_table) {
+            std::string first = line.substr(0, line.find('|', 1));
+            for (std::sregex_iterator it(first.begin(), first.end(), quoted), end; it != end; ++it)
+                keys.insert((*it)[1]);
+        }
+    }
+    return keys;
+}
+
+} // namespace
+
+TEST_CASE("The README's config reference lists every key of the table, and no other", "[config]")
+{
+    std::set<std::string> table;
+    for (const superd::ServiceKey& key : superd::service_keys()) {
+        INFO(key.name);
+        CHECK(table.insert(std::string(key.name)).second); // one row a key
+    }
+    CHECK(table.size() == 42);
+    CHECK(readme_keys() == table);
+}
+
+TEST_CASE("A key set where it does not apply is refused at its line, whatever the key", "[config]")
+{
+    Fixture f;
+    for (const superd::ServiceKey& key : superd::service_keys()) {
+        std::string name(key.name);
+        INFO(name);
+        // The value does not matter: where a key does not apply, it is not read.
+        std::string setting = name + " = 1\n";
+        if (!(key.applies & superd::kBuiltin))
+            CHECK(f.error_at("[service.b]\nlisten = [\"127.0.0.1:7000\"]\nbuiltin = \"echo\"\n" + setting, 4)
+                  == "service 'b': " + name + " does not apply to a builtin (it runs inside superd)");
+        if (!(key.applies & superd::kProgram))
+            CHECK(f.error_at("[service.p]\nlisten = [\"127.0.0.1:7000\"]\nprogram = \"prog\"\n" + setting, 4)
+                  == "service 'p': " + name + " applies only to builtins");
+        if (!(key.applies & superd::kWaitProgram) && (key.applies & superd::kProgram))
+            CHECK(f.error_at("[service.w]\nlisten = [\"127.0.0.1:7000\"]\nmode = \"wait\"\nprogram = \"prog\"\n"
+                             + setting, 5)
+                  == "service 'w': " + name
+                         + " does not apply to mode = \"wait\" (its program accepts the connections itself)");
+        if (!(key.applies & superd::kTcp) && (key.applies & superd::kUnix))
+            CHECK(f.error_at("[service.t]\nlisten = [\"127.0.0.1:7000\"]\nprogram = \"prog\"\n" + setting, 4)
+                  == "service 't': " + name + " is for unix sockets (protocol = \"unix\")");
+        if (!(key.applies & superd::kUdp) && (key.applies & superd::kTcp))
+            CHECK(f.error_at("[service.u]\nprotocol = \"udp\"\nlisten = [\"127.0.0.1:7000\"]\nbuiltin = \"echo\"\n"
+                             + setting, 5)
+                  == "service 'u': " + name + " is for stream sockets (tcp, unix)");
+    }
 }
