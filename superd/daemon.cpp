@@ -378,10 +378,10 @@ void Daemon::refuse(Service& service, int connection, const SocketAddress& peer,
     if (why == Refusal::kLimit && connection >= 0 && !service.config.busy_message.empty())
         (void)::send(connection, service.config.busy_message.data(), service.config.busy_message.size(),
                      MSG_DONTWAIT | MSG_NOSIGNAL);
-    refuse(service, connection, peer, row.reason, datagram);
+    log_refusal(service, peer, row.reason, datagram);
 }
 
-void Daemon::refuse(Service& service, int, const SocketAddress& peer, const std::string& reason, bool datagram)
+void Daemon::log_refusal(const Service& service, const SocketAddress& peer, std::string_view reason, bool datagram)
 {
     spdlog::log(datagram ? spdlog::level::debug : spdlog::level::info, "refused service={} peer={} reason={}",
                 service.config.name, peer, reason);
@@ -419,7 +419,7 @@ void Daemon::on_connection(Slot& slot, UniqueFd fd, const SocketAddress& peer)
     spdlog::debug("accepted service={} peer={} local={}", service.config.name, connection.shown, connection.local);
     if (service.stages.empty()) {
         (this->*service.kind->serve)(slot, connection);
-        return;
+        return; // `connection` closes here; a child has its own copy
     }
     // A stage can outlive this service (a reload): the connection goes on
     // with whatever service has its name by then.
@@ -432,18 +432,15 @@ void Daemon::on_connection(Slot& slot, UniqueFd fd, const SocketAddress& peer)
         },
         [this, name = service.config.name](Connection& c, const Stage& stage, const std::string& reason) {
             if (Service* now = states_[name].current)
-                refuse(*now, -1, c.shown, std::string(stage.name()) + ":" + reason);
+                log_refusal(*now, c.shown, std::string(stage.name()) + ":" + reason);
             finished(name, std::move(c.ticket));
         });
-    // `connection` closes here: the child has its own copy.
 }
 
 void Daemon::spawn_for(Slot& slot, Connection& connection)
 {
     Peer who{&connection.peer, &connection.local, connection.credentials};
     launch(slot, connection.fd.get(), who, connection.shown, "", std::move(connection.ticket));
-    // The connection closes when the caller is done with it: the child has
-    // its own copy.
 }
 
 void Daemon::serve_builtin(Slot& slot, Connection& connection)

@@ -54,6 +54,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -161,8 +162,7 @@ private:
     // Counts and logs a refusal; `connection` (or -1) gets the busy message.
     // Datagrams are logged at debug level: a flood must not flood the log.
     void refuse(Service& service, int connection, const SocketAddress& peer, Refusal why, bool datagram = false);
-    void refuse(Service& service, int connection, const SocketAddress& peer, const std::string& reason,
-                bool datagram = false);
+    void log_refusal(const Service& service, const SocketAddress& peer, std::string_view reason, bool datagram = false);
     // accept() ran out of descriptors or memory.
     void shortage(Slot& slot, int error);
     void out_of_fds(Slot& slot);
