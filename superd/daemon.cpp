@@ -373,6 +373,11 @@ bool Daemon::may_accept(Slot& slot)
 
 void Daemon::refuse(Service& service, int connection, const SocketAddress& peer, Refusal why, bool datagram)
 {
+    // Admission's refusals convert by value: the same names, in the same order.
+    static_assert(static_cast<int>(Refusal::kAcl) == static_cast<int>(Admission::Refusal::kAcl)
+                  && static_cast<int>(Refusal::kLimit) == static_cast<int>(Admission::Refusal::kLimit)
+                  && static_cast<int>(Refusal::kSource) == static_cast<int>(Admission::Refusal::kSource)
+                  && static_cast<int>(Refusal::kRate) == static_cast<int>(Admission::Refusal::kRate));
     const RefusalRow& row = kRefusals[static_cast<size_t>(why)];
     ++(service.state->counters.*row.counter);
     if (why == Refusal::kLimit && connection >= 0 && !service.config.busy_message.empty())
