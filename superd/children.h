@@ -7,7 +7,12 @@
 // thousand, while waitpid(-1) makes the kernel walk them all. reap() does the
 // latter for SIGCHLD, which is needed only while some child has no pidfd
 // (untracked()); it collects every ended child, so a burst of SIGCHLDs
-// (which the kernel merges) can never leave a zombie behind.
+// (which the kernel merges) can never leave a zombie behind. An entry owns
+// its child's admission ticket, which the daemon moves on when it handles
+// the exit.
+//
+// Sessions and Deadline: a child's timeout, signalled through a seam so that
+// tests check SIGTERM, the grace and SIGKILL in simulated time.
 #pragma once
 
 #include "superd/address.h"
