@@ -1,8 +1,13 @@
 #include "superd/children.h"
 
+#include "superd/log.h"
+
+#include <dirent.h>
 #include <sys/wait.h>
 
 #include <cerrno>
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 
 namespace superd {
@@ -47,7 +52,7 @@ void ChildTable::add(pid_t pid, Child child, UniqueFd pidfd)
 
 ChildExit ChildTable::take(pid_t pid, int status)
 {
-    ChildExit exit{pid, status, {}, false};
+    ChildExit exit{pid, status, {}, false, 0};
     if (auto it = children_.find(pid); it != children_.end()) {
         if (!it->second->exited)
             --untracked_;
@@ -105,6 +110,48 @@ void ChildTable::reap(const ExitHandler& on_exit)
         exit.group = group;
         on_exit(exit);
     }
+}
+
+// Only for timeouts, so the walk over every process in /proc is affordable.
+void SystemSessions::signal(pid_t sid, int signal)
+{
+    ::kill(-sid, signal);
+    DIR* proc = ::opendir("/proc");
+    if (!proc)
+        return;
+    while (dirent* entry = ::readdir(proc)) {
+        pid_t pid = static_cast<pid_t>(std::atoi(entry->d_name));
+        if (pid > 0 && ::getsid(pid) == sid && ::getpgid(pid) != sid)
+            ::kill(pid, signal);
+    }
+    ::closedir(proc);
+}
+
+// A child leads its own session and process group (setsid), both numbered by
+// its pid. The group outlives the child while anything it started lives on,
+// zombies not yet reaped included; EPERM still means somebody is there.
+bool SystemSessions::group_alive(pid_t group) { return ::kill(-group, 0) == 0 || errno == EPERM; }
+
+Deadline::Deadline(Timers& timers, Sessions& sessions, pid_t session, std::string service, Limits limits,
+                   std::function<void()> on_terminate)
+    : sessions_(sessions), session_(session), service_(std::move(service)), limits_(limits),
+      on_terminate_(std::move(on_terminate)), timer_(timers.timer([this] { fire(); }))
+{
+    timer_->arm(limits_.timeout);
+}
+
+void Deadline::fire()
+{
+    if (!terminated_) {
+        terminated_ = true;
+        on_terminate_();
+        spdlog::warn("timeout service={} pid={} action=SIGTERM grace={}ms", service_, session_, limits_.grace.count());
+        sessions_.signal(session_, SIGTERM);
+        timer_->arm(limits_.grace);
+        return;
+    }
+    spdlog::warn("timeout service={} pid={} action=SIGKILL", service_, session_);
+    sessions_.signal(session_, SIGKILL);
 }
 
 } // namespace superd

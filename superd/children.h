@@ -7,13 +7,19 @@
 // thousand, while waitpid(-1) makes the kernel walk them all. reap() does the
 // latter for SIGCHLD, which is needed only while some child has no pidfd
 // (untracked()); it collects every ended child, so a burst of SIGCHLDs
-// (which the kernel merges) can never leave a zombie behind.
+// (which the kernel merges) can never leave a zombie behind. An entry owns
+// its child's admission ticket, which the daemon moves on when it handles
+// the exit.
+//
+// Sessions and Deadline: a child's timeout, signalled through a seam so that
+// tests check SIGTERM, the grace and SIGKILL in simulated time.
 #pragma once
 
 #include "superd/address.h"
+#include "superd/admission.h"
+#include "superd/clock.h"
 #include "superd/event.h"
 #include "superd/fd.h"
-#include "superd/limits.h"
 
 #include <sys/types.h>
 
@@ -27,15 +33,14 @@
 
 namespace superd {
 
-using Clock = std::chrono::steady_clock;
 
 struct Child {
     std::string service;
-    SocketAddress peer;        // the client, or the listening address of a wait service
+    SocketAddress endpoint;    // what its log lines name: the client, or a wait service's listening address
     Clock::time_point started;
     std::string wait_listener; // a wait service's listener key, resumed on exit
-    std::optional<SourceKey> source; // counted against max_per_source until the exit
-    uint64_t wait_listener_id = 0;   // which socket at that key (Listener::id)
+    uint64_t wait_listener_id = 0; // which socket at that key (Listener::id)
+    Admission::Ticket ticket;  // counts it (running, max_per_source) until its session ends
 };
 
 struct ChildExit {
@@ -51,7 +56,7 @@ std::string describe_wait_status(int status);
 
 class ChildTable {
 public:
-    using ExitHandler = std::function<void(const ChildExit&)>;
+    using ExitHandler = std::function<void(ChildExit&)>;
 
     // Pidfds are watched on `base`; `on_exit` runs for each child reaped
     // through its pidfd.
@@ -81,6 +86,53 @@ private:
     size_t untracked_ = 0;
     event_base* base_ = nullptr;
     ExitHandler on_exit_;
+};
+
+// Process sessions as the daemon touches them: the seam through which
+// tests see what would be signalled, and say which groups still live.
+class Sessions {
+public:
+    virtual ~Sessions() = default;
+    // Signals session `sid`: its process group at once, then any member
+    // that moved to another group of the session.
+    virtual void signal(pid_t sid, int signal) = 0;
+    // Whether process group `group` has a member left, zombies included.
+    virtual bool group_alive(pid_t group) = 0;
+};
+
+class SystemSessions final : public Sessions {
+public:
+    void signal(pid_t sid, int signal) override;
+    bool group_alive(pid_t group) override;
+};
+
+// A child's timeout: at `timeout`, SIGTERM to its whole session (the child
+// leads one, and everything it started goes with it, also once the child
+// itself has exited); if the session is still there `grace` later,
+// SIGKILL. Destroying the deadline (the session ended) cancels it.
+class Deadline {
+public:
+    struct Limits {
+        std::chrono::milliseconds timeout;
+        std::chrono::milliseconds grace;
+    };
+    // `on_terminate` runs once, at the SIGTERM (to count it).
+    Deadline(Timers& timers, Sessions& sessions, pid_t session, std::string service, Limits limits,
+             std::function<void()> on_terminate);
+    Deadline(const Deadline&) = delete;
+    Deadline& operator=(const Deadline&) = delete;
+    bool valid() const { return timer_->valid(); }
+
+private:
+    void fire();
+
+    Sessions& sessions_;
+    pid_t session_;
+    std::string service_;
+    Limits limits_;
+    std::function<void()> on_terminate_;
+    bool terminated_ = false;
+    std::unique_ptr<Timer> timer_;
 };
 
 } // namespace superd

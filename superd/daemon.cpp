@@ -2,7 +2,6 @@
 
 #include "superd/log.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
@@ -23,18 +22,8 @@ namespace {
 
 constexpr int kSignals[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1};
 
-// A wait child that ran less than this and left its work undone (see
-// left_undone) "exited at once"; from the third such exit in a row, its
-// listener rests before the next spawn, doubling up to the maximum. It never
-// switches the service off.
-constexpr std::chrono::milliseconds kQuickExit{1000};
-constexpr int kQuickExitsBeforePacing = 3;
-constexpr std::chrono::milliseconds kFirstPace{100};
-constexpr std::chrono::milliseconds kMaxPace{10000};
-// Out of descriptors or processes: the listener rests, doubling from the
-// first to the last pause while the shortage lasts.
-constexpr std::chrono::milliseconds kFirstBackoff{100};
-constexpr std::chrono::milliseconds kMaxBackoff{5000};
+// Out of memory at accept: the listener rests this long.
+constexpr std::chrono::milliseconds kOutOfMemoryPause{1000};
 
 const char* signal_name(int signal)
 {
@@ -60,34 +49,7 @@ SocketSpec spec_for(const ServiceConfig& service, const ListenAddress& listen)
                       service.socket_mode, service.socket_uid, service.socket_gid};
 }
 
-std::chrono::milliseconds next_backoff(std::chrono::milliseconds current)
-{
-    return current.count() == 0 ? kFirstBackoff : std::min(current * 2, kMaxBackoff);
-}
-
 UniqueFd open_null() { return UniqueFd(::open("/dev/null", O_RDWR | O_CLOEXEC)); }
-
-// A child leads its own session and process group (setsid), both numbered by
-// its pid. The group outlives the child while anything it started lives on,
-// zombies not yet reaped included; EPERM still means somebody is there.
-bool group_alive(pid_t group) { return ::kill(-group, 0) == 0 || errno == EPERM; }
-
-// Signals the whole session `sid`: its process group at once, then any
-// member that moved to another group of the session, found in /proc. Only
-// for timeouts, so the walk over every process is affordable.
-void signal_session(pid_t sid, int signal)
-{
-    ::kill(-sid, signal);
-    DIR* proc = ::opendir("/proc");
-    if (!proc)
-        return;
-    while (dirent* entry = ::readdir(proc)) {
-        pid_t pid = static_cast<pid_t>(std::atoi(entry->d_name));
-        if (pid > 0 && ::getsid(pid) == sid && ::getpgid(pid) != sid)
-            ::kill(pid, signal);
-    }
-    ::closedir(proc);
-}
 
 // The datagram at the head of a UDP socket's queue, as a fingerprint of its
 // source, length and first bytes; nothing when none waits.
@@ -129,7 +91,40 @@ bool left_undone(int fd, Protocol protocol, const std::optional<size_t>& pending
 // Lifecycle lines name a connection's client, or a wait service's socket.
 const char* who_key(const Child& child) { return child.wait_listener.empty() ? "peer" : "listen"; }
 
+// What a refusal is called in the log and which counter counts it, in the
+// order of Daemon::Refusal.
+struct RefusalRow {
+    const char* reason;
+    uint64_t Counters::*counter;
+};
+constexpr RefusalRow kRefusals[] = {
+    {"acl", &Counters::refused_acl},   {"limit", &Counters::refused_limit}, {"source", &Counters::refused_source},
+    {"rate", &Counters::refused_rate}, {"fds", &Counters::refused_fds},
+};
+
 } // namespace
+
+// The kinds of service, the first row that matches a configuration
+// serving it.
+const Daemon::Kind Daemon::kKinds[] = {
+    {"builtin datagram", [](const ServiceConfig& c) { return c.builtin && c.protocol == Protocol::kUdp; }, nullptr,
+     &Daemon::answer_datagrams},
+    {"builtin stream", [](const ServiceConfig& c) { return bool(c.builtin); }, &Daemon::serve_builtin, nullptr},
+    {"wait", [](const ServiceConfig& c) { return c.mode == Mode::kWait; }, nullptr, &Daemon::lend_to_child},
+    {"spawn", [](const ServiceConfig&) { return true; }, &Daemon::spawn_for, nullptr},
+};
+
+const Daemon::Kind& Daemon::kind_for(const ServiceConfig& config)
+{
+    for (const Kind& kind : kKinds)
+        if (kind.matches(config))
+            return kind;
+    return kKinds[std::size(kKinds) - 1];
+}
+
+Daemon::Slot::Slot() : pacer(kWaitPacing), fd_backoff(kFirstBackoff, kMaxBackoff), spawn_backoff(kFirstBackoff, kMaxBackoff)
+{
+}
 
 Daemon::Daemon(ConfigSources sources, std::optional<rlimit> child_nofile)
     : sources_(std::move(sources)), child_nofile_(child_nofile), base_(event_base_new())
@@ -154,7 +149,7 @@ std::optional<Error> Daemon::start(Config config)
     timeval second{1, 0};
     if (!orphan_sweep_ || event_add(orphan_sweep_.get(), &second) != 0)
         return Error{"cannot set the timer that reaps orphans"};
-    children_.watch_pidfds(base_.get(), [this](const ChildExit& exit) { child_exited(exit); });
+    children_.watch_pidfds(base_.get(), [this](ChildExit& exit) { child_exited(exit); });
 
     // Signals first, so that no child can end unnoticed.
     for (int signal : kSignals) {
@@ -202,27 +197,21 @@ std::optional<Error> Daemon::apply(Config config)
     // Commit: nothing below can fail.
     std::vector<std::unique_ptr<Service>> services;
     size_t kept = 0, opened = next.size();
-    auto now = Clock::now();
+    auto now = timers_.now();
     for (ServiceConfig& sc : config.services) {
         auto service = std::make_unique<Service>();
+        service->kind = &kind_for(sc);
         if (!sc.builtin)
             service->launcher = std::make_unique<Launcher>(sc, child_nofile_);
-        // Buckets of an unchanged rate carry on as counters do: a reload
-        // must not hand out a fresh burst.
-        auto state = states_.find(sc.name);
-        Service* before = state != states_.end() ? state->second.current : nullptr;
-        if (before && before->bucket && before->config.rate == sc.rate && before->config.burst == sc.burst)
-            service->bucket = std::move(before->bucket);
-        else if (sc.rate)
-            service->bucket = TokenBucket(*sc.rate, sc.burst, now);
-        if (before && before->config.rate_per_source == sc.rate_per_source
-            && before->config.burst_per_source == sc.burst_per_source) {
-            service->source_buckets = std::move(before->source_buckets);
-            service->sweep_at = before->sweep_at;
-        }
+        ServiceState& state = states_[sc.name]; // counters start at zero
+        // Admission keeps the buckets of an unchanged rate, as counters
+        // carry on: a reload must not hand out a fresh burst.
+        state.admission.configure(sc, now);
         if (sc.stderr_target == StderrTarget::kLog)
-            service->stderr_budget = StderrBudget::keep_or_make(before ? before->stderr_budget : nullptr, base_.get(),
-                                                               sc.name, sc.stderr_rate, sc.stderr_burst, now);
+            service->stderr_budget = StderrBudget::keep_or_make(
+                state.current ? state.current->stderr_budget : nullptr, base_.get(), sc.name, sc.stderr_rate,
+                sc.stderr_burst, now);
+        service->state = &state;
         service->config = std::move(sc);
         for (const ListenAddress& la : service->config.listen) {
             SocketSpec spec = spec_for(service->config, la);
@@ -231,7 +220,7 @@ std::optional<Error> Daemon::apply(Config config)
             if (!slot.listener) {
                 Slot& old = listeners_[key];
                 slot.listener = std::move(old.listener);
-                slot.quick_exits = old.quick_exits;
+                slot.pacer = old.pacer;
                 slot.pending_at_spawn = old.pending_at_spawn;
                 if (auto e = slot.listener->apply_settings(spec))
                     spdlog::warn("service={} listen={} reason=\"{}\"", service->config.name, la.address, e->message);
@@ -246,13 +235,16 @@ std::optional<Error> Daemon::apply(Config config)
     for (const auto& [key, slot] : listeners_)
         closed += slot.listener ? 1 : 0;
     listeners_ = std::move(next); // closes the sockets no service uses any more
-    services_ = std::move(services);
     for (auto& [name, state] : states_)
         state.current = nullptr;
-    for (auto& service : services_) {
-        service->state = &states_[service->config.name]; // counters start at zero
+    services_ = std::move(services);
+    for (auto& service : services_)
         service->state->current = service.get();
-    }
+    // A service the reload removed keeps its counts (its connections run
+    // on) but not its rates: one of its name that comes back starts anew.
+    for (auto& [name, state] : states_)
+        if (!state.current)
+            state.admission.retire();
     max_children_ = config.max_children;
     builtins_->refresh_interfaces();
     // UDP builtins stay silent to these source ports: answering one loops.
@@ -265,7 +257,7 @@ std::optional<Error> Daemon::apply(Config config)
         // Limits may have changed: the gate puts back whatever still applies.
         slot.listener->release(kHoldServiceFull);
         slot.listener->release(kHoldAllFull);
-        serve(slot);
+        watch(slot);
     }
     if (started_)
         spdlog::info("reloaded services={} listeners={} kept={} opened={} closed={}", services_.size(),
@@ -274,38 +266,23 @@ std::optional<Error> Daemon::apply(Config config)
     return std::nullopt;
 }
 
-void Daemon::serve(Slot& slot)
+void Daemon::watch(Slot& slot)
 {
-    const ServiceConfig& config = slot.service->config;
+    const Service& service = *slot.service;
     Listener& listener = *slot.listener;
-    event_base* base = base_.get();
     Slot* s = &slot;
-    if (config.builtin && config.protocol == Protocol::kUdp) {
-        listener.watch_with(base, [this, s] {
-            Service& service = *s->service;
-            builtins_->answer(service.config, s->listener->fd(),
-                              [this, &service](const SocketAddress& source) {
-                                  std::optional<SourceKey> key;
-                                  Refusal why;
-                                  if (admit(service, source, key, why))
-                                      return true;
-                                  refuse(service, -1, source, why, true);
-                                  return false;
-                              });
-        });
-    } else if (config.mode == Mode::kWait && !config.builtin) {
-        std::string key = listener.spec().key();
-        listener.watch_with(base, [this, s, key] { on_wait_ready(*s, key); });
-    } else {
-        listener.accept_with(base, Listener::AcceptHooks{
-                                       [this, s](UniqueFd connection, const SocketAddress& peer) {
-                                           on_connection(*s, std::move(connection), peer);
-                                       },
-                                       [this, s] { return may_accept(*s); },
-                                       [this, s] { out_of_fds(*s); },
-                                       bool(config.builtin),
-                                   });
+    if (service.kind->ready) {
+        listener.watch_with(base_.get(), [this, s] { (this->*s->service->kind->ready)(*s); });
+        return;
     }
+    listener.accept_with(base_.get(), Listener::AcceptHooks{
+                                          [this, s](UniqueFd fd, const SocketAddress& peer) {
+                                              on_connection(*s, std::move(fd), peer);
+                                          },
+                                          [this, s] { return may_accept(*s); },
+                                          [this, s](int error) { shortage(*s, error); },
+                                          bool(service.config.builtin),
+                                      });
 }
 
 void Daemon::reload()
@@ -327,9 +304,9 @@ void Daemon::log_counters()
         spdlog::info("counters service={} running={} accepted={} spawned={} refused_acl={} refused_limit={} "
                      "refused_source={} refused_rate={} refused_fds={} failed_spawn={} exited_ok={} "
                      "exited_error={} exited_signal={} timed_out={}",
-                     name, st.running, c.accepted, c.spawned, c.refused_acl, c.refused_limit, c.refused_source,
-                     c.refused_rate, c.refused_fds, c.failed_spawn, c.exited_ok, c.exited_error, c.exited_signal,
-                     c.timed_out);
+                     name, st.admission.running(), c.accepted, c.spawned, c.refused_acl, c.refused_limit,
+                     c.refused_source, c.refused_rate, c.refused_fds, c.failed_spawn, c.exited_ok, c.exited_error,
+                     c.exited_signal, c.timed_out);
     }
     spdlog::info("counters children={} lingering={} builtin_connections={} stderr_pipes={}", children_.size(),
                  lingering_.size(), builtins_->connections(), stderr_pipes_.size());
@@ -357,7 +334,7 @@ void Daemon::handle_signal(int signal)
         // Children that ended before the signal are still logged; a second
         // SIGTERM while superd shuts down must not kill it with a status
         // other than 0 once libevent has given the signals back.
-        children_.reap([this](const ChildExit& exit) { child_exited(exit); });
+        children_.reap([this](ChildExit& exit) { child_exited(exit); });
         sigset_t stop;
         sigemptyset(&stop);
         sigaddset(&stop, SIGTERM);
@@ -375,69 +352,20 @@ void Daemon::handle_signal(int signal)
 bool Daemon::may_accept(Slot& slot)
 {
     Service& service = *slot.service;
-    const ServiceConfig& config = service.config;
-    if (!config.builtin && max_children_ && live_children() >= *max_children_) {
+    if (!service.config.builtin && max_children_ && live_children() >= *max_children_) {
         slot.listener->hold(kHoldAllFull);
         return false;
     }
-    if (config.on_limit != OnLimit::kQueue)
+    Admission::Gate gate = service.state->admission.gate(timers_.now());
+    switch (gate.state) {
+    case Admission::Gate::kOpen:
         return true;
-    if (config.max_instances && service.state->running >= *config.max_instances) {
+    case Admission::Gate::kFull:
         for (Slot* s : service.slots)
             s->listener->hold(kHoldServiceFull);
         return false;
-    }
-    if (service.bucket) {
-        auto wait = service.bucket->wait(Clock::now());
-        if (wait.count() > 0) {
-            slot.listener->hold_for(kHoldRate, wait);
-            return false;
-        }
-    }
-    return true;
-}
-
-bool Daemon::admit(Service& service, const SocketAddress& peer, std::optional<SourceKey>& source, Refusal& why)
-{
-    const ServiceConfig& config = service.config;
-    ServiceState& st = *service.state;
-    auto now = Clock::now();
-    if (!config.access.empty() && !config.access.allows(peer)) {
-        why = Refusal::kAcl;
-        return false;
-    }
-    if (config.on_limit == OnLimit::kReject && config.max_instances && st.running >= *config.max_instances) {
-        why = Refusal::kLimit;
-        return false;
-    }
-    bool by_source = (config.max_per_source || config.rate_per_source) && peer.family() != AF_UNIX;
-    if (by_source) {
-        source = SourceKey::of(peer, config.source_prefix_v4, config.source_prefix_v6);
-        auto count = st.per_source.find(*source);
-        if (config.max_per_source && count != st.per_source.end() && count->second >= *config.max_per_source) {
-            why = Refusal::kSource;
-            return false;
-        }
-        if (config.rate_per_source) {
-            auto [bucket, added] = service.source_buckets.try_emplace(
-                *source, TokenBucket(*config.rate_per_source, config.burst_per_source, now));
-            if (added && service.source_buckets.size() >= service.sweep_at) {
-                // Forget sources whose bucket has refilled: they are as new.
-                std::erase_if(service.source_buckets, [&](const auto& entry) { return entry.second.full(now); });
-                service.sweep_at = std::max<size_t>(4096, service.source_buckets.size() * 2);
-                bucket = service.source_buckets.try_emplace(*source, TokenBucket(*config.rate_per_source,
-                                                                                 config.burst_per_source, now))
-                             .first;
-            }
-            if (!bucket->second.take(now)) {
-                why = Refusal::kRate;
-                return false;
-            }
-        }
-    }
-    // Under "queue" the gate waited for this token, so it is there.
-    if (service.bucket && !service.bucket->take(now) && config.on_limit == OnLimit::kReject) {
-        why = Refusal::kRate;
+    case Admission::Gate::kRate:
+        slot.listener->hold_for(kHoldRate, gate.wait);
         return false;
     }
     return true;
@@ -445,82 +373,112 @@ bool Daemon::admit(Service& service, const SocketAddress& peer, std::optional<So
 
 void Daemon::refuse(Service& service, int connection, const SocketAddress& peer, Refusal why, bool datagram)
 {
-    Counters& c = service.state->counters;
-    const char* reason = "";
-    switch (why) {
-    case Refusal::kAcl:
-        ++c.refused_acl;
-        reason = "acl";
-        break;
-    case Refusal::kLimit:
-        ++c.refused_limit;
-        reason = "limit";
-        if (connection >= 0 && !service.config.busy_message.empty())
-            (void)::send(connection, service.config.busy_message.data(), service.config.busy_message.size(),
-                         MSG_DONTWAIT | MSG_NOSIGNAL);
-        break;
-    case Refusal::kSource:
-        ++c.refused_source;
-        reason = "source";
-        break;
-    case Refusal::kRate:
-        ++c.refused_rate;
-        reason = "rate";
-        break;
-    case Refusal::kFds:
-        ++c.refused_fds;
-        reason = "fds";
-        break;
-    }
+    // Admission's refusals convert by value: the same names, in the same order.
+    static_assert(static_cast<int>(Refusal::kAcl) == static_cast<int>(Admission::Refusal::kAcl)
+                  && static_cast<int>(Refusal::kLimit) == static_cast<int>(Admission::Refusal::kLimit)
+                  && static_cast<int>(Refusal::kSource) == static_cast<int>(Admission::Refusal::kSource)
+                  && static_cast<int>(Refusal::kRate) == static_cast<int>(Admission::Refusal::kRate));
+    const RefusalRow& row = kRefusals[static_cast<size_t>(why)];
+    ++(service.state->counters.*row.counter);
+    if (why == Refusal::kLimit && connection >= 0 && !service.config.busy_message.empty())
+        (void)::send(connection, service.config.busy_message.data(), service.config.busy_message.size(),
+                     MSG_DONTWAIT | MSG_NOSIGNAL);
+    log_refusal(service, peer, row.reason, datagram);
+}
+
+void Daemon::log_refusal(const Service& service, const SocketAddress& peer, std::string_view reason, bool datagram)
+{
     spdlog::log(datagram ? spdlog::level::debug : spdlog::level::info, "refused service={} peer={} reason={}",
                 service.config.name, peer, reason);
 }
 
-void Daemon::on_connection(Slot& slot, UniqueFd connection, const SocketAddress& peer)
+void Daemon::on_connection(Slot& slot, UniqueFd fd, const SocketAddress& peer)
 {
     Service& service = *slot.service;
-    const ServiceConfig& config = service.config;
     const Listener& listener = *slot.listener;
-    ServiceState& st = *service.state;
-    ++st.counters.accepted;
-    slot.fd_backoff = std::chrono::milliseconds(0);
+    ++service.state->counters.accepted;
+    slot.fd_backoff.reset();
 
+    // On the stack: with no stages, the connection is served before this
+    // returns, and costs no allocation.
+    Connection connection{std::move(fd), peer, listener.address(), peer, std::nullopt, {}};
     // A wildcard listener learns which local address the client reached.
-    SocketAddress local = listener.address();
-    if (local.is_wildcard()) {
-        local.length = sizeof local.storage;
-        if (::getsockname(connection.get(), local.get(), &local.length) != 0)
-            local = listener.address();
+    if (connection.local.is_wildcard()) {
+        connection.local.length = sizeof connection.local.storage;
+        if (::getsockname(connection.fd.get(), connection.local.get(), &connection.local.length) != 0)
+            connection.local = listener.address();
     }
-    Peer who{&peer, &local, std::nullopt};
-    SocketAddress shown = peer;
-    if (local.family() == AF_UNIX) {
+    if (connection.local.family() == AF_UNIX) {
         ucred cred{};
         socklen_t len = sizeof cred;
-        if (::getsockopt(connection.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
-            who.credentials = cred;
-        shown = local;
+        if (::getsockopt(connection.fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+            connection.credentials = cred;
+        connection.shown = connection.local;
     }
 
-    std::optional<SourceKey> source;
-    Refusal why;
-    if (!admit(service, shown, source, why)) {
-        refuse(service, connection.get(), shown, why);
+    if (auto refusal = service.state->admission.admit(connection.shown, timers_.now(), connection.ticket)) {
+        refuse(service, connection.fd.get(), connection.shown, static_cast<Refusal>(*refusal));
         return; // closing the connection tells the client
     }
     // The spawn's line says it all; this one is for debugging.
-    spdlog::debug("accepted service={} peer={} local={}", config.name, shown, local);
+    spdlog::debug("accepted service={} peer={} local={}", service.config.name, connection.shown, connection.local);
+    if (service.stages.empty()) {
+        (this->*service.kind->serve)(slot, connection);
+        return; // `connection` closes here; a child has its own copy
+    }
+    // A stage can outlive this service (a reload): the connection goes on
+    // with whatever service has its name by then.
+    pipeline_.run(
+        std::move(connection), service.stages,
+        [this, name = service.config.name](Connection& c) {
+            Service* now = states_[name].current;
+            if (now && !now->slots.empty() && now->kind->serve)
+                (this->*now->kind->serve)(*now->slots.front(), c);
+        },
+        [this, name = service.config.name](Connection& c, const Stage& stage, const std::string& reason) {
+            if (Service* now = states_[name].current)
+                log_refusal(*now, c.shown, std::string(stage.name()) + ":" + reason);
+            finished(name, std::move(c.ticket));
+        });
+}
 
-    if (config.builtin) {
-        ++st.running;
-        if (source)
-            ++st.per_source[*source];
-        builtins_->serve(config, std::move(connection), shown,
-                         [this, name = config.name, source] { finished(name, source); });
+void Daemon::spawn_for(Slot& slot, Connection& connection)
+{
+    Peer who{&connection.peer, &connection.local, connection.credentials};
+    launch(slot, connection.fd.get(), who, connection.shown, "", std::move(connection.ticket));
+}
+
+void Daemon::serve_builtin(Slot& slot, Connection& connection)
+{
+    const ServiceConfig& config = slot.service->config;
+    // std::function must be copyable; the ticket is not, so it is shared.
+    auto ticket = std::make_shared<Admission::Ticket>(std::move(connection.ticket));
+    builtins_->serve(config, std::move(connection.fd), connection.shown,
+                     [this, name = config.name, ticket] { finished(name, std::move(*ticket)); });
+}
+
+void Daemon::answer_datagrams(Slot& slot)
+{
+    Service& service = *slot.service;
+    builtins_->answer(service.config, slot.listener->fd(), [this, &service](const SocketAddress& source) {
+        std::optional<SourceKey> key;
+        auto refusal = service.state->admission.check(source, timers_.now(), key);
+        if (!refusal)
+            return true;
+        refuse(service, -1, source, static_cast<Refusal>(*refusal), true);
+        return false;
+    });
+}
+
+void Daemon::shortage(Slot& slot, int error)
+{
+    if (error == EMFILE || error == ENFILE) {
+        out_of_fds(slot);
         return;
     }
-    launch(slot, connection.get(), who, shown, "", source);
-    // `connection` closes here: the child has its own copy.
+    spdlog::warn("paused service={} listen={} reason=\"accept: {}\" retry_in={}ms", slot.service->config.name,
+                 slot.listener->address(), std::strerror(error), kOutOfMemoryPause.count());
+    slot.listener->hold_for(kHoldShortage, kOutOfMemoryPause);
 }
 
 // accept() has run out of descriptors. Give up the reserve to drain one
@@ -536,28 +494,27 @@ void Daemon::out_of_fds(Slot& slot)
         refuse(*slot.service, -1, peer.family() == AF_UNIX ? slot.listener->address() : peer, Refusal::kFds);
     drained.reset();
     reserve_fd_ = open_null();
-    slot.fd_backoff = next_backoff(slot.fd_backoff);
+    auto rest = slot.fd_backoff.next();
     spdlog::warn("paused service={} listen={} reason=\"out of file descriptors\" retry_in={}ms",
-                 slot.service->config.name, slot.listener->address(), slot.fd_backoff.count());
-    slot.listener->hold_for(kHoldOutOfFds, slot.fd_backoff);
+                 slot.service->config.name, slot.listener->address(), rest.count());
+    slot.listener->hold_for(kHoldShortage, rest);
 }
 
-void Daemon::on_wait_ready(Slot& slot, const std::string& key)
+void Daemon::lend_to_child(Slot& slot)
 {
     // The child owns the socket until it exits.
     slot.listener->hold(kHoldWaitChild);
     slot.listener->lend();
     if (slot.listener->spec().protocol == Protocol::kUdp)
         slot.pending_at_spawn = head_datagram(slot.listener->fd());
-    if (!launch(slot, slot.listener->fd(), Peer{}, slot.listener->address(), key, std::nullopt)) {
+    if (!launch(slot, slot.listener->fd(), Peer{}, slot.listener->address(), slot.listener->spec().key(), {})) {
         slot.listener->release(kHoldWaitChild);
-        slot.spawn_backoff = next_backoff(slot.spawn_backoff);
-        slot.listener->hold_for(kHoldPaced, slot.spawn_backoff);
+        slot.listener->hold_for(kHoldPaced, slot.spawn_backoff.next());
     }
 }
 
 bool Daemon::launch(Slot& slot, int socket, const Peer& peer, const SocketAddress& shown,
-                    const std::string& wait_listener, const std::optional<SourceKey>& source)
+                    const std::string& wait_listener, Admission::Ticket ticket)
 {
     Service& service = *slot.service;
     const std::string& name = service.config.name;
@@ -591,14 +548,14 @@ bool Daemon::launch(Slot& slot, int socket, const Peer& peer, const SocketAddres
                       std::strerror(e));
         // Out of processes, memory or fds: rest the listener, do not spin.
         if (wait_listener.empty() && (e == EAGAIN || e == ENOMEM || out_of_fds)) {
-            slot.spawn_backoff = next_backoff(slot.spawn_backoff);
+            auto rest = slot.spawn_backoff.next();
             spdlog::warn("paced service={} listen={} reason=\"{}\" retry_in={}ms", name, slot.listener->address(),
-                         std::strerror(e), slot.spawn_backoff.count());
-            slot.listener->hold_for(kHoldPaced, slot.spawn_backoff);
+                         std::strerror(e), rest.count());
+            slot.listener->hold_for(kHoldPaced, rest);
         }
-        return false;
+        return false; // `ticket` ends here: nothing runs for it
     }
-    slot.spawn_backoff = std::chrono::milliseconds(0);
+    slot.spawn_backoff.reset();
     // A group still lingering under this pid is gone (the kernel hands out
     // no pid still in use as a group's), unnoticed so far.
     end_lingering(spawned.pid);
@@ -607,25 +564,20 @@ bool Daemon::launch(Slot& slot, int socket, const Peer& peer, const SocketAddres
         StderrPipe* raw = pipe.get();
         stderr_pipes_.emplace(raw, std::move(pipe));
     }
+    // A wait service's child was admitted by nobody, yet runs.
+    if (!ticket)
+        ticket = st.admission.count_unadmitted();
     uint64_t lent_to = wait_listener.empty() ? 0 : slot.listener->id();
-    Child child{name, shown, Clock::now(), wait_listener, source, lent_to};
+    Child child{name, shown, timers_.now(), wait_listener, lent_to, std::move(ticket)};
     const char* who = who_key(child);
     children_.add(spawned.pid, std::move(child), std::move(spawned.pidfd));
     watch_sigchld();
     ++st.counters.spawned;
-    ++st.running;
-    if (source)
-        ++st.per_source[*source];
     if (service.config.timeout) {
-        auto deadline = std::make_unique<Deadline>();
-        deadline->daemon = this;
-        deadline->pid = spawned.pid;
-        deadline->service = name;
-        deadline->grace = service.config.kill_grace;
-        deadline->timer.reset(evtimer_new(base_.get(), on_deadline, deadline.get()));
-        auto ms = service.config.timeout->count();
-        timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>(ms % 1000 * 1000)};
-        if (deadline->timer && evtimer_add(deadline->timer.get(), &tv) == 0)
+        auto deadline = std::make_unique<Deadline>(
+            timers_, sessions_, spawned.pid, name, Deadline::Limits{*service.config.timeout, service.config.kill_grace},
+            [this, name] { ++states_[name].counters.timed_out; });
+        if (deadline->valid())
             deadlines_[spawned.pid] = std::move(deadline);
         else
             spdlog::error("service={} pid={} reason=\"cannot set its timeout\"", name, spawned.pid);
@@ -634,38 +586,12 @@ bool Daemon::launch(Slot& slot, int socket, const Peer& peer, const SocketAddres
     return true;
 }
 
-void Daemon::on_deadline(evutil_socket_t, short, void* arg)
+void Daemon::finished(const std::string& name, Admission::Ticket ticket)
 {
-    auto* d = static_cast<Deadline*>(arg);
-    // The child leads its own session: everything it started goes with it,
-    // also once the child itself has exited.
-    if (!d->terminated) {
-        d->terminated = true;
-        ++d->daemon->states_[d->service].counters.timed_out;
-        spdlog::warn("timeout service={} pid={} action=SIGTERM grace={}ms", d->service, d->pid, d->grace.count());
-        signal_session(d->pid, SIGTERM);
-        auto ms = d->grace.count();
-        timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>(ms % 1000 * 1000)};
-        evtimer_add(d->timer.get(), &tv);
-        return;
-    }
-    spdlog::warn("timeout service={} pid={} action=SIGKILL", d->service, d->pid);
-    signal_session(d->pid, SIGKILL);
-}
-
-void Daemon::finished(const std::string& name, const std::optional<SourceKey>& source)
-{
+    ticket.end();
     ServiceState& st = states_[name];
-    if (st.running > 0)
-        --st.running;
-    if (source) {
-        auto it = st.per_source.find(*source);
-        if (it != st.per_source.end() && --it->second == 0)
-            st.per_source.erase(it);
-    }
     // Room again: take off the holds that limits put on.
-    if (Service* service = st.current; service && service->config.max_instances
-                                       && st.running < *service->config.max_instances)
+    if (Service* service = st.current; service && service->config.max_instances && st.admission.has_room())
         for (Slot* s : service->slots)
             if (s->listener->held(kHoldServiceFull))
                 s->listener->release(kHoldServiceFull);
@@ -684,7 +610,7 @@ void Daemon::finished(const std::string& name, const std::optional<SourceKey>& s
 // back to superd as its subreaper.
 void Daemon::reap()
 {
-    children_.reap([this](const ChildExit& exit) { child_exited(exit); });
+    children_.reap([this](ChildExit& exit) { child_exited(exit); });
     watch_sigchld();
 }
 
@@ -729,56 +655,61 @@ void Daemon::watch_sigchld()
     sigchld_blocked_ = block;
 }
 
-void Daemon::child_exited(const ChildExit& exit)
+void Daemon::child_exited(ChildExit& exit)
 {
     if (!exit.known) {
         spdlog::debug("reaped pid={} status=\"{}\" (not a service)", exit.pid, describe_wait_status(exit.status));
         // Left behind by a service: its connection may have just ended.
-        if (lingering_.count(exit.group) && !group_alive(exit.group))
+        if (lingering_.count(exit.group) && !sessions_.group_alive(exit.group))
             end_lingering(exit.group);
         return;
     }
-    auto ran = Clock::now() - exit.child.started;
+    Child& child = exit.child;
+    auto ran = timers_.now() - child.started;
     // Something the program started still runs, holding the connection
     // (or the wait service's socket) perhaps: the connection goes on.
-    bool lingers = group_alive(exit.pid);
-    spdlog::info("exited service={} pid={} {}={} status=\"{}\" ran={:.3f}s{}", exit.child.service, exit.pid,
-                 who_key(exit.child), exit.child.peer, describe_wait_status(exit.status),
+    bool lingers = sessions_.group_alive(exit.pid);
+    spdlog::info("exited service={} pid={} {}={} status=\"{}\" ran={:.3f}s{}", child.service, exit.pid,
+                 who_key(child), child.endpoint, describe_wait_status(exit.status),
                  std::chrono::duration<double>(ran).count(), lingers ? " group=alive" : "");
-    Counters& c = states_[exit.child.service].counters;
+    Counters& c = states_[child.service].counters;
     if (WIFSIGNALED(exit.status))
         ++c.exited_signal;
     else if (WEXITSTATUS(exit.status) == 0)
         ++c.exited_ok;
     else
         ++c.exited_error;
+    if (!child.wait_listener.empty())
+        wait_child_exited(child, ran);
     if (lingers) {
-        lingering_.emplace(exit.pid, Lingering{exit.child, Clock::now()});
+        lingering_.emplace(exit.pid, Lingering{std::move(child), timers_.now()});
         watch_sigchld(); // the group's last member comes back to superd and says so
     } else {
         deadlines_.erase(exit.pid);
-        finished(exit.child.service, exit.child.source);
+        finished(child.service, std::move(child.ticket));
     }
+}
 
-    if (exit.child.wait_listener.empty())
-        return;
-    auto it = listeners_.find(exit.child.wait_listener);
+// The socket a wait child had is superd's again, unless the child ran for
+// so short a time, leaving its work undone, that spawning again at once
+// would spin.
+void Daemon::wait_child_exited(const Child& child, Clock::duration ran)
+{
+    auto it = listeners_.find(child.wait_listener);
     // Removed by a reload while the child ran, or removed and opened anew:
     // the hold on the new socket belongs to its own child.
-    if (it == listeners_.end() || it->second.listener->id() != exit.child.wait_listener_id)
+    if (it == listeners_.end() || it->second.listener->id() != child.wait_listener_id)
         return;
     Slot& slot = it->second;
-    bool spun = ran < kQuickExit
-                && left_undone(slot.listener->fd(), slot.listener->spec().protocol, slot.pending_at_spawn);
-    slot.quick_exits = spun ? slot.quick_exits + 1 : 0;
+    bool quick = ran < kWaitPacing.quick;
+    bool undone = quick && left_undone(slot.listener->fd(), slot.listener->spec().protocol, slot.pending_at_spawn);
+    auto pace = slot.pacer.exited(ran, undone);
     slot.pending_at_spawn.reset();
     slot.listener->release(kHoldWaitChild);
-    if (slot.quick_exits >= kQuickExitsBeforePacing) {
-        int doublings = std::min(slot.quick_exits - kQuickExitsBeforePacing, 10);
-        auto pace = std::min(kFirstPace * (1 << doublings), kMaxPace);
-        spdlog::warn("paced service={} listen={} exits_at_once={} retry_in={}ms", exit.child.service,
-                     slot.listener->address(), slot.quick_exits, pace.count());
-        slot.listener->hold_for(kHoldPaced, pace);
+    if (pace) {
+        spdlog::warn("paced service={} listen={} exits_at_once={} retry_in={}ms", child.service,
+                     slot.listener->address(), slot.pacer.in_a_row(), pace->count());
+        slot.listener->hold_for(kHoldPaced, *pace);
     }
 }
 
@@ -786,7 +717,7 @@ void Daemon::end_lingering()
 {
     std::vector<pid_t> gone;
     for (const auto& [group, lingering] : lingering_)
-        if (!group_alive(group))
+        if (!sessions_.group_alive(group))
             gone.push_back(group);
     for (pid_t group : gone)
         end_lingering(group);
@@ -802,14 +733,14 @@ void Daemon::end_lingering(pid_t group)
     session_ended(group, gone.child, gone.ended);
 }
 
-void Daemon::session_ended(pid_t pid, const Child& child, Clock::time_point program_ended)
+void Daemon::session_ended(pid_t pid, Child& child, Clock::time_point program_ended)
 {
     deadlines_.erase(pid);
-    auto now = Clock::now();
+    auto now = timers_.now();
     spdlog::info("ended service={} pid={} {}={} ran={:.3f}s after_exit={:.3f}s", child.service, pid, who_key(child),
-                 child.peer, std::chrono::duration<double>(now - child.started).count(),
+                 child.endpoint, std::chrono::duration<double>(now - child.started).count(),
                  std::chrono::duration<double>(now - program_ended).count());
-    finished(child.service, child.source);
+    finished(child.service, std::move(child.ticket));
 }
 
 } // namespace superd

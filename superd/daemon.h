@@ -1,41 +1,51 @@
-// Daemon: the running superserver. It owns the event base and all state:
-// services, their listeners and launchers, the builtins, the table of live
-// children, their deadlines, stderr pipes, counters and the signal events.
-// Nothing else in superd holds mutable global state.
+// Daemon: the running superserver. It owns the event base and all state,
+// and wires the modules together; the decisions are theirs:
+// admission.h admits, connection.h carries a connection through its stages,
+// launcher.h spawns, children.h reaps and times out, listener.h holds a
+// socket's events. Nothing else in superd holds mutable global state.
 //
-// Flow: a listener accepts a connection, the daemon admits it (access list,
-// instances, per-source count, rates) or refuses it, then spawns the
-// service's program with it and closes its own copy at once (or hands it to
-// a builtin); SIGCHLD reaps and logs. Limits under on_limit = "queue" stop
-// the listener before accept, so the kernel backlog holds the rest; a wait
-// service's listener is held while its child runs. Signals arrive as
-// libevent events, never as work done in a handler: SIGCHLD reaps, SIGHUP
-// reloads, SIGUSR1 logs the counters, SIGTERM and SIGINT stop accepting and
-// end run() with 0 (running services finish undisturbed).
+// Flow: a listener accepts a connection; it becomes a Connection, which
+// its service's Admission admits (access list, instances, per-source count,
+// rates) or refuses, which then goes through the service's stages (none
+// today), and last to the handler of the service's kind (the table kKinds):
+// spawn a program for it, or serve it as a builtin. Wait services and UDP
+// builtins are not accepted: their kind's handler takes the readable socket
+// itself, lending it to a child or answering its datagrams. SIGCHLD and
+// pidfds reap and log. Limits under on_limit = "queue" stop the listener
+// before accept, so the kernel backlog holds the rest; a wait service's
+// listener is held while its child runs. Signals arrive as libevent events,
+// never as work done in a handler: SIGCHLD reaps, SIGHUP reloads, SIGUSR1
+// logs the counters, SIGTERM and SIGINT stop accepting and end run() with 0
+// (running services finish undisturbed).
 //
 // A connection lasts as long as its child's session: superd is a child
 // subreaper, so processes a child leaves behind come back to it and are
 // reaped, and a connection whose program exited while the rest of its
 // process group lives on still counts (running, max_instances,
-// max_children, its timeout) until the group is empty.
+// max_children, its timeout) until the group is empty. What counts it is its
+// admission ticket, which moves with it from the connection to its child.
 //
 // A reload is a transaction: the new configuration is loaded and validated
 // in full and every new socket is opened before anything changes; on any
 // error the running configuration stays as it was. Sockets whose key
 // (protocol and address) stays are handed over, not reopened, so no
-// connection waiting in a backlog is lost. Running children, counters and
-// per-service counts are kept by service name.
+// connection waiting in a backlog is lost. What is kept by service name
+// (ServiceState: counters and admission, with its counts and buckets)
+// outlives every configuration; a Service and its Slots are rebuilt.
 #pragma once
 
+#include "superd/admission.h"
 #include "superd/builtins.h"
 #include "superd/children.h"
+#include "superd/clock.h"
 #include "superd/config.h"
+#include "superd/connection.h"
 #include "superd/event.h"
 #include "superd/limits.h"
 #include "superd/listener.h"
 #include "superd/log.h"
+#include "superd/launcher.h"
 #include "superd/result.h"
-#include "superd/spawn.h"
 #include "superd/stderr_log.h"
 
 #include <sys/resource.h>
@@ -44,12 +54,17 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
 namespace superd {
 
-// What happened to a service's connections; SIGUSR1 logs them.
+// What happened to a service's connections; SIGUSR1 logs them. Each
+// connection is counted once as accepted, then at most once as refused_*,
+// spawned or failed_spawn: refused_fds counts the connections dropped for
+// want of descriptors, whether accept or the spawn ran out of them, and
+// failed_spawn the spawns that failed for any other reason.
 struct Counters {
     uint64_t accepted = 0;
     uint64_t spawned = 0;
@@ -83,98 +98,112 @@ public:
 private:
     struct Slot;
     struct ServiceState;
+    // A kind of service and its handler: an accepting kind serves each
+    // connection once admitted and through the stages; a watching kind
+    // takes the readable socket itself.
+    struct Kind {
+        const char* name;
+        bool (*matches)(const ServiceConfig& config);
+        void (Daemon::*serve)(Slot& slot, Connection& connection); // accepting kinds
+        void (Daemon::*ready)(Slot& slot);                         // watching kinds
+    };
+    static const Kind kKinds[4];
+    static const Kind& kind_for(const ServiceConfig& config);
     struct Service {
         ServiceConfig config;
-        std::unique_ptr<Launcher> launcher; // null for builtins
+        const Kind* kind = nullptr;        // the row of kKinds that serves it
+        std::unique_ptr<Spawner> launcher; // null for builtins
+        std::vector<Stage*> stages;        // between admission and the handler; none today
         std::vector<Slot*> slots;
         ServiceState* state = nullptr; // in states_, by name: found once per load, not per connection
-        std::optional<TokenBucket> bucket;
-        std::unordered_map<SourceKey, TokenBucket, SourceKeyHash> source_buckets;
-        size_t sweep_at = 4096; // when to forget full per-source buckets
         std::shared_ptr<StderrBudget> stderr_budget; // stderr = "log": lines a second, for all its children
     };
     // One listening socket and what serves it.
     struct Slot {
         std::unique_ptr<Listener> listener;
         Service* service = nullptr;
-        int quick_exits = 0; // wait services: children in a row that exited at once, leaving their work
+        QuickExitPacer pacer; // wait services: children that exit at once, leaving their work
         std::optional<size_t> pending_at_spawn; // UDP wait services: the datagram the child was started for
-        std::chrono::milliseconds fd_backoff{0};
-        std::chrono::milliseconds spawn_backoff{0};
+        Backoff fd_backoff;    // accept out of descriptors
+        Backoff spawn_backoff; // spawns out of processes, memory or descriptors
+        Slot();
     };
     // Kept by service name across reloads.
     struct ServiceState {
         Counters counters;
-        unsigned running = 0; // children and builtin connections
-        std::unordered_map<SourceKey, unsigned, SourceKeyHash> per_source;
+        Admission admission;
         Service* current = nullptr; // the configured service of this name, if any
     };
-    // A child's timeout: SIGTERM to its process group, SIGKILL after grace.
-    struct Deadline {
-        Daemon* daemon = nullptr;
-        pid_t pid = 0;
-        std::string service;
-        std::chrono::milliseconds grace{0};
-        bool terminated = false;
-        Event timer;
-    };
-    enum class Refusal { kAcl, kLimit, kSource, kRate, kFds };
     // A connection whose program has exited while other members of its
     // process group live on; keyed by that group (the program's pid).
     struct Lingering {
         Child child;
         Clock::time_point ended; // when the program itself exited
     };
+    enum class Refusal { kAcl, kLimit, kSource, kRate, kFds };
 
     static void on_signal(evutil_socket_t signal, short, void* self);
     void handle_signal(int signal);
 
     // Makes `config` the running configuration, or changes nothing.
     std::optional<Error> apply(Config config);
-    void serve(Slot& slot);
+    // Sets up `slot`'s listener for its service's kind.
+    void watch(Slot& slot);
     void reload();
     void log_counters();
 
     bool may_accept(Slot& slot);
-    void on_connection(Slot& slot, UniqueFd connection, const SocketAddress& peer);
-    bool admit(Service& service, const SocketAddress& peer, std::optional<SourceKey>& source, Refusal& why);
+    void on_connection(Slot& slot, UniqueFd fd, const SocketAddress& peer);
+    // The handlers, one per kind of service (kKinds).
+    void spawn_for(Slot& slot, Connection& connection);
+    void serve_builtin(Slot& slot, Connection& connection);
+    void lend_to_child(Slot& slot);
+    void answer_datagrams(Slot& slot);
     // Counts and logs a refusal; `connection` (or -1) gets the busy message.
     // Datagrams are logged at debug level: a flood must not flood the log.
     void refuse(Service& service, int connection, const SocketAddress& peer, Refusal why, bool datagram = false);
+    void log_refusal(const Service& service, const SocketAddress& peer, std::string_view reason, bool datagram = false);
+    // accept() ran out of descriptors or memory.
+    void shortage(Slot& slot, int error);
     void out_of_fds(Slot& slot);
-    void on_wait_ready(Slot& slot, const std::string& key);
     // Spawns `service` with `socket`; false when the spawn failed (logged).
-    bool launch(Slot& slot, int socket, const Peer& peer, const SocketAddress& shown,
-                const std::string& wait_listener, const std::optional<SourceKey>& source);
-    // A child or builtin connection of `service` has ended.
-    void finished(const std::string& service, const std::optional<SourceKey>& source);
+    // The child takes `ticket`.
+    bool launch(Slot& slot, int socket, const Peer& peer, const SocketAddress& shown, const std::string& wait_listener,
+                Admission::Ticket ticket);
+    // A child or builtin connection of service `name` has ended.
+    void finished(const std::string& name, Admission::Ticket ticket);
     void reap();
     // Blocks SIGCHLD while every child has a pidfd and no connection
     // lingers, unblocks it otherwise.
     void watch_sigchld();
     static void on_orphan_sweep(evutil_socket_t, short, void* self);
-    void child_exited(const ChildExit& exit);
+    void child_exited(ChildExit& exit);
+    void wait_child_exited(const Child& child, Clock::duration ran);
     // Ends the lingering connections whose process group is empty; or the
     // one of `group`, whatever its state.
     void end_lingering();
     void end_lingering(pid_t group);
-    void session_ended(pid_t pid, const Child& child, Clock::time_point program_ended);
+    void session_ended(pid_t pid, Child& child, Clock::time_point program_ended);
     size_t live_children() const { return children_.size() + lingering_.size(); }
-    static void on_deadline(evutil_socket_t, short, void* deadline);
 
     ConfigSources sources_;
     std::optional<rlimit> child_nofile_;
     EventBase base_; // before every member that holds events
+    EventTimers timers_{base_.get()};
+    SystemSessions sessions_;
     LogAttachment log_attachment_; // the log's queue is written from base_ until this goes
     UniqueFd dev_null_;
     UniqueFd reserve_fd_; // given up to drain a connection when out of fds
     std::vector<std::unique_ptr<Service>> services_;
     std::map<std::string, Slot> listeners_; // by SocketSpec::key()
+    // Before everything that holds a ticket (children, lingering
+    // connections, builtin connections, the pipeline): tickets point here.
     std::map<std::string, ServiceState> states_;
     std::optional<unsigned> max_children_;
     std::unique_ptr<Builtins> builtins_;
     std::unordered_map<StderrPipe*, std::unique_ptr<StderrPipe>> stderr_pipes_;
     std::unordered_map<pid_t, std::unique_ptr<Deadline>> deadlines_; // by the program's pid, its group
+    Pipeline pipeline_{base_.get(), timers_}; // connections in a stage
     std::unordered_map<pid_t, Lingering> lingering_;
     Event orphan_sweep_;
     std::vector<Event> signal_events_;

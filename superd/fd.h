@@ -50,7 +50,7 @@ private:
 // there is no room up there, `fd` stays where it is. Long-lived descriptors
 // (listeners, pidfds) live up there so that the few a spawned child needs
 // (its connection, /dev/null, a pipe) get low numbers: the child then copies
-// only the bottom of the table (see spawn.cpp).
+// only the bottom of the table (see launcher.cpp).
 int move_high(int fd);
 
 } // namespace superd

@@ -150,7 +150,7 @@ double default_burst(double per_second)
     return std::max(1.0, whole < per_second ? whole + 1 : whole);
 }
 
-void TokenBucket::refill(MonotonicTime now)
+void TokenBucket::refill(Clock::time_point now)
 {
     if (now > last_) {
         std::chrono::duration<double> elapsed = now - last_;
@@ -159,7 +159,7 @@ void TokenBucket::refill(MonotonicTime now)
     }
 }
 
-bool TokenBucket::take(MonotonicTime now)
+bool TokenBucket::take(Clock::time_point now)
 {
     refill(now);
     if (tokens_ < 1)
@@ -168,7 +168,7 @@ bool TokenBucket::take(MonotonicTime now)
     return true;
 }
 
-std::chrono::milliseconds TokenBucket::wait(MonotonicTime now)
+std::chrono::milliseconds TokenBucket::wait(Clock::time_point now)
 {
     refill(now);
     if (tokens_ >= 1)
@@ -180,10 +180,19 @@ std::chrono::milliseconds TokenBucket::wait(MonotonicTime now)
     return std::chrono::ceil<std::chrono::milliseconds>(until_token);
 }
 
-bool TokenBucket::full(MonotonicTime now) const
+bool TokenBucket::full(Clock::time_point now) const
 {
-    std::chrono::duration<double> elapsed = now > last_ ? now - last_ : MonotonicTime::duration(0);
+    std::chrono::duration<double> elapsed = now > last_ ? now - last_ : Clock::duration(0);
     return tokens_ + elapsed.count() * rate_ >= burst_;
+}
+
+std::optional<std::chrono::milliseconds> QuickExitPacer::exited(Clock::duration ran, bool left_undone)
+{
+    in_a_row_ = ran < policy_.quick && left_undone ? in_a_row_ + 1 : 0;
+    if (in_a_row_ < policy_.tolerated)
+        return std::nullopt;
+    int doublings = std::min(in_a_row_ - policy_.tolerated, 10);
+    return std::min(policy_.first * (1 << doublings), policy_.max);
 }
 
 } // namespace superd

@@ -26,8 +26,8 @@ namespace {
 constexpr int kAcceptBatch = 64;
 constexpr std::chrono::milliseconds kAcceptBatchTime{5};
 
-// How long a listener rests when the process is out of memory.
-constexpr std::chrono::milliseconds kOutOfMemoryPause{1000};
+// How long a listener without a shortage hook rests.
+constexpr std::chrono::milliseconds kShortagePause{1000};
 
 // listen() caps the backlog at net.core.somaxconn, so asking for the most
 // gives the system's maximum.
@@ -388,17 +388,11 @@ void Listener::accept_batch()
         case ENETUNREACH:
         case EPERM: // a firewall rule refused this connection
             continue;
-        case EMFILE:
-        case ENFILE:
-            if (accept_.on_out_of_fds) {
-                accept_.on_out_of_fds();
-                return;
-            }
-            [[fallthrough]];
         default:
-            spdlog::warn("paused listen={} reason=\"accept: {}\" for={}ms", address(), std::strerror(errno),
-                         kOutOfMemoryPause.count());
-            hold_for(kHoldOutOfFds, kOutOfMemoryPause);
+            if (accept_.on_shortage)
+                accept_.on_shortage(errno);
+            else
+                hold_for(kHoldShortage, kShortagePause);
             return;
         }
     }

@@ -9,9 +9,8 @@
 // - accepting: on readiness, accept4 (SOCK_CLOEXEC, so the connection is
 //   blocking and close-on-exec) in a loop until EAGAIN, a batch limit, or
 //   the gate says no, and hand each connection to the handler. Transient
-//   errors are skipped. Out of descriptors, the out-of-fds hook runs (it
-//   drains one connection and holds the listener); out of memory, the
-//   listener rests.
+//   errors are skipped. Out of descriptors or memory, the shortage hook
+//   runs (the daemon drains one connection, logs, and holds the listener).
 // - watching: on readiness, call the handler with the socket itself (wait
 //   services, UDP builtins).
 //
@@ -45,7 +44,7 @@ enum Hold : unsigned {
     kHoldServiceFull = 1u << 1, // max_instances reached (on_limit = "queue")
     kHoldAllFull = 1u << 2,     // [superd] max_children reached
     kHoldRate = 1u << 3,        // the service's rate, until the next token
-    kHoldOutOfFds = 1u << 4,    // accept ran out of descriptors or memory
+    kHoldShortage = 1u << 4,    // accept ran out of descriptors or memory
     kHoldPaced = 1u << 5,       // spawns fail, or wait children exit at once
 };
 constexpr int kHoldReasons = 6;
@@ -73,8 +72,11 @@ public:
         ConnectionHandler on_connection;
         // Asked before each accept; false stops (it should put a hold on).
         std::function<bool()> gate;
-        // accept() failed with EMFILE or ENFILE.
-        std::function<void()> on_out_of_fds;
+        // accept() failed for want of something other than a connection:
+        // descriptors (EMFILE, ENFILE) or memory (ENOMEM, ENOBUFS). The
+        // hook gets errno; it should put a hold on. Without one, the
+        // listener rests a second.
+        std::function<void(int error)> on_shortage;
         // Connections come non-blocking, for a service served in-process;
         // a spawned program gets them blocking, as inetd gives them.
         bool nonblocking = false;

@@ -13,7 +13,6 @@ namespace superd {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
 // A longer line is logged in pieces of this size.
 constexpr size_t kMaxLine = 4096;
@@ -25,15 +24,10 @@ constexpr int kReadsPerWakeup = 16;
 // of a child that floods, however fast its budget refills by single lines.
 constexpr std::chrono::milliseconds kMinPause{100};
 
-timeval to_timeval(std::chrono::milliseconds ms)
-{
-    return timeval{static_cast<time_t>(ms.count() / 1000), static_cast<suseconds_t>(ms.count() % 1000 * 1000)};
-}
-
 } // namespace
 
 StderrBudget::StderrBudget(event_base* base, std::string service, std::optional<double> rate, double burst,
-                           MonotonicTime now)
+                           Clock::time_point now)
     : service_(std::move(service)),
       rate_(rate.value_or(kDefaultStderrRate)),
       burst_(rate ? burst : kDefaultStderrBurst),
@@ -46,7 +40,7 @@ StderrBudget::~StderrBudget() { report(); }
 
 std::shared_ptr<StderrBudget> StderrBudget::keep_or_make(std::shared_ptr<StderrBudget> old, event_base* base,
                                                          std::string service, std::optional<double> rate,
-                                                         double burst, MonotonicTime now)
+                                                         double burst, Clock::time_point now)
 {
     if (old && old->rate_ == rate.value_or(kDefaultStderrRate) && old->burst_ == (rate ? burst : kDefaultStderrBurst))
         return old;
@@ -116,7 +110,7 @@ void StderrPipe::emit(std::string_view line)
     spdlog::info("stderr service={} pid={} line=\"{}\"", service_, pid_, Escaped{line});
 }
 
-bool StderrPipe::take_lines(MonotonicTime now)
+bool StderrPipe::take_lines(Clock::time_point now)
 {
     bool within = true;
     uint64_t dropped = 0;
@@ -144,7 +138,7 @@ bool StderrPipe::take_lines(MonotonicTime now)
     return within;
 }
 
-void StderrPipe::pause(MonotonicTime now)
+void StderrPipe::pause(Clock::time_point now)
 {
     event_del(event_.get());
     timeval tv = to_timeval(std::max(budget_->wait(now), kMinPause));

@@ -43,7 +43,7 @@ public:
 
     // `rate` none: the defaults above.
     StderrBudget(event_base* base, std::string service, std::optional<double> rate, double burst,
-                 MonotonicTime now);
+                 Clock::time_point now);
     ~StderrBudget(); // reports what is still unreported
     StderrBudget(const StderrBudget&) = delete;
     StderrBudget& operator=(const StderrBudget&) = delete;
@@ -52,10 +52,10 @@ public:
     // the bucket; otherwise a new, full one.
     static std::shared_ptr<StderrBudget> keep_or_make(std::shared_ptr<StderrBudget> old, event_base* base,
                                                       std::string service, std::optional<double> rate,
-                                                      double burst, MonotonicTime now);
+                                                      double burst, Clock::time_point now);
 
-    bool take(MonotonicTime now) { return bucket_.take(now); }
-    std::chrono::milliseconds wait(MonotonicTime now) { return bucket_.wait(now); }
+    bool take(Clock::time_point now) { return bucket_.take(now); }
+    std::chrono::milliseconds wait(Clock::time_point now) { return bucket_.wait(now); }
     // Counts lines dropped; they are logged within kReportEvery.
     void dropped(uint64_t lines);
     uint64_t unreported() const { return unreported_; }
@@ -94,9 +94,9 @@ private:
     void read_available();
     // Logs the whole lines in partial_ while the budget lasts; false when
     // it ran out (the rest of them dropped).
-    bool take_lines(MonotonicTime now);
+    bool take_lines(Clock::time_point now);
     // Stops reading until the budget has a line again.
-    void pause(MonotonicTime now);
+    void pause(Clock::time_point now);
     void emit(std::string_view line);
 
     UniqueFd read_end_;

@@ -1,5 +1,7 @@
 #include "superd/children.h"
 
+#include "tests/fake_timers.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,7 +39,7 @@ TEST_CASE("reap() collects every ended child, known or not", "[children]")
         pid_t pid = ::fork();
         if (pid == 0)
             ::_exit(10 + i);
-        table.add(pid, superd::Child{"svc" + std::to_string(i), {}, superd::Clock::now(), "", std::nullopt});
+        table.add(pid, superd::Child{"svc" + std::to_string(i), {}, superd::Clock::now(), "", 0, {}});
         known.push_back(pid);
     }
     pid_t stranger = ::fork();
@@ -48,7 +50,7 @@ TEST_CASE("reap() collects every ended child, known or not", "[children]")
     std::vector<superd::ChildExit> exits;
     auto deadline = std::chrono::steady_clock::now() + 10s;
     while (exits.size() < 6 && std::chrono::steady_clock::now() < deadline) {
-        table.reap([&](const superd::ChildExit& e) { exits.push_back(e); });
+        table.reap([&](superd::ChildExit& e) { exits.push_back(std::move(e)); });
         std::this_thread::sleep_for(5ms);
     }
     REQUIRE(exits.size() == 6);
@@ -66,4 +68,55 @@ TEST_CASE("reap() collects every ended child, known or not", "[children]")
     }
     // Nothing is left to reap: no zombie remains.
     CHECK(::waitpid(-1, nullptr, WNOHANG) < 0);
+}
+
+namespace {
+
+// Records what would be signalled.
+struct FakeSessions final : superd::Sessions {
+    void signal(pid_t sid, int signal) override { sent.emplace_back(sid, signal); }
+    bool group_alive(pid_t) override { return true; }
+    std::vector<std::pair<pid_t, int>> sent;
+};
+
+} // namespace
+
+TEST_CASE("A timeout sends SIGTERM to the session, then SIGKILL after the grace", "[children]")
+{
+    fake::FakeTimers time;
+    FakeSessions sessions;
+    int counted = 0;
+    superd::Deadline deadline(time, sessions, 4242, "svc", {300ms, 2000ms}, [&] { ++counted; });
+    time.advance(299ms);
+    CHECK(sessions.sent.empty());
+    time.advance(1ms);
+    using Sent = std::vector<std::pair<pid_t, int>>;
+    CHECK(sessions.sent == Sent{{4242, SIGTERM}});
+    CHECK(counted == 1);
+    time.advance(1999ms);
+    CHECK(sessions.sent.size() == 1);
+    time.advance(1ms);
+    CHECK(sessions.sent == Sent{{4242, SIGTERM}, {4242, SIGKILL}});
+    time.advance(1h);
+    CHECK(sessions.sent.size() == 2); // once each
+    CHECK(counted == 1);
+}
+
+TEST_CASE("A session that ends before its timeout is never signalled", "[children]")
+{
+    fake::FakeTimers time;
+    FakeSessions sessions;
+    {
+        superd::Deadline deadline(time, sessions, 4242, "svc", {300ms, 300ms}, [] {});
+        time.advance(299ms);
+    }
+    time.advance(1h);
+    CHECK(sessions.sent.empty());
+    // Ended in its grace: no SIGKILL.
+    {
+        superd::Deadline deadline(time, sessions, 4243, "svc", {300ms, 300ms}, [] {});
+        time.advance(400ms);
+    }
+    time.advance(1h);
+    CHECK(sessions.sent == std::vector<std::pair<pid_t, int>>{{4243, SIGTERM}});
 }

@@ -1,5 +1,6 @@
 #include "superd/limits.h"
 
+#include "tests/fake_timers.h"
 #include "tests/harness.h"
 
 #include <catch2/catch.hpp>
@@ -91,7 +92,7 @@ TEST_CASE("Rates parse per second, minute and hour", "[limits]")
 
 TEST_CASE("A token bucket allows a burst, then the rate, on the given clock", "[limits]")
 {
-    MonotonicTime t0{};
+    Clock::time_point t0{};
     TokenBucket bucket(10, 3, t0); // 10 a second, bursts of 3
     CHECK(bucket.take(t0));
     CHECK(bucket.take(t0));
@@ -122,11 +123,66 @@ TEST_CASE("A rate's default burst is a second's worth, rounded up, within bounds
 
 TEST_CASE("A very slow rate waits at most a day for its next token", "[limits]")
 {
-    MonotonicTime t0{};
+    Clock::time_point t0{};
     TokenBucket slow(1e-300, 1, t0);
     CHECK(slow.take(t0));
     CHECK(slow.wait(t0) == std::chrono::hours(24));
     TokenBucket hourly(1.0 / 3600, 1, t0);
     CHECK(hourly.take(t0));
     CHECK(hourly.wait(t0 + 1ms) == 3599999ms);
+}
+
+TEST_CASE("A shortage's rest doubles from 100 ms to 5 s and starts over after a success", "[limits]")
+{
+    Backoff backoff(kFirstBackoff, kMaxBackoff);
+    std::vector<long> rests;
+    for (int i = 0; i < 9; ++i)
+        rests.push_back(backoff.next().count());
+    CHECK(rests == std::vector<long>{100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000});
+    backoff.reset();
+    CHECK(backoff.current() == 0ms);
+    CHECK(backoff.next() == 100ms);
+}
+
+TEST_CASE("A wait service whose children exit at once is paced from the third, never switched off", "[limits]")
+{
+    QuickExitPacer pacer(kWaitPacing);
+    CHECK_FALSE(pacer.exited(10ms, true));
+    CHECK_FALSE(pacer.exited(10ms, true));
+    CHECK(pacer.exited(10ms, true) == 100ms);
+    CHECK(pacer.exited(10ms, true) == 200ms);
+    CHECK(pacer.exited(10ms, true) == 400ms);
+    for (int i = 0; i < 20; ++i)
+        pacer.exited(10ms, true);
+    CHECK(pacer.exited(10ms, true) == 10000ms); // the most, and still spawning
+    // A child that did its work, or ran long, starts over.
+    CHECK_FALSE(pacer.exited(10ms, false));
+    CHECK(pacer.in_a_row() == 0);
+    pacer.exited(10ms, true);
+    pacer.exited(10ms, true);
+    CHECK_FALSE(pacer.exited(2s, true));
+    // tftpd's way, one request per run of a few milliseconds: never paced.
+    for (int i = 0; i < 100; ++i)
+        CHECK_FALSE(pacer.exited(3ms, false));
+}
+
+TEST_CASE("A spinning wait service is spawned a few times in two seconds, not thousands", "[limits]")
+{
+    // Simulated time: a spawn and its exit cost a millisecond, then the
+    // listener is readable again at once unless paced.
+    fake::FakeTimers time;
+    QuickExitPacer pacer(kWaitPacing);
+    int spawned = 0;
+    std::unique_ptr<Timer> next;
+    next = time.timer([&] {
+        ++spawned;
+        next->arm(pacer.exited(1ms, true).value_or(0ms) + 1ms);
+    });
+    next->arm(0ms);
+    time.advance(2s);
+    CHECK(spawned >= 5); // still trying
+    CHECK(spawned <= 20);
+    int before = spawned;
+    time.advance(15s);
+    CHECK(spawned > before); // at the slowest pace, still spawning
 }

@@ -21,7 +21,7 @@ using superd::StderrPipe;
 
 namespace {
 
-using Time = superd::MonotonicTime;
+using Time = superd::Clock::time_point;
 
 // Makes the default logger write into a string, in superd's format, for
 // the life of the object.

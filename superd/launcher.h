@@ -1,5 +1,5 @@
-// Launcher: starts one service's program, for one connection or (wait
-// services) for its listening socket.
+// Launcher: the Spawner that starts one service's program, for one
+// connection or (wait services) for its listening socket.
 //
 // Everything that does not depend on the connection is built once, when the
 // service is loaded: argv, the fixed part of the environment, the identity
@@ -69,7 +69,17 @@ struct SpawnResult {
     UniqueFd pidfd;           // readable when the child exits; none on kernels before 5.2
 };
 
-class Launcher {
+// What the daemon needs of a launcher; tests put a fake in its place.
+class Spawner {
+public:
+    virtual ~Spawner() = default;
+    // A program that cannot be executed is reported here, as an error, and
+    // leaves no child behind.
+    virtual SpawnResult spawn(const SpawnIo& io, const Peer& peer) = 0;
+    virtual const std::string& program() const = 0;
+};
+
+class Launcher final : public Spawner {
 public:
     // `child_nofile`: the RLIMIT_NOFILE to give children (superd's own may
     // have been raised; see process.h).
@@ -77,11 +87,8 @@ public:
     Launcher(const Launcher&) = delete;
     Launcher& operator=(const Launcher&) = delete;
 
-    // A program that cannot be executed is reported here, as an error, and
-    // leaves no child behind.
-    SpawnResult spawn(const SpawnIo& io, const Peer& peer);
-
-    const std::string& program() const { return program_; }
+    SpawnResult spawn(const SpawnIo& io, const Peer& peer) override;
+    const std::string& program() const override { return program_; }
 
 private:
     // "NAME=value" in a fixed buffer: large enough for any numeric address.

@@ -1,4 +1,4 @@
-#include "superd/spawn.h"
+#include "superd/launcher.h"
 
 #include "tests/harness.h"
 

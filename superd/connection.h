@@ -1,0 +1,108 @@
+// Connection: one accepted connection on its way from the listener to the
+// handler of its service's kind. Every connection takes the same path:
+//
+//     accept -> admission -> stage ... stage -> handler
+//
+// Admission (admission.h) decides and hands out the Ticket that counts the
+// connection; the connection carries it, and then whatever serves it (a
+// child, a builtin) does, until it ends. The stages are asynchronous steps
+// between admission and the handler, each with a deadline: reading a PROXY
+// protocol header, a TLS handshake. None is configured today, and with none
+// the daemon calls the handler at once, on the stack, as before: the path of
+// a connection costs no allocation and no system call more than it did.
+//
+// A Pipeline owns the connections that are in a stage, with their fds and
+// tickets, until each one is handed on, fails, or runs out of time; the
+// last two close it and report why. Destroying the pipeline cancels them all.
+#pragma once
+
+#include "superd/address.h"
+#include "superd/admission.h"
+#include "superd/clock.h"
+#include "superd/fd.h"
+
+#include <sys/socket.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+
+struct event_base;
+
+namespace superd {
+
+struct Connection {
+    UniqueFd fd;
+    SocketAddress peer;  // the client, as accept() named it
+    SocketAddress local; // the address it reached
+    SocketAddress shown; // who log lines name: the client, or for a unix socket the socket
+    std::optional<ucred> credentials; // unix sockets (SO_PEERCRED)
+    Admission::Ticket ticket;
+};
+
+// One step of the pipeline's middle, shared by every connection of the
+// services that use it; each connection gets a Run of its own.
+class Stage {
+public:
+    // A stage in progress on one connection. Destroying it (at the deadline,
+    // or when superd stops) must cancel whatever it waits for: its events
+    // and timers go with it, and it never calls back afterwards.
+    class Run {
+    public:
+        virtual ~Run() = default;
+    };
+    // Called once by a run: no reason when the stage is done and the
+    // connection goes on, else why it is refused (a word for the log).
+    using Done = std::function<void(std::optional<std::string> failure)>;
+
+    virtual ~Stage() = default;
+    virtual const char* name() const = 0;
+    virtual std::chrono::milliseconds deadline() const = 0;
+    // Begins the stage on `connection`, which stays where it is until `done`
+    // is called; a run may read and write its fd on `base`. `done` may be
+    // called from within start() already.
+    virtual std::unique_ptr<Run> start(event_base* base, Connection& connection, Done done) = 0;
+};
+
+class Pipeline {
+public:
+    // After the last stage: hands the connection to its service's handler.
+    using Next = std::function<void(Connection& connection)>;
+    // A stage failed or ran out of time; the connection closes after this.
+    using Failed = std::function<void(Connection& connection, const Stage& stage, const std::string& reason)>;
+
+    Pipeline(event_base* base, Timers& timers) : base_(base), timers_(timers) {}
+    Pipeline(const Pipeline&) = delete;
+    Pipeline& operator=(const Pipeline&) = delete;
+
+    // Takes `connection` through `stages` (which must outlive it), then to
+    // `next`; with no stages, `next` runs before run() returns.
+    void run(Connection connection, std::span<Stage* const> stages, Next next, Failed failed);
+    size_t in_progress() const { return flights_.size(); }
+
+private:
+    struct Flight {
+        Connection connection;
+        std::span<Stage* const> stages;
+        size_t at = 0;
+        Next next;
+        Failed failed;
+        std::unique_ptr<Stage::Run> run;
+        std::unique_ptr<Timer> deadline;
+        bool starting = false; // within start(): a `done` now finishes on return
+        std::optional<std::optional<std::string>> outcome;
+    };
+    void advance(Flight* flight);
+    void stage_done(Flight* flight, std::optional<std::string> failure);
+    void finish(Flight* flight);
+
+    event_base* base_;
+    Timers& timers_;
+    std::unordered_map<Flight*, std::unique_ptr<Flight>> flights_;
+};
+
+} // namespace superd
