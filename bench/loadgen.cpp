@@ -54,10 +54,9 @@ struct Options {
 {
     if (why)
         std::fprintf(stderr, "loadgen: %s\n", why);
-    std::fprintf(stderr,
-                 "usage: loadgen --port P [--host 127.0.0.1] [--concurrency 16] [--duration 10]\n"
-                 "               [--max-connections 0] [--greeting 0] [--message \"hello\\n\"]\n"
-                 "               [--expect STRING] [--hold 0] [--timeout 5]\n");
+    std::fprintf(stderr, "usage: loadgen --port P [--host 127.0.0.1] [--concurrency 16] [--duration 10]\n"
+                         "               [--max-connections 0] [--greeting 0] [--message \"hello\\n\"]\n"
+                         "               [--expect STRING] [--hold 0] [--timeout 5]\n");
     std::exit(2);
 }
 
@@ -98,11 +97,21 @@ std::string unescape(std::string_view in)
         }
         char c = in[++i];
         switch (c) {
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
-        case '0': out += '\0'; break;
-        case '\\': out += '\\'; break;
+        case 'n':
+            out += '\n';
+            break;
+        case 'r':
+            out += '\r';
+            break;
+        case 't':
+            out += '\t';
+            break;
+        case '0':
+            out += '\0';
+            break;
+        case '\\':
+            out += '\\';
+            break;
         case 'x':
             if (i + 2 < in.size() && hex_digit(in[i + 1]) >= 0 && hex_digit(in[i + 2]) >= 0) {
                 out += static_cast<char>(hex_digit(in[i + 1]) * 16 + hex_digit(in[i + 2]));
@@ -162,8 +171,7 @@ Options parse_args(int argc, char** argv)
 
 int64_t now_ns()
 {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
         .count();
 }
 
@@ -171,16 +179,21 @@ enum class Phase { Idle, Connecting, Greeting, Sending, Reading, HeldConnecting,
 
 // Error kinds are only for the stderr breakdown; stdout carries the total.
 enum ErrorKind { Refused, Reset, Timeout, Mismatch, EarlyEof, Other, ErrorKinds };
-constexpr std::array<const char*, ErrorKinds> error_names{"refused", "reset", "timeout", "mismatch", "early_eof", "other"};
+constexpr std::array<const char*, ErrorKinds> error_names{"refused",  "reset",     "timeout",
+                                                          "mismatch", "early_eof", "other"};
 
 ErrorKind classify(int err)
 {
     switch (err) {
-    case ECONNREFUSED: return Refused;
+    case ECONNREFUSED:
+        return Refused;
     case ECONNRESET:
-    case EPIPE: return Reset;
-    case ETIMEDOUT: return Timeout;
-    default: return Other;
+    case EPIPE:
+        return Reset;
+    case ETIMEDOUT:
+        return Timeout;
+    default:
+        return Other;
     }
 }
 
@@ -205,8 +218,7 @@ enum class Step { Pending, Ok, Failed };
 class LoadGen {
 public:
     LoadGen(const Options& o, const sockaddr_storage& addr, socklen_t addr_len)
-        : opt_(o), addr_(addr), addr_len_(addr_len),
-          timeout_ns_(static_cast<int64_t>(o.timeout * 1e9)),
+        : opt_(o), addr_(addr), addr_len_(addr_len), timeout_ns_(static_cast<int64_t>(o.timeout * 1e9)),
           conns_(static_cast<size_t>(o.concurrency) + static_cast<size_t>(o.hold))
     {
         epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
@@ -283,10 +295,10 @@ public:
                     std::fprintf(stderr, " %s=%llu", error_names[k], error_counts_[k]);
             std::fprintf(stderr, "\n");
         }
-        std::printf("conn_per_s=%.1f completed=%zu errors=%llu p50_us=%lld p99_us=%lld max_us=%lld held=%zu seconds=%.2f\n",
-                    seconds > 0 ? static_cast<double>(latencies_us_.size()) / seconds : 0.0,
-                    latencies_us_.size(), errors, pct(0.50), pct(0.99),
-                    latencies_us_.empty() ? 0LL : latencies_us_.back(), held, seconds);
+        std::printf(
+            "conn_per_s=%.1f completed=%zu errors=%llu p50_us=%lld p99_us=%lld max_us=%lld held=%zu seconds=%.2f\n",
+            seconds > 0 ? static_cast<double>(latencies_us_.size()) / seconds : 0.0, latencies_us_.size(), errors,
+            pct(0.50), pct(0.99), latencies_us_.empty() ? 0LL : latencies_us_.back(), held, seconds);
         std::fflush(stdout);
         return errors == 0 ? 0 : 1;
     }
@@ -494,7 +506,8 @@ private:
                 if (c.phase != Phase::HeldConnecting)
                     continue;
                 --pending;
-                if (socket_error(c.fd) == 0 && (events[i].events & EPOLLOUT) && !(events[i].events & (EPOLLERR | EPOLLHUP))) {
+                if (socket_error(c.fd) == 0 && (events[i].events & EPOLLOUT)
+                    && !(events[i].events & (EPOLLERR | EPOLLHUP))) {
                     // Established; no further interest, so it cannot disturb the measured loop.
                     ::epoll_ctl(epfd_, EPOLL_CTL_DEL, c.fd, nullptr);
                     c.phase = Phase::Held;

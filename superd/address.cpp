@@ -35,8 +35,9 @@ Result<std::vector<SocketAddress>> parse_ipv4(std::string_view host, uint16_t po
     SocketAddress a = SocketAddress::any_ipv4(port);
     std::string h(host);
     if (inet_pton(AF_INET, h.c_str(), &as_ipv4(a).sin_addr) != 1)
-        return Error{"'" + h + "' is not a numeric IPv4 address (host names are not resolved; "
-                     "write e.g. 127.0.0.1, or [::1] for IPv6)"};
+        return Error{"'" + h
+                     + "' is not a numeric IPv4 address (host names are not resolved; "
+                       "write e.g. 127.0.0.1, or [::1] for IPv6)"};
     return std::vector<SocketAddress>{a};
 }
 
@@ -197,8 +198,7 @@ Result<std::vector<SocketAddress>> parse_listen_address(std::string_view text)
         if (path.empty())
             return invalid("missing socket path after 'unix:'");
         if (path.size() >= sizeof(sockaddr_un::sun_path))
-            return invalid("socket path longer than " + std::to_string(sizeof(sockaddr_un::sun_path) - 1)
-                           + " bytes");
+            return invalid("socket path longer than " + std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes");
         if (path.find('\0') != std::string_view::npos)
             return invalid("socket path contains a NUL byte");
         return std::vector<SocketAddress>{SocketAddress::unix_path(path)};

@@ -32,8 +32,8 @@ Admission* Admission::Ticket::end()
 
 void Admission::configure(const ServiceConfig& config, Clock::time_point now)
 {
-    Rules next{config.access,       config.max_instances,   config.on_limit,        config.max_per_source,
-               config.source_prefix_v4, config.source_prefix_v6, config.rate,      config.burst,
+    Rules next{config.access,           config.max_instances,    config.on_limit, config.max_per_source,
+               config.source_prefix_v4, config.source_prefix_v6, config.rate,     config.burst,
                config.rate_per_source,  config.burst_per_source};
     // Buckets of an unchanged rate carry on as counters do: a reload must
     // not hand out a fresh burst.

@@ -46,9 +46,7 @@ public:
 
     private:
         friend class Admission;
-        Ticket(Admission* admission, const std::optional<SourceKey>& source) : admission_(admission), source_(source)
-        {
-        }
+        Ticket(Admission* admission, const std::optional<SourceKey>& source) : admission_(admission), source_(source) {}
 
         Admission* admission_ = nullptr;
         std::optional<SourceKey> source_;
@@ -74,8 +72,7 @@ public:
     // which takes the whole socket.
     Ticket count_unadmitted();
     // Decides for a datagram from `peer`; counts nothing.
-    std::optional<Refusal> check(const SocketAddress& peer, Clock::time_point now,
-                                 std::optional<SourceKey>& source);
+    std::optional<Refusal> check(const SocketAddress& peer, Clock::time_point now, std::optional<SourceKey>& source);
 
     unsigned running() const { return running_; }
     // Below max_instances (or none is set).

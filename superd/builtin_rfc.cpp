@@ -123,9 +123,6 @@ void time_start(BuiltinStream& s, const ServiceConfig&)
     s.closing = true;
 }
 
-std::optional<std::string> time_datagram(const ServiceConfig&, std::string_view, std::mt19937&)
-{
-    return time_bytes();
-}
+std::optional<std::string> time_datagram(const ServiceConfig&, std::string_view, std::mt19937&) { return time_bytes(); }
 
 } // namespace superd

@@ -33,21 +33,20 @@
 
 namespace superd {
 
-
 struct Child {
     std::string service;
-    SocketAddress endpoint;    // what its log lines name: the client, or a wait service's listening address
+    SocketAddress endpoint; // what its log lines name: the client, or a wait service's listening address
     Clock::time_point started;
-    std::string wait_listener; // a wait service's listener key, resumed on exit
+    std::string wait_listener;     // a wait service's listener key, resumed on exit
     uint64_t wait_listener_id = 0; // which socket at that key (Listener::id)
-    Admission::Ticket ticket;  // counts it (running, max_per_source) until its session ends
+    Admission::Ticket ticket;      // counts it (running, max_per_source) until its session ends
 };
 
 struct ChildExit {
     pid_t pid;
     int status; // as waitpid() reports it
     Child child;
-    bool known; // false for a pid superd did not record
+    bool known;      // false for a pid superd did not record
     pid_t group = 0; // its process group, when reap() found it (orphans of a service)
 };
 

@@ -51,7 +51,7 @@ enum class OnLimit { kQueue, kReject };
 
 // setrlimit() for a spawned program: soft and hard limit alike.
 struct ResourceLimit {
-    int resource; // RLIMIT_NOFILE, ...
+    int resource;   // RLIMIT_NOFILE, ...
     uint64_t value; // RLIM_INFINITY for "unlimited"
 };
 
@@ -79,9 +79,9 @@ struct ServiceConfig {
     FdConvention fd_convention = FdConvention::kInetd;
 
     const BuiltinKind* builtin = nullptr; // in-process; else program and args
-    std::string program;            // absolute path
-    std::vector<std::string> args;  // argv, never empty
-    bool allow_setuid = false;        // a set-user-ID or set-group-ID program may run
+    std::string program;                  // absolute path
+    std::vector<std::string> args;        // argv, never empty
+    bool allow_setuid = false;            // a set-user-ID or set-group-ID program may run
     // UDP builtins whose reply can dwarf the datagram (chargen) answer only
     // with this set: a spoofed source would make them an amplifier.
     bool allow_amplification = false;
@@ -121,9 +121,9 @@ struct ServiceConfig {
 };
 
 struct Config {
-    std::vector<ServiceConfig> services; // in file order, includes after the main file
+    std::vector<ServiceConfig> services;  // in file order, includes after the main file
     std::optional<unsigned> max_children; // across all services
-    std::vector<std::string> files;      // every file that was read
+    std::vector<std::string> files;       // every file that was read
 
     size_t listener_count() const;
 };

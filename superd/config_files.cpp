@@ -37,7 +37,7 @@ struct FileKind {
     const char* name;
 };
 constexpr FileKind kFileKinds[] = {
-    {S_IFDIR, "a directory"}, {S_IFIFO, "a FIFO"},   {S_IFCHR, "a character device"},
+    {S_IFDIR, "a directory"},    {S_IFIFO, "a FIFO"},    {S_IFCHR, "a character device"},
     {S_IFBLK, "a block device"}, {S_IFSOCK, "a socket"}, {S_IFLNK, "a symbolic link"},
 };
 
@@ -177,8 +177,8 @@ std::optional<Error> check_unique(const std::vector<ServiceConfig>& services)
                 const ServiceConfig& other = services[owner->service];
                 const ListenAddress& lb = other.listen[owner->listener];
                 return error_at(mine, la.line,
-                                "service '" + mine.name + "': " + la.text + " is already used by service '"
-                                    + other.name + "' (" + lb.text + " at " + where(other, lb.line) + ")");
+                                "service '" + mine.name + "': " + la.text + " is already used by service '" + other.name
+                                    + "' (" + lb.text + " at " + where(other, lb.line) + ")");
             }
             listeners.add(mine, la.address, {i, k});
         }
@@ -315,8 +315,7 @@ std::optional<Error> too_deep(const Source& src, std::string_view text)
                 in_key = false; // a value follows, or an inline table ({} or {a = 1,}) that is one ended
                 if (c == '}')
                     open.pop_back();
-            }
-            else if (c == '.' && ++segments > kMaxKeyDepth)
+            } else if (c == '.' && ++segments > kMaxKeyDepth)
                 return src.at(line, "a key nested more than " + std::to_string(kMaxKeyDepth) + " levels deep");
         } else if (c == '[' || c == '{') {
             open.push_back(c);

@@ -44,8 +44,9 @@ namespace {
 
 // Set by superd for each connection; a service cannot set them itself.
 constexpr std::string_view kReservedEnv[] = {
-    "REMOTE_ADDR", "REMOTE_PORT", "PROTO", "TCPREMOTEIP", "TCPREMOTEPORT", "TCPLOCALIP", "TCPLOCALPORT",
-    "UNIXREMOTEPID", "UNIXREMOTEEUID", "UNIXREMOTEEGID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
+    "REMOTE_ADDR", "REMOTE_PORT",  "PROTO",          "TCPREMOTEIP",    "TCPREMOTEPORT",
+    "TCPLOCALIP",  "TCPLOCALPORT", "UNIXREMOTEPID",  "UNIXREMOTEEUID", "UNIXREMOTEEGID",
+    "LISTEN_FDS",  "LISTEN_PID",   "LISTEN_FDNAMES",
 };
 
 // Leading decimal digits and the unit after them: "512M" is 512 and "M".
@@ -228,8 +229,8 @@ public:
             if (text == "unlimited")
                 return static_cast<uint64_t>(RLIM_INFINITY);
             Number n = number_and_unit(text);
-            uint64_t scale = n.unit.empty() ? 1
-                             : !bytes       ? 0
+            uint64_t scale = n.unit.empty()  ? 1
+                             : !bytes        ? 0
                              : n.unit == "K" ? 1ull << 10
                              : n.unit == "M" ? 1ull << 20
                              : n.unit == "G" ? 1ull << 30
@@ -465,8 +466,7 @@ std::optional<Error> read_environment(const Value& env, ServiceConfig& config)
 std::optional<Error> read_stderr(const Value& value, ServiceConfig& config)
 {
     // A socket-activated daemon's stderr belongs in a log, not on fd 3's peer.
-    config.stderr_target =
-        config.fd_convention == FdConvention::kSystemd ? StderrTarget::kLog : StderrTarget::kSocket;
+    config.stderr_target = config.fd_convention == FdConvention::kSystemd ? StderrTarget::kLog : StderrTarget::kSocket;
     if (!value)
         return std::nullopt;
     return store(value.choice<StderrTarget>(
@@ -572,8 +572,7 @@ constexpr ServiceKey kServiceKeys[] = {
      [](const V& v, C& c) { return read_rlimit(v, c, RLIMIT_NOFILE, false); }},
     {"rlimit_cpu", kProgram | kAnyProtocol, [](const V& v, C& c) { return read_rlimit(v, c, RLIMIT_CPU, false); }},
     {"rlimit_as", kProgram | kAnyProtocol, [](const V& v, C& c) { return read_rlimit(v, c, RLIMIT_AS, true); }},
-    {"rlimit_nproc", kProgram | kAnyProtocol,
-     [](const V& v, C& c) { return read_rlimit(v, c, RLIMIT_NPROC, false); }},
+    {"rlimit_nproc", kProgram | kAnyProtocol, [](const V& v, C& c) { return read_rlimit(v, c, RLIMIT_NPROC, false); }},
     {"rlimit_core", kProgram | kAnyProtocol, [](const V& v, C& c) { return read_rlimit(v, c, RLIMIT_CORE, true); }},
     {"max_instances", kAccepted | kAnyProtocol,
      [](const V& v, C& c) { return store(v.integer<unsigned>(1, 1000000), c.max_instances); }},
@@ -658,8 +657,8 @@ Result<ServiceConfig> read_service(const Source& src, const toml::key& name, con
 {
     std::string service(name.str());
     if (!valid_service_name(service))
-        return src.at(name, "service name '" + service
-                                + "' may only use letters, digits, '_', '-' and '.' (at most 64)");
+        return src.at(name,
+                      "service name '" + service + "' may only use letters, digits, '_', '-' and '.' (at most 64)");
     const toml::table* table = node.as_table();
     if (!table)
         return src.at(name, "service." + service + " must be a table");

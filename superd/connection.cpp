@@ -31,10 +31,9 @@ void Pipeline::advance(Flight* flight)
         flight->outcome.reset();
         flight->starting = true;
         flight->deadline->arm(stage.deadline());
-        flight->run = stage.start(base_, flight->connection,
-                                  [this, flight](std::optional<std::string> failure) {
-                                      stage_done(flight, std::move(failure));
-                                  });
+        flight->run = stage.start(base_, flight->connection, [this, flight](std::optional<std::string> failure) {
+            stage_done(flight, std::move(failure));
+        });
         flight->starting = false;
         if (!flight->outcome)
             return; // the run calls back from the loop, or the deadline does

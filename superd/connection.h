@@ -37,9 +37,9 @@ namespace superd {
 
 struct Connection {
     UniqueFd fd;
-    SocketAddress peer;  // the client, as accept() named it
-    SocketAddress local; // the address it reached
-    SocketAddress shown; // who log lines name: the client, or for a unix socket the socket
+    SocketAddress peer;               // the client, as accept() named it
+    SocketAddress local;              // the address it reached
+    SocketAddress shown;              // who log lines name: the client, or for a unix socket the socket
     std::optional<ucred> credentials; // unix sockets (SO_PEERCRED)
     Admission::Ticket ticket;
 };

@@ -45,7 +45,7 @@ const char* signal_name(int signal)
 
 SocketSpec spec_for(const ServiceConfig& service, const ListenAddress& listen)
 {
-    return SocketSpec{service.protocol, listen.address,     service.backlog,
+    return SocketSpec{service.protocol,    listen.address,     service.backlog,
                       service.socket_mode, service.socket_uid, service.socket_gid};
 }
 
@@ -122,7 +122,8 @@ const Daemon::Kind& Daemon::kind_for(const ServiceConfig& config)
     return kKinds[std::size(kKinds) - 1];
 }
 
-Daemon::Slot::Slot() : pacer(kWaitPacing), fd_backoff(kFirstBackoff, kMaxBackoff), spawn_backoff(kFirstBackoff, kMaxBackoff)
+Daemon::Slot::Slot()
+    : pacer(kWaitPacing), fd_backoff(kFirstBackoff, kMaxBackoff), spawn_backoff(kFirstBackoff, kMaxBackoff)
 {
 }
 
@@ -208,9 +209,9 @@ std::optional<Error> Daemon::apply(Config config)
         // carry on: a reload must not hand out a fresh burst.
         state.admission.configure(sc, now);
         if (sc.stderr_target == StderrTarget::kLog)
-            service->stderr_budget = StderrBudget::keep_or_make(
-                state.current ? state.current->stderr_budget : nullptr, base_.get(), sc.name, sc.stderr_rate,
-                sc.stderr_burst, now);
+            service->stderr_budget =
+                StderrBudget::keep_or_make(state.current ? state.current->stderr_budget : nullptr, base_.get(), sc.name,
+                                           sc.stderr_rate, sc.stderr_burst, now);
         service->state = &state;
         service->config = std::move(sc);
         for (const ListenAddress& la : service->config.listen) {
@@ -275,14 +276,13 @@ void Daemon::watch(Slot& slot)
         listener.watch_with(base_.get(), [this, s] { (this->*s->service->kind->ready)(*s); });
         return;
     }
-    listener.accept_with(base_.get(), Listener::AcceptHooks{
-                                          [this, s](UniqueFd fd, const SocketAddress& peer) {
-                                              on_connection(*s, std::move(fd), peer);
-                                          },
-                                          [this, s] { return may_accept(*s); },
-                                          [this, s](int error) { shortage(*s, error); },
-                                          bool(service.config.builtin),
-                                      });
+    listener.accept_with(
+        base_.get(), Listener::AcceptHooks{
+                         [this, s](UniqueFd fd, const SocketAddress& peer) { on_connection(*s, std::move(fd), peer); },
+                         [this, s] { return may_accept(*s); },
+                         [this, s](int error) { shortage(*s, error); },
+                         bool(service.config.builtin),
+                     });
 }
 
 void Daemon::reload()
@@ -525,7 +525,8 @@ bool Daemon::launch(Slot& slot, int socket, const Peer& peer, const SocketAddres
     if (service.config.stderr_target == StderrTarget::kNull) {
         io.stderr_fd = dev_null_.get();
     } else if (service.config.stderr_target == StderrTarget::kLog) {
-        auto opened = StderrPipe::open(base_.get(), name, service.stderr_budget, [this](StderrPipe* p) { stderr_pipes_.erase(p); });
+        auto opened = StderrPipe::open(base_.get(), name, service.stderr_budget,
+                                       [this](StderrPipe* p) { stderr_pipes_.erase(p); });
         if (opened) {
             pipe = std::move(*opened);
             io.stderr_fd = pipe->write_end();
@@ -574,9 +575,9 @@ bool Daemon::launch(Slot& slot, int socket, const Peer& peer, const SocketAddres
     watch_sigchld();
     ++st.counters.spawned;
     if (service.config.timeout) {
-        auto deadline = std::make_unique<Deadline>(
-            timers_, sessions_, spawned.pid, name, Deadline::Limits{*service.config.timeout, service.config.kill_grace},
-            [this, name] { ++states_[name].counters.timed_out; });
+        auto deadline = std::make_unique<Deadline>(timers_, sessions_, spawned.pid, name,
+                                                   Deadline::Limits{*service.config.timeout, service.config.kill_grace},
+                                                   [this, name] { ++states_[name].counters.timed_out; });
         if (deadline->valid())
             deadlines_[spawned.pid] = std::move(deadline);
         else
@@ -669,9 +670,9 @@ void Daemon::child_exited(ChildExit& exit)
     // Something the program started still runs, holding the connection
     // (or the wait service's socket) perhaps: the connection goes on.
     bool lingers = sessions_.group_alive(exit.pid);
-    spdlog::info("exited service={} pid={} {}={} status=\"{}\" ran={:.3f}s{}", child.service, exit.pid,
-                 who_key(child), child.endpoint, describe_wait_status(exit.status),
-                 std::chrono::duration<double>(ran).count(), lingers ? " group=alive" : "");
+    spdlog::info("exited service={} pid={} {}={} status=\"{}\" ran={:.3f}s{}", child.service, exit.pid, who_key(child),
+                 child.endpoint, describe_wait_status(exit.status), std::chrono::duration<double>(ran).count(),
+                 lingers ? " group=alive" : "");
     Counters& c = states_[child.service].counters;
     if (WIFSIGNALED(exit.status))
         ++c.exited_signal;

@@ -41,10 +41,10 @@
 #include "superd/config.h"
 #include "superd/connection.h"
 #include "superd/event.h"
+#include "superd/launcher.h"
 #include "superd/limits.h"
 #include "superd/listener.h"
 #include "superd/log.h"
-#include "superd/launcher.h"
 #include "superd/result.h"
 #include "superd/stderr_log.h"
 
@@ -115,17 +115,17 @@ private:
         std::unique_ptr<Spawner> launcher; // null for builtins
         std::vector<Stage*> stages;        // between admission and the handler; none today
         std::vector<Slot*> slots;
-        ServiceState* state = nullptr; // in states_, by name: found once per load, not per connection
+        ServiceState* state = nullptr;               // in states_, by name: found once per load, not per connection
         std::shared_ptr<StderrBudget> stderr_budget; // stderr = "log": lines a second, for all its children
     };
     // One listening socket and what serves it.
     struct Slot {
         std::unique_ptr<Listener> listener;
         Service* service = nullptr;
-        QuickExitPacer pacer; // wait services: children that exit at once, leaving their work
+        QuickExitPacer pacer;                   // wait services: children that exit at once, leaving their work
         std::optional<size_t> pending_at_spawn; // UDP wait services: the datagram the child was started for
-        Backoff fd_backoff;    // accept out of descriptors
-        Backoff spawn_backoff; // spawns out of processes, memory or descriptors
+        Backoff fd_backoff;                     // accept out of descriptors
+        Backoff spawn_backoff;                  // spawns out of processes, memory or descriptors
         Slot();
     };
     // Kept by service name across reloads.
@@ -203,7 +203,7 @@ private:
     std::unique_ptr<Builtins> builtins_;
     std::unordered_map<StderrPipe*, std::unique_ptr<StderrPipe>> stderr_pipes_;
     std::unordered_map<pid_t, std::unique_ptr<Deadline>> deadlines_; // by the program's pid, its group
-    Pipeline pipeline_{base_.get(), timers_}; // connections in a stage
+    Pipeline pipeline_{base_.get(), timers_};                        // connections in a stage
     std::unordered_map<pid_t, Lingering> lingering_;
     Event orphan_sweep_;
     std::vector<Event> signal_events_;

@@ -120,8 +120,7 @@ Result<std::optional<Identity>> resolve_identity(std::string_view user, std::str
     if (::geteuid() != 0) {
         if ((!id.change_user || id.uid == ::geteuid()) && id.gid == ::getegid())
             return std::optional<Identity>();
-        return Error{"user and group need superd to run as root (it runs as uid " + std::to_string(::geteuid())
-                     + ")"};
+        return Error{"user and group need superd to run as root (it runs as uid " + std::to_string(::geteuid()) + ")"};
     }
     return std::optional<Identity>(std::move(id));
 }

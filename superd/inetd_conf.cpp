@@ -22,10 +22,10 @@ struct Variant {
 };
 
 constexpr Variant kVariants[] = {
-    {"tcp", Protocol::kTcp, true, false},   {"tcp4", Protocol::kTcp, true, false},
-    {"tcp6", Protocol::kTcp, false, true},  {"tcp46", Protocol::kTcp, true, true},
-    {"udp", Protocol::kUdp, true, false},   {"udp4", Protocol::kUdp, true, false},
-    {"udp6", Protocol::kUdp, false, true},  {"udp46", Protocol::kUdp, true, true},
+    {"tcp", Protocol::kTcp, true, false},    {"tcp4", Protocol::kTcp, true, false},
+    {"tcp6", Protocol::kTcp, false, true},   {"tcp46", Protocol::kTcp, true, true},
+    {"udp", Protocol::kUdp, true, false},    {"udp4", Protocol::kUdp, true, false},
+    {"udp6", Protocol::kUdp, false, true},   {"udp46", Protocol::kUdp, true, true},
     {"unix", Protocol::kUnix, false, false},
 };
 
@@ -150,8 +150,9 @@ private:
     {
         std::string wait = fields_[3];
         if (wait.find('/') != std::string::npos)
-            return error("'" + wait + "': FreeBSD's wait/max-child/... form is not supported; use the TOML "
-                                      "config for limits");
+            return error("'" + wait
+                         + "': FreeBSD's wait/max-child/... form is not supported; use the TOML "
+                           "config for limits");
         if (size_t dot = wait.find('.'); dot != std::string::npos) {
             std::string max = wait.substr(dot + 1);
             wait = wait.substr(0, dot);
@@ -174,7 +175,8 @@ private:
 
         const std::string& server = fields_[5];
         if (server == "internal") {
-            std::string service = fields_[0].substr(fields_[0].rfind(':') == std::string::npos ? 0 : fields_[0].rfind(':') + 1);
+            std::string service =
+                fields_[0].substr(fields_[0].rfind(':') == std::string::npos ? 0 : fields_[0].rfind(':') + 1);
             const BuiltinKind* builtin = find_builtin(service);
             if (!builtin || !builtin->inetd_internal)
                 return error("there is no internal service '" + service + "' (" + inetd_internal_names() + " are)");
@@ -258,7 +260,8 @@ Result<std::vector<ServiceConfig>> parse_inetd_conf(std::string_view text, const
         auto service = reader.read(default_host);
         if (!service)
             return Error{service.error()};
-        bool taken = std::any_of(out.begin(), out.end(), [&](const ServiceConfig& s) { return s.name == service->name; });
+        bool taken =
+            std::any_of(out.begin(), out.end(), [&](const ServiceConfig& s) { return s.name == service->name; });
         if (taken)
             service->name += "-L" + std::to_string(line);
         out.push_back(std::move(*service));

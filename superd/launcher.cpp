@@ -50,7 +50,7 @@ struct ChildPlan {
     size_t rlimit_count;
     const int* reset_signals;
     size_t reset_count;
-    bool shared_files; // cloned with CLONE_FILES: unshare before touching any fd
+    bool shared_files;  // cloned with CLONE_FILES: unshare before touching any fd
     uint64_t nofile[2]; // soft and hard RLIMIT_NOFILE to give the child, or zeros
     // Set by the child when it cannot get as far as exec.
     int error;
@@ -183,18 +183,10 @@ void put(std::array<char, N>& slot, const char* name, long value)
 } // namespace
 
 Launcher::Launcher(const ServiceConfig& config, std::optional<rlimit> child_nofile)
-    : program_(config.program),
-      args_(config.args),
-      fixed_env_(config.env),
-      protocol_(config.protocol),
-      per_connection_(config.mode == Mode::kNowait),
-      systemd_(config.fd_convention == FdConvention::kSystemd),
-      identity_(config.identity),
-      cwd_(config.cwd),
-      umask_(config.umask ? static_cast<int>(*config.umask) : -1),
-      nice_(config.nice),
-      rlimits_(config.rlimits),
-      child_nofile_(child_nofile)
+    : program_(config.program), args_(config.args), fixed_env_(config.env), protocol_(config.protocol),
+      per_connection_(config.mode == Mode::kNowait), systemd_(config.fd_convention == FdConvention::kSystemd),
+      identity_(config.identity), cwd_(config.cwd), umask_(config.umask ? static_cast<int>(*config.umask) : -1),
+      nice_(config.nice), rlimits_(config.rlimits), child_nofile_(child_nofile)
 {
     for (std::string& arg : args_)
         argv_.push_back(arg.data());
@@ -209,7 +201,9 @@ Launcher::Launcher(const ServiceConfig& config, std::optional<rlimit> child_nofi
             reset_signals_.push_back(sig);
     }
 
-    const char* proto = protocol_ == Protocol::kUdp ? "PROTO=UDP" : protocol_ == Protocol::kUnix ? "PROTO=UNIX" : "PROTO=TCP";
+    const char* proto = protocol_ == Protocol::kUdp    ? "PROTO=UDP"
+                        : protocol_ == Protocol::kUnix ? "PROTO=UNIX"
+                                                       : "PROTO=TCP";
     fixed_env_.push_back(proto);
     if (systemd_) {
         fixed_env_.push_back("LISTEN_FDS=1");

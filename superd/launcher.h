@@ -64,9 +64,9 @@ struct Peer {
 
 struct SpawnResult {
     pid_t pid = -1;
-    int error = 0;            // an errno value when the spawn failed
-    const char* step = "";    // what failed: "clone", "setuid", "chdir", "exec", ...
-    UniqueFd pidfd;           // readable when the child exits; none on kernels before 5.2
+    int error = 0;         // an errno value when the spawn failed
+    const char* step = ""; // what failed: "clone", "setuid", "chdir", "exec", ...
+    UniqueFd pidfd;        // readable when the child exits; none on kernels before 5.2
 };
 
 // What the daemon needs of a launcher; tests put a fake in its place.

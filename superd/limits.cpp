@@ -133,7 +133,8 @@ Result<double> parse_rate(std::string_view text)
 {
     size_t slash = text.find('/');
     double count = 0;
-    std::string_view number = text.substr(0, slash), unit = slash == std::string_view::npos ? "" : text.substr(slash + 1);
+    std::string_view number = text.substr(0, slash),
+                     unit = slash == std::string_view::npos ? "" : text.substr(slash + 1);
     auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), count);
     double per = unit == "s" ? 1 : unit == "m" ? 60 : unit == "h" ? 3600 : 0;
     if (number.empty() || ec != std::errc() || end != number.data() + number.size() || per == 0 || !(count > 0)

@@ -31,9 +31,8 @@
 
 namespace superd {
 
-
 struct Cidr {
-    int family = 0;                   // AF_INET or AF_INET6
+    int family = 0;                  // AF_INET or AF_INET6
     std::array<uint8_t, 16> bytes{}; // the address, masked to `bits`
     int bits = 0;
 
@@ -81,7 +80,10 @@ double default_burst(double per_second);
 class TokenBucket {
 public:
     TokenBucket() = default;
-    TokenBucket(double rate, double burst, Clock::time_point now) : rate_(rate), burst_(burst), tokens_(burst), last_(now) {}
+    TokenBucket(double rate, double burst, Clock::time_point now)
+        : rate_(rate), burst_(burst), tokens_(burst), last_(now)
+    {
+    }
 
     // Takes a token if one is there.
     bool take(Clock::time_point now);

@@ -70,8 +70,7 @@ std::optional<Error> clear_unix_path(const SocketSpec& spec)
     // Non-blocking: a listener whose backlog is full would hold a blocking
     // connect, and superd with it; it answers EAGAIN instead.
     UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    if (probe
-        && (::connect(probe.get(), spec.address.get(), spec.address.length) == 0 || errno == EAGAIN))
+    if (probe && (::connect(probe.get(), spec.address.get(), spec.address.length) == 0 || errno == EAGAIN))
         return Error{"cannot listen on " + spec.address.to_string() + ": another process is listening there"};
     if (::unlink(path.c_str()) != 0 && errno != ENOENT)
         return failure("remove the stale socket", spec, errno);
@@ -184,8 +183,7 @@ Result<std::unique_ptr<Listener>> Listener::open(const SocketSpec& spec)
         return failure("set SO_REUSEADDR on", spec, errno);
     // An IPv6 socket takes IPv6 only, whatever net.ipv6.bindv6only says, so
     // that "PORT" can bind 0.0.0.0 and :: side by side on any host.
-    if (address.family() == AF_INET6
-        && ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0)
+    if (address.family() == AF_INET6 && ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0)
         return failure("set IPV6_V6ONLY on", spec, errno);
     // UDP builtins answer from the address a datagram was sent to.
     if (type == SOCK_DGRAM && address.family() == AF_INET)
@@ -365,8 +363,8 @@ void Listener::accept_batch()
             return;
         SocketAddress peer;
         peer.length = sizeof peer.storage;
-        int fd = ::accept4(fd_.get(), peer.get(), &peer.length,
-                           SOCK_CLOEXEC | (accept_.nonblocking ? SOCK_NONBLOCK : 0));
+        int fd =
+            ::accept4(fd_.get(), peer.get(), &peer.length, SOCK_CLOEXEC | (accept_.nonblocking ? SOCK_NONBLOCK : 0));
         if (fd >= 0) {
             accept_.on_connection(UniqueFd(fd), peer);
             continue;

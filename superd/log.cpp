@@ -66,8 +66,7 @@ std::optional<spdlog::level::level_enum> parse_log_level(std::string_view name)
     return std::nullopt;
 }
 
-std::shared_ptr<spdlog::logger> make_logger(std::shared_ptr<spdlog::sinks::sink> sink,
-                                            spdlog::level::level_enum level)
+std::shared_ptr<spdlog::logger> make_logger(std::shared_ptr<spdlog::sinks::sink> sink, spdlog::level::level_enum level)
 {
     auto logger = std::make_shared<spdlog::logger>("superd", std::move(sink));
     // %^ and %$ mark the level for colour, which LogSink (like spdlog's

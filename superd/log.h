@@ -35,8 +35,7 @@ void init_logging(spdlog::level::level_enum level);
 
 // The logger init_logging installs (its name, format and level), writing
 // to `sink`; tests give it a sink of their own.
-std::shared_ptr<spdlog::logger> make_logger(std::shared_ptr<spdlog::sinks::sink> sink,
-                                            spdlog::level::level_enum level);
+std::shared_ptr<spdlog::logger> make_logger(std::shared_ptr<spdlog::sinks::sink> sink, spdlog::level::level_enum level);
 
 // While a LogAttachment lives, what stderr could not take is written from
 // `base` as stderr becomes writable. Destroy it before `base` is freed;

@@ -26,8 +26,8 @@
 #include "superd/event.h"
 #include "superd/fd.h"
 
-#include <spdlog/sinks/base_sink.h>
 #include <spdlog/details/null_mutex.h>
+#include <spdlog/sinks/base_sink.h>
 
 #include <chrono>
 #include <cstdint>

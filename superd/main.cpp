@@ -42,10 +42,13 @@ int main(int argc, char** argv)
 {
     enum { kCheck = 256, kInetdConf };
     const option options[] = {
-        {"config", required_argument, nullptr, 'c'}, {"check", no_argument, nullptr, kCheck},
+        {"config", required_argument, nullptr, 'c'},
+        {"check", no_argument, nullptr, kCheck},
         {"inetd-conf", required_argument, nullptr, kInetdConf},
-        {"log-level", required_argument, nullptr, 'l'}, {"version", no_argument, nullptr, 'V'},
-        {"help", no_argument, nullptr, 'h'}, {nullptr, 0, nullptr, 0},
+        {"log-level", required_argument, nullptr, 'l'},
+        {"version", no_argument, nullptr, 'V'},
+        {"help", no_argument, nullptr, 'h'},
+        {nullptr, 0, nullptr, 0},
     };
     superd::ConfigSources sources;
     bool check = false;

@@ -13,7 +13,6 @@ namespace superd {
 
 namespace {
 
-
 // A longer line is logged in pieces of this size.
 constexpr size_t kMaxLine = 4096;
 
@@ -28,10 +27,8 @@ constexpr std::chrono::milliseconds kMinPause{100};
 
 StderrBudget::StderrBudget(event_base* base, std::string service, std::optional<double> rate, double burst,
                            Clock::time_point now)
-    : service_(std::move(service)),
-      rate_(rate.value_or(kDefaultStderrRate)),
-      burst_(rate ? burst : kDefaultStderrBurst),
-      bucket_(rate_, burst_, now),
+    : service_(std::move(service)), rate_(rate.value_or(kDefaultStderrRate)),
+      burst_(rate ? burst : kDefaultStderrBurst), bucket_(rate_, burst_, now),
       report_(evtimer_new(base, on_report, this))
 {
 }
@@ -39,8 +36,8 @@ StderrBudget::StderrBudget(event_base* base, std::string service, std::optional<
 StderrBudget::~StderrBudget() { report(); }
 
 std::shared_ptr<StderrBudget> StderrBudget::keep_or_make(std::shared_ptr<StderrBudget> old, event_base* base,
-                                                         std::string service, std::optional<double> rate,
-                                                         double burst, Clock::time_point now)
+                                                         std::string service, std::optional<double> rate, double burst,
+                                                         Clock::time_point now)
 {
     if (old && old->rate_ == rate.value_or(kDefaultStderrRate) && old->burst_ == (rate ? burst : kDefaultStderrBurst))
         return old;
@@ -83,13 +80,10 @@ Result<std::unique_ptr<StderrPipe>> StderrPipe::open(event_base* base, std::stri
     return pipe;
 }
 
-StderrPipe::StderrPipe(UniqueFd read_end, UniqueFd write_end, std::string service,
-                       std::shared_ptr<StderrBudget> budget, ClosedHandler on_closed)
-    : read_end_(std::move(read_end)),
-      write_end_(std::move(write_end)),
-      service_(std::move(service)),
-      budget_(std::move(budget)),
-      on_closed_(std::move(on_closed))
+StderrPipe::StderrPipe(UniqueFd read_end, UniqueFd write_end, std::string service, std::shared_ptr<StderrBudget> budget,
+                       ClosedHandler on_closed)
+    : read_end_(std::move(read_end)), write_end_(std::move(write_end)), service_(std::move(service)),
+      budget_(std::move(budget)), on_closed_(std::move(on_closed))
 {
 }
 

@@ -51,8 +51,8 @@ public:
     // `old` when it has the same rate and burst, so a reload does not refill
     // the bucket; otherwise a new, full one.
     static std::shared_ptr<StderrBudget> keep_or_make(std::shared_ptr<StderrBudget> old, event_base* base,
-                                                      std::string service, std::optional<double> rate,
-                                                      double burst, Clock::time_point now);
+                                                      std::string service, std::optional<double> rate, double burst,
+                                                      Clock::time_point now);
 
     bool take(Clock::time_point now) { return bucket_.take(now); }
     std::chrono::milliseconds wait(Clock::time_point now) { return bucket_.wait(now); }

@@ -369,8 +369,7 @@ std::vector<pid_t> Superd::children() const
     return result;
 }
 
-std::string service_toml(const std::string& name, const std::vector<std::string>& listen,
-                         const std::string& program)
+std::string service_toml(const std::string& name, const std::vector<std::string>& listen, const std::string& program)
 {
     std::string text = "[service." + name + "]\nlisten = [";
     for (size_t i = 0; i < listen.size(); ++i)

@@ -50,7 +50,7 @@ uint16_t free_port(int family = 2 /* AF_INET */);
 
 // The result of running superd to completion.
 struct Finished {
-    int status = -1; // exit status, or 128+signal
+    int status = -1;    // exit status, or 128+signal
     std::string output; // stdout and stderr together
 };
 // Runs superd with `args` and waits up to `limit`; killed past that.
@@ -130,8 +130,7 @@ private:
 superd::SocketAddress socket_address(const std::string& host, uint16_t port);
 
 // A [service.NAME] table; `listen` entries are written as given.
-std::string service_toml(const std::string& name, const std::vector<std::string>& listen,
-                         const std::string& program);
+std::string service_toml(const std::string& name, const std::vector<std::string>& listen, const std::string& program);
 // "127.0.0.1:PORT"
 std::string loopback(uint16_t port);
 

@@ -22,7 +22,8 @@ void check_run(uint16_t port)
                            60s);
     INFO(run.output);
     CHECK(run.status == 0);
-    CHECK(std::regex_search(run.output, std::regex(R"(conn_per_s=[0-9.]+ completed=300 errors=0 p50_us=\d+ p99_us=\d+ max_us=\d+)")));
+    CHECK(std::regex_search(
+        run.output, std::regex(R"(conn_per_s=[0-9.]+ completed=300 errors=0 p50_us=\d+ p99_us=\d+ max_us=\d+)")));
 }
 
 // A reference server started by the test, ended by pid.

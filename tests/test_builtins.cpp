@@ -26,9 +26,9 @@ using namespace superd;
 TEST_CASE("time counts seconds since 1900 in 32 bits (RFC 868)", "[builtins]")
 {
     // RFC 868's own examples.
-    CHECK(rfc::time_since_1900(-2208988800) == 0u);             // 1900-01-01
+    CHECK(rfc::time_since_1900(-2208988800) == 0u);                       // 1900-01-01
     CHECK(rfc::time_since_1900(-2208988800 + 2629584000) == 2629584000u); // 1983-05-01
-    CHECK(rfc::time_since_1900(0) == 2208988800u);              // 1970-01-01
+    CHECK(rfc::time_since_1900(0) == 2208988800u);                        // 1970-01-01
     // 2036-02-07 06:28:16 UTC wraps to 0.
     CHECK(rfc::time_since_1900(2085978496) == 0u);
 }
@@ -141,8 +141,7 @@ TEST_CASE("UDP builtins refuse datagrams that would loop or reflect", "[builtins
     CHECK(fate("::1", 40000, "ff02::1", ours) == "broadcast");
 }
 
-TEST_CASE("chargen over UDP answers only with allow_amplification; echo never exceeds the request",
-          "[builtins]")
+TEST_CASE("chargen over UDP answers only with allow_amplification; echo never exceeds the request", "[builtins]")
 {
     EventBase base(event_base_new());
     Builtins builtins(base.get());
@@ -330,8 +329,8 @@ TEST_CASE("Each stream builtin is served by its row over a real connection", "[b
     {
         TcpPair pair;
         bool closed = false;
-        builtins.serve(builtin_service("discard", Protocol::kTcp), std::move(pair.server),
-                       address_of("127.0.0.1", 1), [&] { closed = true; });
+        builtins.serve(builtin_service("discard", Protocol::kTcp), std::move(pair.server), address_of("127.0.0.1", 1),
+                       [&] { closed = true; });
         harness::send_all(pair.client.get(), "into the void\n");
         ::shutdown(pair.client.get(), SHUT_WR);
         CHECK(read_until_closed(base.get(), pair.client.get(), closed).empty());
@@ -340,8 +339,8 @@ TEST_CASE("Each stream builtin is served by its row over a real connection", "[b
     {
         TcpPair pair;
         bool closed = false;
-        builtins.serve(builtin_service("chargen", Protocol::kTcp), std::move(pair.server),
-                       address_of("127.0.0.1", 1), [&] { closed = true; });
+        builtins.serve(builtin_service("chargen", Protocol::kTcp), std::move(pair.server), address_of("127.0.0.1", 1),
+                       [&] { closed = true; });
         std::string expected;
         for (uint64_t i = 0; i < 1000; ++i)
             expected += rfc::chargen_line(i);
@@ -365,8 +364,8 @@ TEST_CASE("Each stream builtin is served by its row over a real connection", "[b
             TcpPair pair;
             bool closed = false;
             harness::send_all(pair.client.get(), "what time is it?\n");
-            builtins.serve(builtin_service(name, Protocol::kTcp), std::move(pair.server),
-                           address_of("127.0.0.1", 1), [&] { closed = true; });
+            builtins.serve(builtin_service(name, Protocol::kTcp), std::move(pair.server), address_of("127.0.0.1", 1),
+                           [&] { closed = true; });
             std::string reply = read_until_closed(base.get(), pair.client.get(), closed);
             INFO(name);
             CHECK(closed);

@@ -60,7 +60,8 @@ TEST_CASE("superd --check validates and exits 0 or 2", "[cli][integration]")
 TEST_CASE("A bad config exits 2 with FILE:LINE", "[cli][integration]")
 {
     TempDir dir;
-    std::string bad = dir.write("superd.toml", "[service.echo]\nlisten = [\"127.0.0.1:http\"]\nprogram = \"/bin/true\"\n");
+    std::string bad =
+        dir.write("superd.toml", "[service.echo]\nlisten = [\"127.0.0.1:http\"]\nprogram = \"/bin/true\"\n");
     auto result = run_superd({"--config", bad});
     CHECK(result.status == 2);
     CHECK_THAT(result.output, Catch::Contains(bad + ":2: service 'echo': listen '127.0.0.1:http'"));
@@ -76,8 +77,9 @@ TEST_CASE("A port already bound exits 1 naming the service and address", "[cli][
     UniqueFd holder = listen_tcp(port);
 
     TempDir dir;
-    std::string config = dir.write("superd.toml", service_toml("first", {loopback(free_port())}, service_binary("echo"))
-                                                      + service_toml("taken", {loopback(port)}, service_binary("echo")));
+    std::string config =
+        dir.write("superd.toml", service_toml("first", {loopback(free_port())}, service_binary("echo"))
+                                     + service_toml("taken", {loopback(port)}, service_binary("echo")));
     auto result = run_superd({"--config", config});
     CHECK(result.status == 1);
     CHECK_THAT(result.output, Catch::Contains("service 'taken'") && Catch::Contains(loopback(port))
@@ -115,12 +117,13 @@ TEST_CASE("Switching users is refused at load when superd is not root", "[cli][i
         return path;
     };
     auto as_nobody = [](const std::string& path) {
-        return run_command({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                            superd_binary(), "--check", "--config", path});
+        return run_command({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", superd_binary(),
+                            "--check", "--config", path});
     };
     auto refused = as_nobody(config("user = \"root\"\n"));
     CHECK(refused.status == 2);
-    CHECK_THAT(refused.output, Catch::Contains("superd.toml:4: service 'a': user and group need superd to run as root"));
+    CHECK_THAT(refused.output,
+               Catch::Contains("superd.toml:4: service 'a': user and group need superd to run as root"));
 
     // Asking for what superd already is needs no privilege.
     auto same = as_nobody(config("user = \"nobody\"\ngroup = \"nogroup\"\n"));

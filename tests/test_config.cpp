@@ -71,7 +71,8 @@ args = ["zeta", "-v"]
 
 [service.alpha]
 listen = "7008"
-program = ")" + (f.dir.path() / "prog").string() + R"("
+program = ")" + (f.dir.path() / "prog").string()
+                         + R"("
 )");
     REQUIRE(config.ok());
     REQUIRE(config->services.size() == 2);
@@ -114,10 +115,7 @@ TEST_CASE("Config errors name the file and the line", "[config]")
         CHECK_THAT(f.error_at("", 1), Catch::Contains("no services defined"));
         CHECK_THAT(f.error_at("# only a comment\n", 1), Catch::Contains("no services defined"));
     }
-    SECTION("TOML syntax")
-    {
-        CHECK_THAT(f.error_at(ok_service + "\n[service.b\n", 5), Catch::Contains("]"));
-    }
+    SECTION("TOML syntax") { CHECK_THAT(f.error_at(ok_service + "\n[service.b\n", 5), Catch::Contains("]")); }
     SECTION("an unknown top-level key")
     {
         CHECK_THAT(f.error_at(ok_service + "servce = 1\n", 4), Catch::Contains("unknown key 'servce'"));
@@ -218,8 +216,10 @@ TEST_CASE("Keys nested deeper than any real config are refused, not a crash", "[
     CHECK_THAT(f.error_at("[" + deep + "]\n", 1), Catch::Contains("nested more than 64 levels"));
     // Dots inside strings and comments are text.
     std::string dots(1000, '.');
-    auto config = f.load("# " + dots + "\n[service.a]\nlisten = [\"127.0.0.1:7000\"]\nprogram = \"prog\"\n"
-                         "args = [\"" + dots + "\", '" + dots + "', \"\"\"\n" + dots + "\"\"\"]\n");
+    auto config = f.load("# " + dots
+                         + "\n[service.a]\nlisten = [\"127.0.0.1:7000\"]\nprogram = \"prog\"\n"
+                           "args = [\""
+                         + dots + "\", '" + dots + "', \"\"\"\n" + dots + "\"\"\"]\n");
     INFO((config.ok() ? std::string() : config.error()));
     CHECK(config.ok());
 }
@@ -295,8 +295,9 @@ umask = 0o077
     INFO((config.ok() ? std::string() : config.error()));
     REQUIRE(config.ok());
     const auto& a = config->services[0];
-    CHECK(a.env == std::vector<std::string>{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                                            "GREETING=hello world", "TZ=UTC", "SUPERD_TEST_PASSED=from the daemon"});
+    CHECK(a.env
+          == std::vector<std::string>{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                      "GREETING=hello world", "TZ=UTC", "SUPERD_TEST_PASSED=from the daemon"});
     CHECK(a.stderr_target == superd::StderrTarget::kNull);
     CHECK(a.cwd == (f.dir.path() / "sub").string());
     CHECK(a.umask == 027u);
@@ -363,8 +364,10 @@ TEST_CASE("Includes add services from drop-in files", "[config]")
 TEST_CASE("Clashes across files name both files", "[config]")
 {
     Fixture f;
-    std::string a = f.dir.write("superd.d/a.toml", "[service.x]\nlisten = [\"127.0.0.1:7001\"]\nprogram = \"../prog\"\n");
-    std::string b = f.dir.write("superd.d/b.toml", "\n[service.x]\nlisten = [\"127.0.0.1:7002\"]\nprogram = \"../prog\"\n");
+    std::string a =
+        f.dir.write("superd.d/a.toml", "[service.x]\nlisten = [\"127.0.0.1:7001\"]\nprogram = \"../prog\"\n");
+    std::string b =
+        f.dir.write("superd.d/b.toml", "\n[service.x]\nlisten = [\"127.0.0.1:7002\"]\nprogram = \"../prog\"\n");
     auto config = f.load("[superd]\ninclude = [\"superd.d/*.toml\"]\n");
     REQUIRE_FALSE(config.ok());
     CHECK_THAT(config.error(), Catch::StartsWith(b + ":2: service 'x' is already defined at " + a + ":1"));
@@ -477,9 +480,12 @@ TEST_CASE("Errors in limits name their line", "[config]")
     CHECK_THAT(f.error_at(head + "timeout = \"0s\"\n", 4), Catch::Contains("must be a duration"));
     CHECK_THAT(f.error_at(head + "rlimit_nofile = \"64K\"\n", 4), Catch::Contains("whole number or"));
     CHECK_THAT(f.error_at(head + "rlimit_as = \"lots\"\n", 4), Catch::Contains("of bytes"));
-    CHECK_THAT(f.error_at("[service.a]\nprotocol = \"udp\"\nlisten = [\"127.0.0.1:7000\"]\nbuiltin = \"echo\"\nbacklog = 5\n", 5),
-               Catch::Contains("backlog is for stream sockets"));
-    CHECK_THAT(f.error_at(head + "mode = \"wait\"\nallow = [\"::1\"]\n", 5), Catch::Contains("does not apply to mode = \"wait\""));
+    CHECK_THAT(
+        f.error_at("[service.a]\nprotocol = \"udp\"\nlisten = [\"127.0.0.1:7000\"]\nbuiltin = \"echo\"\nbacklog = 5\n",
+                   5),
+        Catch::Contains("backlog is for stream sockets"));
+    CHECK_THAT(f.error_at(head + "mode = \"wait\"\nallow = [\"::1\"]\n", 5),
+               Catch::Contains("does not apply to mode = \"wait\""));
     CHECK_THAT(f.error_at("[service.a]\nlisten = [\"127.0.0.1:7000\"]\nbuiltin = \"echo\"\ntimeout = \"1s\"\n", 4),
                Catch::Contains("timeout does not apply to a builtin"));
     CHECK_THAT(f.error_at("[superd]\nmax_children = 0\n" + head, 2), Catch::Contains("max_children must be"));
@@ -632,15 +638,18 @@ TEST_CASE("As root, files, folders and programs others could change are refused"
         refused(main + ":2: include", "not owned by root");
         REQUIRE(::chown(folder.c_str(), 0, 0) == 0);
 
-        std::string dropin = f.dir.write("superd.d/b.toml", "[service.b]\nlisten = [\"127.0.0.1:7001\"]\nbuiltin = \"echo\"\n");
+        std::string dropin =
+            f.dir.write("superd.d/b.toml", "[service.b]\nlisten = [\"127.0.0.1:7001\"]\nbuiltin = \"echo\"\n");
         REQUIRE(superd::load_config(main).ok());
         ::chmod(dropin.c_str(), 0666);
-        refused(main + ":2: " + dropin + ": refusing " + dropin + ": mode 0666", "writable by group root and writable by others");
+        refused(main + ":2: " + dropin + ": refusing " + dropin + ": mode 0666",
+                "writable by group root and writable by others");
         ::chmod(dropin.c_str(), 0644);
 
         // A link in a good folder to a file in a bad one: the file's folder counts.
         TempDir elsewhere;
-        std::string target = elsewhere.write("b.toml", "[service.b]\nlisten = [\"127.0.0.1:7001\"]\nbuiltin = \"echo\"\n");
+        std::string target =
+            elsewhere.write("b.toml", "[service.b]\nlisten = [\"127.0.0.1:7001\"]\nbuiltin = \"echo\"\n");
         std::filesystem::remove(dropin);
         std::filesystem::create_symlink(target, dropin);
         REQUIRE(superd::load_config(main).ok());
@@ -667,7 +676,8 @@ TEST_CASE("As root, files, folders and programs others could change are refused"
         ::chmod(in_sub.c_str(), 0755);
         ::chmod(sub.c_str(), 0757);
         f.dir.write("superd.toml", "[service.a]\nlisten = [\"127.0.0.1:7000\"]\nprogram = \"sub/prog\"\n");
-        refused(main + ":3: service 'a': program " + in_sub + ": refusing " + sub + ": mode 0757", "writable by others");
+        refused(main + ":3: service 'a': program " + in_sub + ": refusing " + sub + ": mode 0757",
+                "writable by others");
         ::chmod(sub.c_str(), 0755);
         f.dir.write("superd.toml", kService);
 
@@ -759,8 +769,8 @@ TEST_CASE("Resource limits and durations too large are errors, never wrapped aro
     }
     SECTION("durations past a year, some past 64 bits")
     {
-        for (std::string too_long : {"\"8785h\"", "\"999999999h\"", "\"99999999999999999999999ms\"", "31622401",
-                                     "9223372036854775807"}) {
+        for (std::string too_long :
+             {"\"8785h\"", "\"999999999h\"", "\"99999999999999999999999ms\"", "31622401", "9223372036854775807"}) {
             INFO(too_long);
             CHECK_THAT(f.error_at(kService + "timeout = " + too_long + "\n", 4),
                        Catch::Contains("timeout must be at most a year"));
@@ -811,10 +821,11 @@ TEST_CASE("Key depth counts a key's segments, not the dots of a line", "[config]
     for (int i = 0; i < 100; ++i)
         floats += (i ? ", " : "") + std::to_string(i) + ".5";
     floats += "]";
-    std::string extra = "x = " + floats + "\ny = [\n  " + floats + ",\n  " + floats + "\n]\n"
-                        + "z = { p = " + floats + ", q = { r = 1.5 } }\nt = 07:32:00.999999\n";
-    auto config = superd::parse_config("[extra]\n" + extra + key(64) + " = 1\n[" + key(64) + "]\n[[b." + key(63) + "]]\n",
-                                       (f.dir.path() / "x.toml").string());
+    std::string extra = "x = " + floats + "\ny = [\n  " + floats + ",\n  " + floats + "\n]\n" + "z = { p = " + floats
+                        + ", q = { r = 1.5 } }\nt = 07:32:00.999999\n";
+    auto config =
+        superd::parse_config("[extra]\n" + extra + key(64) + " = 1\n[" + key(64) + "]\n[[b." + key(63) + "]]\n",
+                             (f.dir.path() / "x.toml").string());
     // Parsed fine: the only complaint is about the unknown key.
     REQUIRE_FALSE(config.ok());
     CHECK_THAT(config.error(), Catch::Contains(": unknown key 'a' (expected [superd] or [service.NAME])"));
@@ -824,8 +835,10 @@ TEST_CASE("Key depth counts a key's segments, not the dots of a line", "[config]
     CHECK_THAT(f.error_at(kService + "[[" + key(65) + "]]\n", 4), Catch::Contains("nested more than 64 levels"));
     CHECK_THAT(f.error_at(kService + "x = " + floats + "\ny = { a = 1.5, " + key(65) + " = 1 }\n", 5),
                Catch::Contains("nested more than 64 levels"));
-    CHECK_THAT(f.error_at(kService + "y = [\n{ " + key(65) + " = 1 }]\n", 5), Catch::Contains("nested more than 64 levels"));
-    CHECK_THAT(f.error_at(kService + "x = {}\n" + key(65) + " = 1\n", 5), Catch::Contains("nested more than 64 levels"));
+    CHECK_THAT(f.error_at(kService + "y = [\n{ " + key(65) + " = 1 }]\n", 5),
+               Catch::Contains("nested more than 64 levels"));
+    CHECK_THAT(f.error_at(kService + "x = {}\n" + key(65) + " = 1\n", 5),
+               Catch::Contains("nested more than 64 levels"));
 }
 
 TEST_CASE("Twenty thousand services load, and clashes are still found among them", "[config]")
@@ -846,9 +859,9 @@ TEST_CASE("Twenty thousand services load, and clashes are still found among them
     std::string clashing = text + "[service.w]\nlisten = [\"0.0.0.0:1024\"]\nbuiltin = \"echo\"\n";
     config = superd::parse_config(clashing, f.path);
     REQUIRE_FALSE(config.ok());
-    CHECK(config.error() == f.path + ":" + std::to_string(last + 1)
-                                + ": service 'w': 0.0.0.0:1024 is already used by service 's0' (127.0.0.1:1024 at "
-                                + f.path + ":2)");
+    CHECK(config.error()
+          == f.path + ":" + std::to_string(last + 1)
+                 + ": service 'w': 0.0.0.0:1024 is already used by service 's0' (127.0.0.1:1024 at " + f.path + ":2)");
     std::string dropin = f.dir.write("more.toml", "[service.s5]\nlisten = [\"127.0.0.9:9\"]\nbuiltin = \"echo\"\n");
     config = superd::parse_config("[superd]\ninclude = \"more.toml\"\n" + text, f.path);
     REQUIRE_FALSE(config.ok());
@@ -859,7 +872,8 @@ TEST_CASE("Listeners clash by kind, family, port and address, a wildcard with an
 {
     Fixture f;
     auto builtin = [](const std::string& name, const std::string& listen, const std::string& protocol = "tcp") {
-        return "[service." + name + "]\nprotocol = \"" + protocol + "\"\nlisten = [" + listen + "]\nbuiltin = \"echo\"\n";
+        return "[service." + name + "]\nprotocol = \"" + protocol + "\"\nlisten = [" + listen
+               + "]\nbuiltin = \"echo\"\n";
     };
     auto ok = [&](const std::string& text) {
         auto config = f.load(text);
@@ -867,7 +881,7 @@ TEST_CASE("Listeners clash by kind, family, port and address, a wildcard with an
         CHECK(config.ok());
     };
     ok(builtin("a", "\"127.0.0.1:7000\"") + builtin("b", "\"127.0.0.1:7000\"", "udp")); // stream and dgram
-    ok(builtin("a", "\"0.0.0.0:7000\"") + builtin("b", "\"[::1]:7000\"")); // another family
+    ok(builtin("a", "\"0.0.0.0:7000\"") + builtin("b", "\"[::1]:7000\""));              // another family
     ok(builtin("a", "\"7000\"") + builtin("b", "\"7001\"")); // "PORT": two sockets, no clash of their own
     CHECK_THAT(f.error_at(builtin("a", "\"127.0.0.1:7000\"") + builtin("b", "\"0.0.0.0:7000\""), 7),
                Catch::Contains("service 'b': 0.0.0.0:7000 is already used by service 'a' (127.0.0.1:7000 at"));
@@ -940,8 +954,8 @@ TEST_CASE("A key set where it does not apply is refused at its line, whatever th
             CHECK(f.error_at("[service.p]\nlisten = [\"127.0.0.1:7000\"]\nprogram = \"prog\"\n" + setting, 4)
                   == "service 'p': " + name + " applies only to builtins");
         if (!(key.applies & superd::kWaitProgram) && (key.applies & superd::kProgram))
-            CHECK(f.error_at("[service.w]\nlisten = [\"127.0.0.1:7000\"]\nmode = \"wait\"\nprogram = \"prog\"\n"
-                             + setting, 5)
+            CHECK(f.error_at(
+                      "[service.w]\nlisten = [\"127.0.0.1:7000\"]\nmode = \"wait\"\nprogram = \"prog\"\n" + setting, 5)
                   == "service 'w': " + name
                          + " does not apply to mode = \"wait\" (its program accepts the connections itself)");
         if (!(key.applies & superd::kTcp) && (key.applies & superd::kUnix))
@@ -949,7 +963,8 @@ TEST_CASE("A key set where it does not apply is refused at its line, whatever th
                   == "service 't': " + name + " is for unix sockets (protocol = \"unix\")");
         if (!(key.applies & superd::kUdp) && (key.applies & superd::kTcp))
             CHECK(f.error_at("[service.u]\nprotocol = \"udp\"\nlisten = [\"127.0.0.1:7000\"]\nbuiltin = \"echo\"\n"
-                             + setting, 5)
+                                 + setting,
+                             5)
                   == "service 'u': " + name + " is for stream sockets (tcp, unix)");
     }
 }

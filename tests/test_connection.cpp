@@ -46,8 +46,7 @@ public:
 private:
     struct TimedRun final : Run {
         TimedRun(TimedStage* stage, fake::FakeTimers& time, std::chrono::milliseconds after, Done done)
-            : owner(stage), finish(std::move(done)),
-              timer(time.timer([this] {
+            : owner(stage), finish(std::move(done)), timer(time.timer([this] {
                   finished = true;
                   finish(owner->failure_);
               }))

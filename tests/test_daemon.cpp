@@ -2,8 +2,8 @@
 // reaping, and failures that must not stop the daemon.
 #include "tests/harness.h"
 
-#include <sys/socket.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -108,16 +108,17 @@ TEST_CASE("A child holds exactly fds 0-2 and starts with clean signals, even fro
     std::string client_port = std::to_string(ntohs(reinterpret_cast<sockaddr_in&>(mine).sin_port));
     auto env = harness::lines_with_prefix(report, "env: ");
     std::sort(env.begin(), env.end());
-    CHECK(env == std::vector<std::string>{
-                     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                     "PROTO=TCP",
-                     "REMOTE_ADDR=127.0.0.1",
-                     "REMOTE_PORT=" + client_port,
-                     "TCPLOCALIP=127.0.0.1",
-                     "TCPLOCALPORT=" + std::to_string(port),
-                     "TCPREMOTEIP=127.0.0.1",
-                     "TCPREMOTEPORT=" + client_port,
-                 });
+    CHECK(env
+          == std::vector<std::string>{
+              "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+              "PROTO=TCP",
+              "REMOTE_ADDR=127.0.0.1",
+              "REMOTE_PORT=" + client_port,
+              "TCPLOCALIP=127.0.0.1",
+              "TCPLOCALPORT=" + std::to_string(port),
+              "TCPREMOTEIP=127.0.0.1",
+              "TCPREMOTEPORT=" + client_port,
+          });
 
     // superd itself unblocked SIGINT and handles it, ignored or not.
     ::kill(superd.pid(), SIGINT);
@@ -165,8 +166,7 @@ TEST_CASE("No zombie is left after 1,000 connections", "[daemon][integration]")
     CHECK(superd.count_in_log("spawned service=echo") == kThreads * kEach);
 }
 
-TEST_CASE("A service whose program vanished closes the connection and others keep serving",
-          "[daemon][integration]")
+TEST_CASE("A service whose program vanished closes the connection and others keep serving", "[daemon][integration]")
 {
     TempDir programs;
     auto doomed = programs.path() / "doomed";

@@ -21,7 +21,8 @@ TEST_CASE("Inputs that once crashed a parser stay harmless", "[fuzz]")
         INFO(name);
         if (name.rfind("config-", 0) == 0) {
             auto config = superd::parse_config(text.str(), "/nonexistent/fuzz.toml");
-            CHECK_THAT(config.ok() ? std::string("ok") : config.error(), Catch::StartsWith("/nonexistent/fuzz.toml:") || Catch::Equals("ok"));
+            CHECK_THAT(config.ok() ? std::string("ok") : config.error(),
+                       Catch::StartsWith("/nonexistent/fuzz.toml:") || Catch::Equals("ok"));
             ++checked;
         } else if (name.rfind("inetd_conf-", 0) == 0) {
             (void)superd::parse_inetd_conf(text.str(), "fuzz.conf");

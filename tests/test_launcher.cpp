@@ -33,8 +33,7 @@ superd::ServiceConfig probe_service()
 
 } // namespace
 
-TEST_CASE("A spawned service gets the connection on 0/1/2, a clean environment and default signals",
-          "[spawn]")
+TEST_CASE("A spawned service gets the connection on 0/1/2, a clean environment and default signals", "[spawn]")
 {
     int pair[2];
     REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
@@ -73,16 +72,17 @@ TEST_CASE("A spawned service gets the connection on 0/1/2, a clean environment a
     CHECK(harness::lines_with_prefix(report, "session: ") == std::vector<std::string>{"yes"});
     auto env = harness::lines_with_prefix(report, "env: ");
     std::sort(env.begin(), env.end());
-    CHECK(env == std::vector<std::string>{
-                     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                     "PROTO=TCP",
-                     "REMOTE_ADDR=192.0.2.7",
-                     "REMOTE_PORT=4000",
-                     "TCPLOCALIP=127.0.0.1",
-                     "TCPLOCALPORT=7007",
-                     "TCPREMOTEIP=192.0.2.7",
-                     "TCPREMOTEPORT=4000",
-                 });
+    CHECK(env
+          == std::vector<std::string>{
+              "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+              "PROTO=TCP",
+              "REMOTE_ADDR=192.0.2.7",
+              "REMOTE_PORT=4000",
+              "TCPLOCALIP=127.0.0.1",
+              "TCPLOCALPORT=7007",
+              "TCPREMOTEIP=192.0.2.7",
+              "TCPREMOTEPORT=4000",
+          });
 }
 
 TEST_CASE("A program that cannot be executed is a spawn error, not a child", "[spawn]")

@@ -55,9 +55,9 @@ TEST_CASE("The most specific prefix decides; deny wins a tie", "[limits]")
     CHECK_FALSE(only_local.allows(at("192.0.2.1")));
 
     AccessList carve({cidr("10.0.0.0/8"), cidr("10.1.2.3")}, {cidr("10.1.0.0/16")});
-    CHECK(carve.allows(at("10.2.0.1")));      // /8 allow
+    CHECK(carve.allows(at("10.2.0.1")));       // /8 allow
     CHECK_FALSE(carve.allows(at("10.1.9.9"))); // /16 deny is more specific
-    CHECK(carve.allows(at("10.1.2.3")));      // /32 allow beats the /16 deny
+    CHECK(carve.allows(at("10.1.2.3")));       // /32 allow beats the /16 deny
     CHECK_FALSE(carve.allows(at("11.0.0.1"))); // not allowed at all
 
     AccessList deny_only({}, {cidr("192.0.2.0/24")});

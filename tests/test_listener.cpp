@@ -105,11 +105,9 @@ TEST_CASE("Connections for an in-process service are accepted non-blocking", "[l
     auto listener = Listener::open(tcp(parse("127.0.0.1:" + std::to_string(port))));
     REQUIRE(listener.ok());
     superd::UniqueFd accepted;
-    (*listener)->accept_with(base.get(),
-                             Listener::AcceptHooks{[&](superd::UniqueFd fd, const SocketAddress&) {
-                                                       accepted = std::move(fd);
-                                                   },
-                                                   nullptr, nullptr, /*nonblocking=*/true});
+    (*listener)->accept_with(
+        base.get(), Listener::AcceptHooks{[&](superd::UniqueFd fd, const SocketAddress&) { accepted = std::move(fd); },
+                                          nullptr, nullptr, /*nonblocking=*/true});
 
     superd::UniqueFd client = harness::connect_tcp(port);
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -120,8 +118,7 @@ TEST_CASE("Connections for an in-process service are accepted non-blocking", "[l
     CHECK((::fcntl(accepted.get(), F_GETFD) & FD_CLOEXEC) != 0);
 }
 
-TEST_CASE("On a lent socket made blocking in mid-turn, an accept that finds nothing comes back",
-          "[listener]")
+TEST_CASE("On a lent socket made blocking in mid-turn, an accept that finds nothing comes back", "[listener]")
 {
     superd::EventBase base(event_base_new());
     uint16_t port = harness::free_port();
@@ -134,7 +131,8 @@ TEST_CASE("On a lent socket made blocking in mid-turn, an accept that finds noth
                                                                    ++accepted;
                                                                    // What a process the child left behind
                                                                    // may do at any moment.
-                                                                   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+                                                                   ::fcntl(fd, F_SETFL,
+                                                                           ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
                                                                },
                                                                nullptr, nullptr});
 
@@ -162,11 +160,12 @@ TEST_CASE("A turn of accepting that runs long yields to the rest of the loop", "
     // Each connection takes longer than a turn may (as a spawn on a loaded
     // machine does): one per turn, the rest stay queued for the next.
     std::vector<superd::UniqueFd> accepted;
-    (*listener)->accept_with(base.get(), Listener::AcceptHooks{[&](superd::UniqueFd fd, const SocketAddress&) {
-                                                                   std::this_thread::sleep_for(std::chrono::milliseconds(10));
-                                                                   accepted.push_back(std::move(fd));
-                                                               },
-                                                               nullptr, nullptr});
+    (*listener)->accept_with(base.get(),
+                             Listener::AcceptHooks{[&](superd::UniqueFd fd, const SocketAddress&) {
+                                                       std::this_thread::sleep_for(std::chrono::milliseconds(10));
+                                                       accepted.push_back(std::move(fd));
+                                                   },
+                                                   nullptr, nullptr});
     std::vector<superd::UniqueFd> clients;
     for (int i = 0; i < 4; ++i)
         clients.push_back(harness::connect_tcp(port));

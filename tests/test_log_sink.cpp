@@ -9,8 +9,8 @@
 
 #include <fcntl.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -249,19 +249,19 @@ TEST_CASE("a log whose reader is gone drops and counts, and never kills superd",
     BlockGuard guard;
     auto old = ::signal(SIGPIPE, SIG_IGN); // as superd has it (process.cpp)
     {
-    Pipe p = small_pipe();
-    auto sink = std::make_shared<LogSink>(superd::open_log_fd(p.write_end.get()));
-    auto logger = superd::make_logger(sink, spdlog::level::info);
-    logger->info("read");
-    CHECK(read_available(p.read_end.get()).find(" info read\n") != std::string::npos);
+        Pipe p = small_pipe();
+        auto sink = std::make_shared<LogSink>(superd::open_log_fd(p.write_end.get()));
+        auto logger = superd::make_logger(sink, spdlog::level::info);
+        logger->info("read");
+        CHECK(read_available(p.read_end.get()).find(" info read\n") != std::string::npos);
 
-    p.read_end.reset();
-    for (int i = 0; i < 5; ++i)
-        logger->info("line {}", i);
-    CHECK(sink->dropped() == 5);
-    CHECK(sink->queued_bytes() == 0);
-    sink->finish(0ms);
-    CHECK(sink->dropped() == 5); // no notice: nothing was written since
+        p.read_end.reset();
+        for (int i = 0; i < 5; ++i)
+            logger->info("line {}", i);
+        CHECK(sink->dropped() == 5);
+        CHECK(sink->queued_bytes() == 0);
+        sink->finish(0ms);
+        CHECK(sink->dropped() == 5); // no notice: nothing was written since
     }
     ::signal(SIGPIPE, old);
 }
@@ -314,9 +314,9 @@ std::string echo_toml(uint16_t port)
 // stderr (stderr = "log", with a budget that lets all of them through).
 std::string echo_and_flood(uint16_t port, uint16_t flood_port, int lines)
 {
-    return echo_toml(port) + "[service.flood]\nlisten = [\"" + loopback(flood_port) +
-           "\"]\nprogram = \"/bin/sh\"\nargs = [\"sh\", \"-c\", \"seq -f 'line %g " + kPadding + "' " +
-           std::to_string(lines) + " >&2\"]\nstderr = \"log\"\nstderr_rate = \"1000000/s\"\nstderr_burst = 1000000\n";
+    return echo_toml(port) + "[service.flood]\nlisten = [\"" + loopback(flood_port)
+           + "\"]\nprogram = \"/bin/sh\"\nargs = [\"sh\", \"-c\", \"seq -f 'line %g " + kPadding + "' "
+           + std::to_string(lines) + " >&2\"]\nstderr = \"log\"\nstderr_rate = \"1000000/s\"\nstderr_burst = 1000000\n";
 }
 
 // One echo exchange, bounded: true when the echo came back in time.

@@ -80,7 +80,8 @@ TEST_CASE("max_instances with on_limit = queue holds the rest in the backlog", "
 TEST_CASE("max_instances with on_limit = reject answers busy and closes", "[protection][integration]")
 {
     uint16_t port = free_port();
-    Superd superd(held("cat", port, "max_instances = 1\non_limit = \"reject\"\nbusy_message = \"busy, try later\\r\\n\""));
+    Superd superd(
+        held("cat", port, "max_instances = 1\non_limit = \"reject\"\nbusy_message = \"busy, try later\\r\\n\""));
     UniqueFd a = connect_tcp(port);
     CHECK(served(a.get()));
     UniqueFd b = connect_tcp(port);
@@ -101,7 +102,7 @@ TEST_CASE("max_per_source counts each source prefix on its own", "[protection][i
     CHECK(served(a.get()));
     CHECK(served(b.get()));
     UniqueFd third = connect_tcp(port, "127.0.0.1", "127.0.0.1");
-    CHECK(read_to_eof(third.get()) == ""); // refused: closed at once
+    CHECK(read_to_eof(third.get()) == "");                        // refused: closed at once
     UniqueFd other = connect_tcp(port, "127.0.0.1", "127.0.0.2"); // another /32
     CHECK(served(other.get()));
     CHECK(counter(superd.counters("cat"), "refused_source") == 1);
@@ -117,7 +118,8 @@ TEST_CASE("A rate over its burst refuses with reject and delays with queue", "[p
     uint16_t strict = free_port(), patient = free_port();
     Superd superd(service_toml("strict", {loopback(strict)}, service_binary("echo"))
                   + "rate = \"1/m\"\nburst = 2\non_limit = \"reject\"\n\n"
-                  + service_toml("patient", {loopback(patient)}, service_binary("echo")) + "rate = \"10/s\"\nburst = 1\n");
+                  + service_toml("patient", {loopback(patient)}, service_binary("echo"))
+                  + "rate = \"10/s\"\nburst = 1\n");
     int ok = 0;
     for (int i = 0; i < 5; ++i)
         ok += round_trip(strict, "x\n") == "x\n" ? 1 : 0;
@@ -153,7 +155,8 @@ TEST_CASE("A reload keeps the rate buckets of a service whose rate is unchanged"
     CHECK(counter(superd.counters("strict"), "refused_rate") == 4);
 
     // A changed rate starts a bucket of its own.
-    superd.rewrite_config(service_toml("strict", {loopback(port)}, service_binary("echo")) + "rate = \"2/h\"\nburst = 1\n");
+    superd.rewrite_config(service_toml("strict", {loopback(port)}, service_binary("echo"))
+                          + "rate = \"2/h\"\nburst = 1\n");
     REQUIRE(superd.reload());
     CHECK(round_trip(port, "x\n") == "x\n");
 }
@@ -192,8 +195,10 @@ TEST_CASE("timeout ends a child with SIGTERM, then SIGKILL after the grace", "[p
     uint16_t polite = free_port(), stubborn = free_port();
     Superd superd("[service.polite]\nlisten = [\"" + loopback(polite)
                   + "\"]\nprogram = \"/bin/sleep\"\nargs = [\"sleep\", \"60\"]\ntimeout = \"300ms\"\n\n"
-                    "[service.stubborn]\nlisten = [\"" + loopback(stubborn)
-                  + "\"]\nprogram = \"/bin/sh\"\nargs = [\"sh\", \"-c\", \"trap '' TERM; echo ready; while :; do sleep 1; done\"]\n"
+                    "[service.stubborn]\nlisten = [\""
+                  + loopback(stubborn)
+                  + "\"]\nprogram = \"/bin/sh\"\nargs = [\"sh\", \"-c\", \"trap '' TERM; echo ready; while :; do sleep "
+                    "1; done\"]\n"
                     "timeout = \"300ms\"\nkill_grace = \"300ms\"\n");
     UniqueFd a = connect_tcp(polite), b = connect_tcp(stubborn);
     CHECK(read_n(b.get(), 6) == "ready\n");
@@ -217,7 +222,7 @@ TEST_CASE("timeout and max_instances cover what a service leaves running", "[pro
     UniqueFd first = connect_tcp(port);
     REQUIRE(superd.wait_for_log("exited service=fork"));
     CHECK_THAT(superd.log(), Catch::Contains("group=alive"));
-    UniqueFd second = connect_tcp(port); // waits: the first connection still runs
+    UniqueFd second = connect_tcp(port);        // waits: the first connection still runs
     CHECK(read_to_eof(first.get(), 10s) == ""); // its whole session was ended at the timeout
     CHECK(read_to_eof(second.get(), 10s) == "");
     REQUIRE(superd.wait_for_log("ended service=fork", 2));
@@ -256,9 +261,10 @@ TEST_CASE("What a service leaves behind comes back to superd and is reaped", "[p
 TEST_CASE("rlimit_* apply to the spawned program", "[protection][integration]")
 {
     uint16_t port = free_port();
-    Superd superd("[service.limits]\nlisten = [\"" + loopback(port)
-                  + "\"]\nprogram = \"/bin/sh\"\nargs = [\"sh\", \"-c\", \"ulimit -n; ulimit -Hn; ulimit -c; ulimit -t\"]\n"
-                    "rlimit_nofile = 77\nrlimit_core = 0\nrlimit_cpu = 9\n");
+    Superd superd(
+        "[service.limits]\nlisten = [\"" + loopback(port)
+        + "\"]\nprogram = \"/bin/sh\"\nargs = [\"sh\", \"-c\", \"ulimit -n; ulimit -Hn; ulimit -c; ulimit -t\"]\n"
+          "rlimit_nofile = 77\nrlimit_core = 0\nrlimit_cpu = 9\n");
     CHECK(round_trip(port, "") == "77\n77\n0\n9\n");
 }
 
@@ -316,8 +322,8 @@ TEST_CASE("Out of processes, spawns fail, are paced, and superd lives on", "[pro
     // RLIMIT_NPROC counts every process of the user: superd and a few cats,
     // under a uid nothing else runs as (not nobody, which other tests use at
     // the same time).
-    few_processes.wrapper = {"/usr/bin/prlimit", "--nproc=6", "/usr/bin/setpriv", "--reuid=64999",
-                             "--regid=64999", "--clear-groups"};
+    few_processes.wrapper = {"/usr/bin/prlimit", "--nproc=6",     "/usr/bin/setpriv",
+                             "--reuid=64999",    "--regid=64999", "--clear-groups"};
     Superd superd(held("cat", port), few_processes);
 
     std::vector<UniqueFd> clients;
@@ -364,8 +370,8 @@ TEST_CASE("A service that crashes, closes early, hangs or never reads affects on
 {
     uint16_t crash = free_port(), closes = free_port(), hangs = free_port(), deaf = free_port(), echo = free_port();
     auto sh = [](const std::string& name, uint16_t port, const std::string& script) {
-        return "[service." + name + "]\nlisten = [\"" + loopback(port) + "\"]\nprogram = \"/bin/sh\"\nargs = [\"sh\", \"-c\", \""
-               + script + "\"]\n\n";
+        return "[service." + name + "]\nlisten = [\"" + loopback(port)
+               + "\"]\nprogram = \"/bin/sh\"\nargs = [\"sh\", \"-c\", \"" + script + "\"]\n\n";
     };
     Superd superd(sh("crash", crash, "kill -SEGV $$") + sh("closes", closes, "exec 0<&- 1>&-; sleep 1")
                   + sh("hangs", hangs, "sleep 60") + sh("deaf", deaf, "sleep 60")

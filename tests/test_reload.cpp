@@ -103,8 +103,7 @@ TEST_CASE("Running children are untouched by a reload", "[reload][integration]")
     CHECK(read_to_eof(live.get()) == "after\n");
 }
 
-TEST_CASE("Builtin connections live on through a reload that changes or removes their service",
-          "[reload][integration]")
+TEST_CASE("Builtin connections live on through a reload that changes or removes their service", "[reload][integration]")
 {
     // The reload frees the ServiceConfig each connection was served from.
     uint16_t e = free_port(), c = free_port(), other = free_port();
@@ -188,8 +187,8 @@ TEST_CASE("superd --check validates exactly what a reload loads", "[reload][inte
     CHECK_THAT(superd.log(), Catch::Contains(reason));
 
     superd.rewrite_config(echo("a", a) + "[superd]\ninclude = [\"more/*.toml\"]\n");
-    superd.dir().write("more/b.toml", "[service.b]\nlisten = [\"" + loopback(free_port())
-                                          + "\"]\nbuiltin = \"daytime\"\n");
+    superd.dir().write("more/b.toml",
+                       "[service.b]\nlisten = [\"" + loopback(free_port()) + "\"]\nbuiltin = \"daytime\"\n");
     CHECK(run_superd({"--check", "--config", config}).status == 0);
     CHECK(superd.reload());
 }
@@ -198,9 +197,9 @@ TEST_CASE("superd serves an inetd.conf given on the command line", "[reload][int
 {
     TempDir dir;
     uint16_t port = free_port();
-    std::string conf = dir.write("inetd.conf", "# classic\n127.0.0.1:" + std::to_string(port)
-                                                   + "\tstream\ttcp\tnowait\troot\t" + service_binary("echo")
-                                                   + "\techo\n");
+    std::string conf =
+        dir.write("inetd.conf", "# classic\n127.0.0.1:" + std::to_string(port) + "\tstream\ttcp\tnowait\troot\t"
+                                    + service_binary("echo") + "\techo\n");
     auto check = run_superd({"--check", "--inetd-conf", conf});
     INFO(check.output);
     CHECK(check.status == 0);
@@ -213,8 +212,8 @@ TEST_CASE("superd serves an inetd.conf given on the command line", "[reload][int
 
     // A reload reads it again.
     uint16_t second = free_port();
-    dir.write("inetd.conf", "127.0.0.1:" + std::to_string(second) + " stream tcp nowait root "
-                                + service_binary("echo") + " echo\n");
+    dir.write("inetd.conf",
+              "127.0.0.1:" + std::to_string(second) + " stream tcp nowait root " + service_binary("echo") + " echo\n");
     REQUIRE(superd.reload());
     CHECK(refused(port));
     CHECK(round_trip(second, "reloaded\n") == "reloaded\n");
@@ -231,8 +230,8 @@ TEST_CASE("A drop-in that is a FIFO fails the reload at once, and superd serves 
     // It used to block superd in open() until a writer came: no outcome.
     CHECK_FALSE(superd.reload(5s));
     std::string config = (superd.dir().path() / "superd.toml").string();
-    CHECK_THAT(superd.log(), Catch::Contains("reload failed reason=\"" + config + ":2: " + fifo
-                                             + ": not a regular file (a FIFO)\""));
+    CHECK_THAT(superd.log(),
+               Catch::Contains("reload failed reason=\"" + config + ":2: " + fifo + ": not a regular file (a FIFO)\""));
     CHECK(round_trip(a, "still a\n") == "still a\n");
 
     ::unlink(fifo.c_str());

@@ -31,8 +31,8 @@ namespace {
 std::string builtin_toml(const std::string& name, const std::string& protocol, uint16_t port,
                          const std::string& builtin)
 {
-    return "[service." + name + "]\nprotocol = \"" + protocol + "\"\nlisten = [\"" + loopback(port) + "\", \"[::1]:"
-           + std::to_string(port) + "\"]\nbuiltin = \"" + builtin + "\"\n\n";
+    return "[service." + name + "]\nprotocol = \"" + protocol + "\"\nlisten = [\"" + loopback(port)
+           + "\", \"[::1]:" + std::to_string(port) + "\"]\nbuiltin = \"" + builtin + "\"\n\n";
 }
 
 long rss_kib(pid_t pid)
@@ -77,8 +77,9 @@ TEST_CASE("Builtins answer over TCP and UDP, IPv4 and IPv6", "[kinds][integratio
 
         UniqueFd fd = connect_tcp(chargen, host);
         std::string lines = read_n(fd.get(), 3 * 74);
-        CHECK(lines == std::string(superd::rfc::chargen_line(0)) + std::string(superd::rfc::chargen_line(1))
-                           + std::string(superd::rfc::chargen_line(2)));
+        CHECK(lines
+              == std::string(superd::rfc::chargen_line(0)) + std::string(superd::rfc::chargen_line(1))
+                     + std::string(superd::rfc::chargen_line(2)));
         // Up to 512 bytes for any datagram: an amplifier, unless the service
         // says allow_amplification.
         CHECK(udp_exchange(chargen, "?", host, 0, 300ms) == "");
@@ -139,8 +140,9 @@ TEST_CASE("rdate reads the time builtin over TCP and UDP", "[kinds][integration]
     char year[8];
     std::time_t now = std::time(nullptr);
     std::strftime(year, sizeof year, "%Y", std::gmtime(&now));
-    for (std::vector<std::string> argv : {std::vector<std::string>{"/usr/sbin/rdate", "-p", "-o", std::to_string(port), "127.0.0.1"},
-                                          std::vector<std::string>{"/usr/sbin/rdate", "-p", "-u", "-o", std::to_string(port), "127.0.0.1"}}) {
+    for (std::vector<std::string> argv :
+         {std::vector<std::string>{"/usr/sbin/rdate", "-p", "-o", std::to_string(port), "127.0.0.1"},
+          std::vector<std::string>{"/usr/sbin/rdate", "-p", "-u", "-o", std::to_string(port), "127.0.0.1"}}) {
         auto result = run_command(argv);
         INFO(result.output);
         CHECK(result.status == 0);
@@ -324,9 +326,9 @@ TEST_CASE("Unix socket services: mode, peer credentials, stale files", "[kinds][
     // A file that is not a socket is never removed.
     TempDir files;
     std::string not_socket = files.write("data.sock", "precious");
-    auto refused = run_superd({"--config", files.write("superd.toml", "[service.probe]\nprotocol = \"unix\"\nlisten = [\"unix:"
-                                                                            + not_socket + "\"]\nprogram = \""
-                                                                            + probe_binary() + "\"\n")});
+    auto refused = run_superd(
+        {"--config", files.write("superd.toml", "[service.probe]\nprotocol = \"unix\"\nlisten = [\"unix:" + not_socket
+                                                    + "\"]\nprogram = \"" + probe_binary() + "\"\n")});
     CHECK(refused.status == 1);
     CHECK_THAT(refused.output, Catch::Contains("the file exists and is not a socket"));
     std::ifstream kept(not_socket);
@@ -343,9 +345,9 @@ TEST_CASE("Unix socket services: mode, peer credentials, stale files", "[kinds][
     REQUIRE(::bind(busy.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) == 0);
     REQUIRE(::listen(busy.get(), 0) == 0);
     UniqueFd queued = connect_unix(full); // the one the backlog holds
-    auto blocked = run_superd({"--config", files.write("full.toml", "[service.probe]\nprotocol = \"unix\"\nlisten = [\"unix:"
-                                                                         + full + "\"]\nprogram = \"" + probe_binary()
-                                                                         + "\"\n")});
+    auto blocked =
+        run_superd({"--config", files.write("full.toml", "[service.probe]\nprotocol = \"unix\"\nlisten = [\"unix:"
+                                                             + full + "\"]\nprogram = \"" + probe_binary() + "\"\n")});
     CHECK(blocked.status == 1);
     CHECK_THAT(blocked.output, Catch::Contains("another process is listening there"));
 }
@@ -388,7 +390,8 @@ TEST_CASE("A wait service gets the listening socket and superd stops watching it
     ::shutdown(first.get(), SHUT_WR);
     std::string reply = read_to_eof(first.get());
     INFO(reply);
-    CHECK_THAT(first_line(reply), Catch::Matches("waiter pid=\\d+ fd=0 listen_fds=unset listen_pid=unset names=unset blocking=yes"));
+    CHECK_THAT(first_line(reply),
+               Catch::Matches("waiter pid=\\d+ fd=0 listen_fds=unset listen_pid=unset names=unset blocking=yes"));
     CHECK_THAT(reply, Catch::EndsWith("\nping\n"));
     std::string first_pid = std::regex_replace(first_line(reply), std::regex(".*pid=(\\d+) .*"), "$1");
 
@@ -408,8 +411,7 @@ TEST_CASE("A wait service gets the listening socket and superd stops watching it
     CHECK_THAT(later, !Catch::Contains("pid=" + first_pid + " "));
 }
 
-TEST_CASE("A wait child's end frees only its own socket, not one opened anew at its address",
-          "[kinds][integration]")
+TEST_CASE("A wait child's end frees only its own socket, not one opened anew at its address", "[kinds][integration]")
 {
     uint16_t port = free_port();
     std::string waiter = "[service.w]\nlisten = [\"" + loopback(port) + "\"]\nmode = \"wait\"\nprogram = \""
@@ -447,13 +449,20 @@ TEST_CASE("A wait child's end frees only its own socket, not one opened anew at 
 TEST_CASE("UDP wait services and the systemd fd convention", "[kinds][integration]")
 {
     uint16_t udp = free_port(), tcp = free_port();
-    Superd superd("[service.udp-waiter]\nprotocol = \"udp\"\nlisten = [\"" + loopback(udp) + "\"]\nmode = \"wait\"\n"
-                  "program = \"" + waiter_binary() + "\"\n\n"
-                  "[service.activated]\nlisten = [\"" + loopback(tcp) + "\"]\nmode = \"wait\"\n"
-                  "fd_convention = \"systemd\"\nprogram = \"" + waiter_binary() + "\"\n");
+    Superd superd("[service.udp-waiter]\nprotocol = \"udp\"\nlisten = [\"" + loopback(udp)
+                  + "\"]\nmode = \"wait\"\n"
+                    "program = \""
+                  + waiter_binary()
+                  + "\"\n\n"
+                    "[service.activated]\nlisten = [\""
+                  + loopback(tcp)
+                  + "\"]\nmode = \"wait\"\n"
+                    "fd_convention = \"systemd\"\nprogram = \""
+                  + waiter_binary() + "\"\n");
 
     std::string reply = udp_exchange(udp, "datagram", "127.0.0.1", 0, 5s);
-    CHECK_THAT(reply, Catch::Matches("waiter pid=\\d+ fd=0 listen_fds=unset listen_pid=unset names=unset blocking=yes\ndatagram"));
+    CHECK_THAT(reply, Catch::Matches(
+                          "waiter pid=\\d+ fd=0 listen_fds=unset listen_pid=unset names=unset blocking=yes\ndatagram"));
     CHECK(superd.wait_for_log("exited service=udp-waiter"));
     CHECK_THAT(udp_exchange(udp, "again", "127.0.0.1", 0, 5s), Catch::EndsWith("\nagain"));
 
@@ -463,8 +472,7 @@ TEST_CASE("UDP wait services and the systemd fd convention", "[kinds][integratio
                Catch::Matches("waiter pid=\\d+ fd=3 listen_fds=1 listen_pid=ok names=activated blocking=yes"));
 }
 
-TEST_CASE("A socket lent to a wait child is non-blocking again when superd serves it itself",
-          "[kinds][integration]")
+TEST_CASE("A socket lent to a wait child is non-blocking again when superd serves it itself", "[kinds][integration]")
 {
     // A wait child gets its socket blocking, which changes it for superd
     // too: after a reload makes it a builtin's, an accept or a read that
@@ -483,8 +491,10 @@ TEST_CASE("A socket lent to a wait child is non-blocking again when superd serve
     REQUIRE(superd.wait_for_log("exited service=w"));
     REQUIRE(superd.wait_for_log("exited service=uw"));
 
-    superd.rewrite_config("[service.w]\nlisten = [\"" + loopback(tcp) + "\"]\nbuiltin = \"echo\"\n\n[service.uw]\n"
-                          "protocol = \"udp\"\nlisten = [\"" + loopback(udp) + "\"]\nbuiltin = \"echo\"\n");
+    superd.rewrite_config("[service.w]\nlisten = [\"" + loopback(tcp)
+                          + "\"]\nbuiltin = \"echo\"\n\n[service.uw]\n"
+                            "protocol = \"udp\"\nlisten = [\""
+                          + loopback(udp) + "\"]\nbuiltin = \"echo\"\n");
     REQUIRE(superd.reload());
     for (int i = 0; i < 3; ++i) {
         CHECK(round_trip(tcp, "ping\n") == "ping\n");
@@ -516,8 +526,10 @@ TEST_CASE("A UDP wait program that reads its datagram and exits is never paced",
 {
     // tftpd's way: one request per run, a run of a few milliseconds.
     uint16_t port = free_port();
-    Superd superd("[service.once]\nprotocol = \"udp\"\nlisten = [\"" + loopback(port) + "\"]\nmode = \"wait\"\n"
-                  "program = \"" + waiter_binary() + "\"\n");
+    Superd superd("[service.once]\nprotocol = \"udp\"\nlisten = [\"" + loopback(port)
+                  + "\"]\nmode = \"wait\"\n"
+                    "program = \""
+                  + waiter_binary() + "\"\n");
     for (int i = 0; i < 12; ++i) {
         std::string data = "request " + std::to_string(i);
         CHECK_THAT(udp_exchange(port, data, "127.0.0.1", 0, 5s), Catch::EndsWith("\n" + data));
@@ -569,7 +581,8 @@ TEST_CASE("user.group runs with that group and the user's memberships, not its p
     auto members = run_command({"/usr/bin/getent", "group"});
     REQUIRE(members.status == 0);
     REQUIRE(std::regex_search(members.output, std::regex(R"(^daemon:x:1:$)", std::regex::multiline)));
-    REQUIRE_FALSE(std::regex_search(members.output, std::regex(R"(:([^:\n]*,)?daemon(,[^\n]*)?$)", std::regex::multiline)));
+    REQUIRE_FALSE(
+        std::regex_search(members.output, std::regex(R"(:([^:\n]*,)?daemon(,[^\n]*)?$)", std::regex::multiline)));
 
     uint16_t toml = free_port(), inetd = free_port();
     TempDir files;

@@ -194,7 +194,8 @@ TEST_CASE("a child's stderr reaches the log escaped: no quote, control byte or l
 {
     CapturedLog log;
     Loop loop;
-    auto budget = std::make_shared<StderrBudget>(loop.base.get(), "svc", std::nullopt, 0, std::chrono::steady_clock::now());
+    auto budget =
+        std::make_shared<StderrBudget>(loop.base.get(), "svc", std::nullopt, 0, std::chrono::steady_clock::now());
     FedPipe fed(loop.base.get(), budget);
     const char injection[] = "a\"b\r\x1b[31mred\0x\n";
     fed.write_and_close(std::string(injection, sizeof injection - 1) + "c\\d\r\n" + std::string(5000, 'y'));
@@ -233,9 +234,9 @@ TEST_CASE("a child flooding its stderr cannot grow the log past its rate, load s
           "[stderr_log][integration]")
 {
     uint16_t echo_port = free_port(), flood_port = free_port();
-    Superd superd("[service.echo]\nlisten = [\"" + loopback(echo_port) + "\"]\nbuiltin = \"echo\"\n" +
-                  service_toml("flood", {loopback(flood_port)}, "/bin/sh") +
-                  "args = [\"sh\", \"-c\", \"yes x >&2\"]\nstderr = \"log\"\nstderr_rate = \"20/s\"\n");
+    Superd superd("[service.echo]\nlisten = [\"" + loopback(echo_port) + "\"]\nbuiltin = \"echo\"\n"
+                  + service_toml("flood", {loopback(flood_port)}, "/bin/sh")
+                  + "args = [\"sh\", \"-c\", \"yes x >&2\"]\nstderr = \"log\"\nstderr_rate = \"20/s\"\n");
     UniqueFd client = connect_tcp(flood_port);
     REQUIRE(superd.wait_for_log("spawned service=flood"));
     auto start = std::chrono::steady_clock::now();
@@ -258,9 +259,9 @@ TEST_CASE("a child flooding its stderr cannot grow the log past its rate, load s
 TEST_CASE("control bytes a child writes to stderr reach the log escaped", "[stderr_log][integration]")
 {
     uint16_t port = free_port();
-    Superd superd(service_toml("inject", {loopback(port)}, "/bin/sh") +
-                  "args = [\"sh\", \"-c\", \"printf 'a\\\"b\\\\r\\\\033[31mred\\\\000x\\\\n' >&2\"]\n"
-                  "stderr = \"log\"\n");
+    Superd superd(service_toml("inject", {loopback(port)}, "/bin/sh")
+                  + "args = [\"sh\", \"-c\", \"printf 'a\\\"b\\\\r\\\\033[31mred\\\\000x\\\\n' >&2\"]\n"
+                    "stderr = \"log\"\n");
     CHECK(round_trip(port, "") == "");
     REQUIRE(superd.wait_for_log("stderr service=inject"));
     std::string log = superd.log();

@@ -25,9 +25,9 @@ std::string report(int fd)
     const char* names = std::getenv("LISTEN_FDNAMES");
     std::string listen_pid = !pid ? "unset" : std::atol(pid) == ::getpid() ? "ok" : "wrong";
     bool blocking = !(::fcntl(fd, F_GETFL) & O_NONBLOCK);
-    return "waiter pid=" + std::to_string(::getpid()) + " fd=" + std::to_string(fd) + " listen_fds="
-           + (fds ? fds : "unset") + " listen_pid=" + listen_pid + " names=" + (names ? names : "unset")
-           + " blocking=" + (blocking ? "yes" : "no") + "\n";
+    return "waiter pid=" + std::to_string(::getpid()) + " fd=" + std::to_string(fd)
+           + " listen_fds=" + (fds ? fds : "unset") + " listen_pid=" + listen_pid
+           + " names=" + (names ? names : "unset") + " blocking=" + (blocking ? "yes" : "no") + "\n";
 }
 
 void send_all(int fd, const std::string& data)
@@ -69,7 +69,7 @@ int main(int argc, char** argv)
         send_all(client, std::string(buffer, static_cast<size_t>(n)));
     if (argc > 1 && std::strcmp(argv[1], "linger") == 0) {
         for (int i = 0; i <= std::max(fd, 2); ++i) // every copy of the socket, first,
-            ::close(i);                             // so the client's EOF says it is free
+            ::close(i);                            // so the client's EOF says it is free
         ::close(client);
         ::sleep(2);
     }
