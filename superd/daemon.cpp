@@ -127,8 +127,10 @@ Daemon::Slot::Slot()
 {
 }
 
-Daemon::Daemon(ConfigSources sources, std::optional<rlimit> child_nofile)
-    : sources_(std::move(sources)), child_nofile_(child_nofile), base_(event_base_new())
+Daemon::Daemon(ConfigSources sources, std::optional<rlimit> child_nofile, DaemonSeams seams)
+    : sources_(std::move(sources)), child_nofile_(child_nofile), base_(event_base_new()),
+      timers_(seams.timers ? *seams.timers : event_timers_),
+      sessions_(seams.sessions ? *seams.sessions : system_sessions_), make_spawner_(std::move(seams.spawner))
 {
 }
 
@@ -203,7 +205,7 @@ std::optional<Error> Daemon::apply(Config config)
         auto service = std::make_unique<Service>();
         service->kind = &kind_for(sc);
         if (!sc.builtin)
-            service->launcher = std::make_unique<Launcher>(sc, child_nofile_);
+            service->launcher = make_spawner_ ? make_spawner_(sc) : std::make_unique<Launcher>(sc, child_nofile_);
         ServiceState& state = states_[sc.name]; // counters start at zero
         // Admission keeps the buckets of an unchanged rate, as counters
         // carry on: a reload must not hand out a fresh burst.

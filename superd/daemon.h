@@ -54,6 +54,7 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -83,11 +84,22 @@ struct Counters {
     uint64_t timed_out = 0;
 };
 
+// What the daemon acts on the world through, so that tests can drive its
+// timing (pacing, backoff, a wait service's hold) with fakes. Each one left
+// empty is the real one: a Launcher, libevent's timers on the daemon's own
+// loop, the system's process sessions. What is given must outlive the daemon.
+struct DaemonSeams {
+    // Makes a service's spawner, once per load of the service.
+    std::function<std::unique_ptr<Spawner>(const ServiceConfig& config)> spawner;
+    Timers* timers = nullptr;
+    Sessions* sessions = nullptr;
+};
+
 class Daemon {
 public:
     // `sources` is where a reload reads the configuration again;
     // `child_nofile` is the fd limit to give children (see process.h).
-    explicit Daemon(ConfigSources sources, std::optional<rlimit> child_nofile = std::nullopt);
+    explicit Daemon(ConfigSources sources, std::optional<rlimit> child_nofile = std::nullopt, DaemonSeams seams = {});
     Daemon(const Daemon&) = delete;
     Daemon& operator=(const Daemon&) = delete;
 
@@ -197,8 +209,11 @@ private:
     ConfigSources sources_;
     std::optional<rlimit> child_nofile_;
     EventBase base_; // before every member that holds events
-    EventTimers timers_{base_.get()};
-    SystemSessions sessions_;
+    EventTimers event_timers_{base_.get()};
+    SystemSessions system_sessions_;
+    Timers& timers_;     // event_timers_, unless a test gave its own
+    Sessions& sessions_; // system_sessions_, likewise
+    std::function<std::unique_ptr<Spawner>(const ServiceConfig&)> make_spawner_; // empty: a Launcher
     LogAttachment log_attachment_; // the log's queue is written from base_ until this goes
     UniqueFd dev_null_;
     UniqueFd reserve_fd_; // given up to drain a connection when out of fds
