@@ -12,6 +12,22 @@
 
 namespace superd {
 
+bool Lifetime::session_ended()
+{
+    if (!session_open_)
+        return false;
+    session_open_ = false;
+    return !relay_open_;
+}
+
+bool Lifetime::relay_closed()
+{
+    if (!relay_open_)
+        return false;
+    relay_open_ = false;
+    return !session_open_;
+}
+
 std::string describe_wait_status(int status)
 {
     if (WIFEXITED(status))
@@ -29,6 +45,12 @@ void ChildTable::watch_pidfds(event_base* base, ExitHandler on_exit)
 {
     base_ = base;
     on_exit_ = std::move(on_exit);
+}
+
+Child* ChildTable::find(pid_t pid)
+{
+    auto it = children_.find(pid);
+    return it == children_.end() ? nullptr : &it->second->child;
 }
 
 void ChildTable::add(pid_t pid, Child child, UniqueFd pidfd)

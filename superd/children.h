@@ -8,8 +8,13 @@
 // latter for SIGCHLD, which is needed only while some child has no pidfd
 // (untracked()); it collects every ended child, so a burst of SIGCHLDs
 // (which the kernel merges) can never leave a zombie behind. An entry owns
-// its child's admission ticket, which the daemon moves on when it handles
-// the exit.
+// its child's Lifetime: the admission ticket and the relay, if any, which
+// the daemon moves on when it handles the exit.
+//
+// Lifetime: a connection is over when its session (the program and what
+// lingers of its process group) has ended and its relay has closed,
+// whichever comes last, as tmux's job ends when its process has exited and
+// its pipe is closed. Without a relay the session's end alone is the end.
 //
 // Sessions and Deadline: a child's timeout, signalled through a seam so that
 // tests check SIGTERM, the grace and SIGKILL in simulated time.
@@ -18,6 +23,7 @@
 #include "superd/address.h"
 #include "superd/admission.h"
 #include "superd/clock.h"
+#include "superd/connection.h"
 #include "superd/event.h"
 #include "superd/fd.h"
 
@@ -33,13 +39,41 @@
 
 namespace superd {
 
+// What keeps a connection counted once its handler has started. Either
+// event may come first; the later one returns true, exactly once, and then
+// the ticket is the caller's to end. No allocation when there is no relay.
+class Lifetime {
+public:
+    Lifetime() = default;
+    explicit Lifetime(Admission::Ticket ticket, std::unique_ptr<Relay> relay = nullptr)
+        : ticket_(std::move(ticket)), relay_(std::move(relay)), relay_open_(relay_ != nullptr)
+    {
+    }
+
+    // The program has exited and its process group is empty.
+    bool session_ended();
+    // The relay has reported that it closed. The relay object stays until
+    // the lifetime goes: this is called from within its own callback.
+    bool relay_closed();
+    bool over() const { return !session_open_ && !relay_open_; }
+
+    Relay* relay() const { return relay_.get(); }
+    Admission::Ticket& ticket() { return ticket_; }
+
+private:
+    Admission::Ticket ticket_; // counts the connection (running, max_per_source) until it is over
+    std::unique_ptr<Relay> relay_;
+    bool session_open_ = true;
+    bool relay_open_ = false;
+};
+
 struct Child {
     std::string service;
     SocketAddress endpoint; // what its log lines name: the client, or a wait service's listening address
     Clock::time_point started;
     std::string wait_listener;     // a wait service's listener key, resumed on exit
     uint64_t wait_listener_id = 0; // which socket at that key (Listener::id)
-    Admission::Ticket ticket;      // counts it (running, max_per_source) until its session ends
+    Lifetime life;                 // its ticket, and its relay if it has one
 };
 
 struct ChildExit {
@@ -64,6 +98,8 @@ public:
     // Without a valid `pidfd`, the child waits for reap().
     void add(pid_t pid, Child child, UniqueFd pidfd = UniqueFd());
     size_t size() const { return children_.size(); }
+    // The running child `pid`, or null.
+    Child* find(pid_t pid);
     size_t untracked() const { return untracked_; }
 
     // Reaps every ended child without blocking; calls `on_exit` for each,

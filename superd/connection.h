@@ -14,6 +14,14 @@
 // A Pipeline owns the connections that are in a stage, with their fds and
 // tickets, until each one is handed on, fails, or runs out of time; the
 // last two close it and report why. Destroying the pipeline cancels them all.
+//
+// A Relay is what of a connection outlives its handler's start: TLS relays
+// between the client and the child's end of a socketpair, `forward` between
+// the client and a backend. A stage or handler puts it in the connection;
+// from the spawn on it belongs to the connection's Lifetime (children.h),
+// and the connection ends only once its child's session has ended and its
+// relay has closed. None is configured today: a connection without one
+// carries a null pointer and nothing more.
 #pragma once
 
 #include "superd/address.h"
@@ -35,6 +43,20 @@ struct event_base;
 
 namespace superd {
 
+// Something superd runs on the loop for a connection after its handler has
+// started, until both of its ends are done.
+class Relay {
+public:
+    using Closed = std::function<void()>;
+    // Destroying a relay (superd stops) closes its fds and cancels its
+    // events; `closed` is never called afterwards.
+    virtual ~Relay() = default;
+    // Begins relaying on `base`. `closed` runs once, from the loop (never
+    // within start()), when the relay is over and its fds are closed; it
+    // may destroy the relay, so it is the relay's last act.
+    virtual void start(event_base* base, Closed closed) = 0;
+};
+
 struct Connection {
     UniqueFd fd;
     SocketAddress peer;               // the client, as accept() named it
@@ -42,6 +64,7 @@ struct Connection {
     SocketAddress shown;              // who log lines name: the client, or for a unix socket the socket
     std::optional<ucred> credentials; // unix sockets (SO_PEERCRED)
     Admission::Ticket ticket;
+    std::unique_ptr<Relay> relay; // none today; TLS and forward will set one
 };
 
 // One step of the pipeline's middle, shared by every connection of the

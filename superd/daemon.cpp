@@ -127,8 +127,10 @@ Daemon::Slot::Slot()
 {
 }
 
-Daemon::Daemon(ConfigSources sources, std::optional<rlimit> child_nofile)
-    : sources_(std::move(sources)), child_nofile_(child_nofile), base_(event_base_new())
+Daemon::Daemon(ConfigSources sources, std::optional<rlimit> child_nofile, DaemonSeams seams)
+    : sources_(std::move(sources)), child_nofile_(child_nofile), base_(event_base_new()),
+      timers_(seams.timers ? *seams.timers : event_timers_),
+      sessions_(seams.sessions ? *seams.sessions : system_sessions_), make_spawner_(std::move(seams.spawner))
 {
 }
 
@@ -203,7 +205,7 @@ std::optional<Error> Daemon::apply(Config config)
         auto service = std::make_unique<Service>();
         service->kind = &kind_for(sc);
         if (!sc.builtin)
-            service->launcher = std::make_unique<Launcher>(sc, child_nofile_);
+            service->launcher = make_spawner_ ? make_spawner_(sc) : std::make_unique<Launcher>(sc, child_nofile_);
         ServiceState& state = states_[sc.name]; // counters start at zero
         // Admission keeps the buckets of an unchanged rate, as counters
         // carry on: a reload must not hand out a fresh burst.
@@ -401,7 +403,7 @@ void Daemon::on_connection(Slot& slot, UniqueFd fd, const SocketAddress& peer)
 
     // On the stack: with no stages, the connection is served before this
     // returns, and costs no allocation.
-    Connection connection{std::move(fd), peer, listener.address(), peer, std::nullopt, {}};
+    Connection connection{std::move(fd), peer, listener.address(), peer, std::nullopt, {}, nullptr};
     // A wildcard listener learns which local address the client reached.
     if (connection.local.is_wildcard()) {
         connection.local.length = sizeof connection.local.storage;
@@ -445,7 +447,8 @@ void Daemon::on_connection(Slot& slot, UniqueFd fd, const SocketAddress& peer)
 void Daemon::spawn_for(Slot& slot, Connection& connection)
 {
     Peer who{&connection.peer, &connection.local, connection.credentials};
-    launch(slot, connection.fd.get(), who, connection.shown, "", std::move(connection.ticket));
+    launch(slot, connection.fd.get(), who, connection.shown, "", std::move(connection.ticket),
+           std::move(connection.relay));
 }
 
 void Daemon::serve_builtin(Slot& slot, Connection& connection)
@@ -514,7 +517,7 @@ void Daemon::lend_to_child(Slot& slot)
 }
 
 bool Daemon::launch(Slot& slot, int socket, const Peer& peer, const SocketAddress& shown,
-                    const std::string& wait_listener, Admission::Ticket ticket)
+                    const std::string& wait_listener, Admission::Ticket ticket, std::unique_ptr<Relay> relay)
 {
     Service& service = *slot.service;
     const std::string& name = service.config.name;
@@ -569,9 +572,12 @@ bool Daemon::launch(Slot& slot, int socket, const Peer& peer, const SocketAddres
     if (!ticket)
         ticket = st.admission.count_unadmitted();
     uint64_t lent_to = wait_listener.empty() ? 0 : slot.listener->id();
-    Child child{name, shown, timers_.now(), wait_listener, lent_to, std::move(ticket)};
+    Relay* relayed = relay.get();
+    Child child{name, shown, timers_.now(), wait_listener, lent_to, Lifetime(std::move(ticket), std::move(relay))};
     const char* who = who_key(child);
     children_.add(spawned.pid, std::move(child), std::move(spawned.pidfd));
+    if (relayed)
+        relayed->start(base_.get(), [this, pid = spawned.pid, relayed] { relay_closed(pid, relayed); });
     watch_sigchld();
     ++st.counters.spawned;
     if (service.config.timeout) {
@@ -687,7 +693,7 @@ void Daemon::child_exited(ChildExit& exit)
         watch_sigchld(); // the group's last member comes back to superd and says so
     } else {
         deadlines_.erase(exit.pid);
-        finished(child.service, std::move(child.ticket));
+        session_over(exit.pid, child);
     }
 }
 
@@ -741,7 +747,39 @@ void Daemon::session_ended(pid_t pid, Child& child, Clock::time_point program_en
     spdlog::info("ended service={} pid={} {}={} ran={:.3f}s after_exit={:.3f}s", child.service, pid, who_key(child),
                  child.endpoint, std::chrono::duration<double>(now - child.started).count(),
                  std::chrono::duration<double>(now - program_ended).count());
-    finished(child.service, std::move(child.ticket));
+    session_over(pid, child);
+}
+
+void Daemon::session_over(pid_t pid, Child& child)
+{
+    if (child.life.session_ended()) {
+        finished(child.service, std::move(child.life.ticket()));
+        return;
+    }
+    spdlog::debug("relaying service={} pid={} {}={}", child.service, pid, who_key(child), child.endpoint);
+    Relay* relay = child.life.relay();
+    relaying_.emplace(relay, std::move(child));
+}
+
+void Daemon::relay_closed(pid_t pid, Relay* relay)
+{
+    if (auto it = relaying_.find(relay); it != relaying_.end()) {
+        // Its session ended before: the connection is over. `gone` takes
+        // the relay with it, after this, its last callback, has run.
+        Child gone = std::move(it->second);
+        relaying_.erase(it);
+        if (gone.life.relay_closed())
+            finished(gone.service, std::move(gone.life.ticket()));
+        return;
+    }
+    // Its session goes on: the program runs, or its group lingers.
+    Child* child = children_.find(pid);
+    if (!child || child->life.relay() != relay) {
+        auto it = lingering_.find(pid);
+        child = it != lingering_.end() ? &it->second.child : nullptr;
+    }
+    if (child && child->life.relay() == relay)
+        child->life.relay_closed();
 }
 
 } // namespace superd

@@ -23,7 +23,10 @@
 // reaped, and a connection whose program exited while the rest of its
 // process group lives on still counts (running, max_instances,
 // max_children, its timeout) until the group is empty. What counts it is its
-// admission ticket, which moves with it from the connection to its child.
+// admission ticket, which moves with it from the connection to its child's
+// Lifetime. A connection with a relay (TLS, forward; none yet) lasts until
+// its session has ended and its relay has closed, in either order: a
+// session that ends first leaves the connection in relaying_, still counted.
 //
 // A reload is a transaction: the new configuration is loaded and validated
 // in full and every new socket is opened before anything changes; on any
@@ -51,6 +54,7 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -80,11 +84,22 @@ struct Counters {
     uint64_t timed_out = 0;
 };
 
+// What the daemon acts on the world through, so that tests can drive its
+// timing (pacing, backoff, a wait service's hold) with fakes. Each one left
+// empty is the real one: a Launcher, libevent's timers on the daemon's own
+// loop, the system's process sessions. What is given must outlive the daemon.
+struct DaemonSeams {
+    // Makes a service's spawner, once per load of the service.
+    std::function<std::unique_ptr<Spawner>(const ServiceConfig& config)> spawner;
+    Timers* timers = nullptr;
+    Sessions* sessions = nullptr;
+};
+
 class Daemon {
 public:
     // `sources` is where a reload reads the configuration again;
     // `child_nofile` is the fd limit to give children (see process.h).
-    explicit Daemon(ConfigSources sources, std::optional<rlimit> child_nofile = std::nullopt);
+    explicit Daemon(ConfigSources sources, std::optional<rlimit> child_nofile = std::nullopt, DaemonSeams seams = {});
     Daemon(const Daemon&) = delete;
     Daemon& operator=(const Daemon&) = delete;
 
@@ -169,7 +184,7 @@ private:
     // Spawns `service` with `socket`; false when the spawn failed (logged).
     // The child takes `ticket`.
     bool launch(Slot& slot, int socket, const Peer& peer, const SocketAddress& shown, const std::string& wait_listener,
-                Admission::Ticket ticket);
+                Admission::Ticket ticket, std::unique_ptr<Relay> relay = nullptr);
     // A child or builtin connection of service `name` has ended.
     void finished(const std::string& name, Admission::Ticket ticket);
     void reap();
@@ -184,13 +199,21 @@ private:
     void end_lingering();
     void end_lingering(pid_t group);
     void session_ended(pid_t pid, Child& child, Clock::time_point program_ended);
-    size_t live_children() const { return children_.size() + lingering_.size(); }
+    // The session of `child` (program `pid`) is over; so is its connection
+    // unless its relay is still open.
+    void session_over(pid_t pid, Child& child);
+    // Relay `relay` of the connection whose program is `pid` has closed.
+    void relay_closed(pid_t pid, Relay* relay);
+    size_t live_children() const { return children_.size() + lingering_.size() + relaying_.size(); }
 
     ConfigSources sources_;
     std::optional<rlimit> child_nofile_;
     EventBase base_; // before every member that holds events
-    EventTimers timers_{base_.get()};
-    SystemSessions sessions_;
+    EventTimers event_timers_{base_.get()};
+    SystemSessions system_sessions_;
+    Timers& timers_;     // event_timers_, unless a test gave its own
+    Sessions& sessions_; // system_sessions_, likewise
+    std::function<std::unique_ptr<Spawner>(const ServiceConfig&)> make_spawner_; // empty: a Launcher
     LogAttachment log_attachment_; // the log's queue is written from base_ until this goes
     UniqueFd dev_null_;
     UniqueFd reserve_fd_; // given up to drain a connection when out of fds
@@ -205,6 +228,8 @@ private:
     std::unordered_map<pid_t, std::unique_ptr<Deadline>> deadlines_; // by the program's pid, its group
     Pipeline pipeline_{base_.get(), timers_};                        // connections in a stage
     std::unordered_map<pid_t, Lingering> lingering_;
+    // Connections whose session has ended while their relay is still open.
+    std::unordered_map<Relay*, Child> relaying_;
     Event orphan_sweep_;
     std::vector<Event> signal_events_;
     ChildTable children_;

@@ -120,3 +120,100 @@ TEST_CASE("A session that ends before its timeout is never signalled", "[childre
     time.advance(1h);
     CHECK(sessions.sent == std::vector<std::pair<pid_t, int>>{{4243, SIGTERM}});
 }
+
+namespace {
+
+// A relay that closes when the test says so.
+class FakeRelay final : public superd::Relay {
+public:
+    explicit FakeRelay(int& destroyed) : destroyed_(destroyed) {}
+    ~FakeRelay() override { ++destroyed_; }
+    void start(event_base*, Closed closed) override { closed_ = std::move(closed); }
+    void close() { closed_(); }
+
+private:
+    int& destroyed_;
+    Closed closed_;
+};
+
+superd::ServiceConfig limited_service()
+{
+    superd::ServiceConfig config;
+    config.name = "relayed";
+    config.max_instances = 1;
+    return config;
+}
+
+} // namespace
+
+TEST_CASE("Without a relay, a connection is over when its session ends", "[children]")
+{
+    superd::Admission admission;
+    admission.configure(limited_service(), superd::Clock::now());
+    superd::Lifetime life(admission.count_unadmitted());
+    CHECK(admission.running() == 1);
+    CHECK(life.relay() == nullptr);
+    CHECK(life.session_ended());
+    CHECK_FALSE(life.session_ended()); // once
+    CHECK(life.over());
+    life.ticket().end();
+    CHECK(admission.running() == 0);
+    CHECK(admission.has_room());
+}
+
+TEST_CASE("A relayed connection is over when its session has ended and its relay has closed, in either order",
+          "[children]")
+{
+    superd::Admission admission;
+    admission.configure(limited_service(), superd::Clock::now());
+    int destroyed = 0;
+    bool exit_first = GENERATE(true, false);
+    {
+        superd::Lifetime life(admission.count_unadmitted(), std::make_unique<FakeRelay>(destroyed));
+        auto* relay = static_cast<FakeRelay*>(life.relay());
+        int ends = 0;
+        relay->start(nullptr, [&] {
+            if (life.relay_closed() && life.ticket().end())
+                ++ends;
+        });
+        CHECK_FALSE(admission.has_room());
+
+        if (exit_first) {
+            CHECK_FALSE(life.session_ended());
+            CHECK(admission.running() == 1); // still counted: the relay is open
+            relay->close();
+        } else {
+            relay->close();
+            CHECK(ends == 0);
+            CHECK(admission.running() == 1); // still counted: the session runs
+            if (life.session_ended() && life.ticket().end())
+                ++ends;
+        }
+        CHECK(life.over());
+        CHECK(ends == 1);
+        CHECK(admission.running() == 0);
+        CHECK(admission.has_room());
+        // A late or repeated report changes nothing.
+        CHECK_FALSE(life.session_ended());
+        CHECK_FALSE(life.relay_closed());
+        CHECK_FALSE(life.ticket().end());
+        CHECK(destroyed == 0); // the relay lives as long as its lifetime
+    }
+    CHECK(destroyed == 1);
+    CHECK(admission.running() == 0);
+}
+
+TEST_CASE("Dropping a relayed connection before its end frees its relay and its count", "[children]")
+{
+    superd::Admission admission;
+    admission.configure(limited_service(), superd::Clock::now());
+    int destroyed = 0;
+    {
+        superd::Lifetime life(admission.count_unadmitted(), std::make_unique<FakeRelay>(destroyed));
+        superd::Lifetime moved = std::move(life); // as a Child moves from table to lingering to relaying
+        CHECK(moved.relay() != nullptr);
+        CHECK(admission.running() == 1);
+    }
+    CHECK(destroyed == 1);
+    CHECK(admission.running() == 0);
+}
