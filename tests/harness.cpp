@@ -345,6 +345,17 @@ std::string Superd::counters(const std::string& service)
     return text.substr(at, text.find('\n', at) - at);
 }
 
+void Superd::settle()
+{
+    const std::string needle = "counters children=";
+    for (int turn = 0; turn < 2; ++turn) {
+        size_t before = count_in_log(needle);
+        ::kill(pid_, SIGUSR1);
+        if (!wait_for_log(needle, before + 1))
+            throw std::runtime_error("superd did not answer SIGUSR1:\n" + log());
+    }
+}
+
 std::vector<pid_t> Superd::children() const
 {
     std::vector<pid_t> result;

@@ -105,6 +105,12 @@ public:
     // Sends SIGUSR1 and waits for the counters of `service`, as logged:
     // "running=0 accepted=3 ...".
     std::string counters(const std::string& service);
+    // Returns once superd has handled everything that was ready when it was
+    // called: two SIGUSR1 round trips. Events ready together are handled in
+    // one turn of the loop, in any order, so only the second answer comes
+    // from a later turn. A test shows that something did not happen with
+    // this rather than by sleeping.
+    void settle();
 
     // Pids of superd's children (zombies included), from /proc.
     std::vector<pid_t> children() const;

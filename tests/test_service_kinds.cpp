@@ -412,8 +412,8 @@ TEST_CASE("A wait service gets the listening socket and superd stops watching it
     UniqueFd held = connect_tcp(port);
     std::string held_report = first_line(read_n(held.get(), 20));
     UniqueFd queued = connect_tcp(port);
-    std::this_thread::sleep_for(300ms);
-    CHECK(superd.settled_count("spawned service=waiter", 2) == 2);
+    superd.settle();
+    CHECK(superd.count_in_log("spawned service=waiter") == 2);
     ::shutdown(held.get(), SHUT_WR);
     read_to_eof(held.get());
     ::shutdown(queued.get(), SHUT_WR);
@@ -448,8 +448,8 @@ TEST_CASE("A wait child's end frees only its own socket, not one opened anew at 
     // A client now waits in the backlog for the second child: superd must
     // not spawn a third while the second runs.
     UniqueFd third = connect_tcp(port);
-    std::this_thread::sleep_for(300ms);
-    CHECK(superd.settled_count("spawned service=w", 2) == 2);
+    superd.settle();
+    CHECK(superd.count_in_log("spawned service=w") == 2);
 
     ::shutdown(second.get(), SHUT_WR);
     read_to_eof(second.get());
