@@ -24,6 +24,8 @@ constexpr int kSignals[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1};
 
 // Out of memory at accept: the listener rests this long.
 constexpr std::chrono::milliseconds kOutOfMemoryPause{1000};
+// How often orphans and emptied process groups are looked for.
+constexpr std::chrono::milliseconds kOrphanSweep{1000};
 
 const char* signal_name(int signal)
 {
@@ -148,10 +150,13 @@ std::optional<Error> Daemon::start(Config config)
     // exits: reaped, never a zombie, and counted against its connection.
     if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
         spdlog::warn("cannot become a child subreaper: {}", std::strerror(errno));
-    orphan_sweep_.reset(event_new(base_.get(), -1, EV_PERSIST, on_orphan_sweep, this));
-    timeval second{1, 0};
-    if (!orphan_sweep_ || event_add(orphan_sweep_.get(), &second) != 0)
+    orphan_sweep_ = timers_.timer([this] {
+        sweep_orphans();
+        orphan_sweep_->arm(kOrphanSweep);
+    });
+    if (!orphan_sweep_->valid())
         return Error{"cannot set the timer that reaps orphans"};
+    orphan_sweep_->arm(kOrphanSweep);
     children_.watch_pidfds(base_.get(), [this](ChildExit& exit) { child_exited(exit); });
 
     // Signals first, so that no child can end unnoticed.
@@ -275,16 +280,17 @@ void Daemon::watch(Slot& slot)
     Listener& listener = *slot.listener;
     Slot* s = &slot;
     if (service.kind->ready) {
-        listener.watch_with(base_.get(), [this, s] { (this->*s->service->kind->ready)(*s); });
+        listener.watch_with(base_.get(), timers_, [this, s] { (this->*s->service->kind->ready)(*s); });
         return;
     }
     listener.accept_with(
-        base_.get(), Listener::AcceptHooks{
-                         [this, s](UniqueFd fd, const SocketAddress& peer) { on_connection(*s, std::move(fd), peer); },
-                         [this, s] { return may_accept(*s); },
-                         [this, s](int error) { shortage(*s, error); },
-                         bool(service.config.builtin),
-                     });
+        base_.get(), timers_,
+        Listener::AcceptHooks{
+            [this, s](UniqueFd fd, const SocketAddress& peer) { on_connection(*s, std::move(fd), peer); },
+            [this, s] { return may_accept(*s); },
+            [this, s](int error) { shortage(*s, error); },
+            bool(service.config.builtin),
+        });
 }
 
 void Daemon::reload()
@@ -627,12 +633,11 @@ void Daemon::reap()
 // one system call when there is none. A lingering group can also empty
 // without superd reaping anything (its last member was the child of a
 // process that left the group), so each is looked at too.
-void Daemon::on_orphan_sweep(evutil_socket_t, short, void* self)
+void Daemon::sweep_orphans()
 {
-    auto* daemon = static_cast<Daemon*>(self);
-    daemon->end_lingering();
-    daemon->watch_sigchld();
-    if (!daemon->sigchld_blocked_)
+    end_lingering();
+    watch_sigchld();
+    if (!sigchld_blocked_)
         return; // SIGCHLD itself reaps
     sigset_t pending;
     if (::sigpending(&pending) != 0 || !sigismember(&pending, SIGCHLD))
@@ -642,7 +647,7 @@ void Daemon::on_orphan_sweep(evutil_socket_t, short, void* self)
     sigaddset(&chld, SIGCHLD);
     timespec now{0, 0};
     ::sigtimedwait(&chld, nullptr, &now);
-    daemon->reap();
+    reap();
 }
 
 // Every child's end raises SIGCHLD (exec resets a clone's exit signal to

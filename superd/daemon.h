@@ -191,7 +191,7 @@ private:
     // Blocks SIGCHLD while every child has a pidfd and no connection
     // lingers, unblocks it otherwise.
     void watch_sigchld();
-    static void on_orphan_sweep(evutil_socket_t, short, void* self);
+    void sweep_orphans();
     void child_exited(ChildExit& exit);
     void wait_child_exited(const Child& child, Clock::duration ran);
     // Ends the lingering connections whose process group is empty; or the
@@ -230,7 +230,7 @@ private:
     std::unordered_map<pid_t, Lingering> lingering_;
     // Connections whose session has ended while their relay is still open.
     std::unordered_map<Relay*, Child> relaying_;
-    Event orphan_sweep_;
+    std::unique_ptr<Timer> orphan_sweep_; // sweep_orphans(), every kOrphanSweep
     std::vector<Event> signal_events_;
     ChildTable children_;
     bool sigchld_blocked_ = false;

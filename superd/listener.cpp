@@ -253,27 +253,28 @@ std::optional<Error> Listener::apply_settings(const SocketSpec& spec)
     return set_mode_and_owner(unix_file_.get(), spec_.mode, spec_.uid, spec_.gid, spec_);
 }
 
-void Listener::accept_with(event_base* base, AcceptHooks hooks)
+void Listener::accept_with(event_base* base, Timers& timers, AcceptHooks hooks)
 {
     accept_ = std::move(hooks);
     on_ready_ = nullptr;
-    start(base);
+    start(base, timers);
 }
 
-void Listener::watch_with(event_base* base, ReadyHandler handler)
+void Listener::watch_with(event_base* base, Timers& timers, ReadyHandler handler)
 {
     on_ready_ = std::move(handler);
     accept_ = AcceptHooks{};
-    start(base);
+    start(base, timers);
 }
 
 // The first start watches the socket; later ones (a reload) only swap the
 // handler, and holds stay on: a wait child may still run.
-void Listener::start(event_base* base)
+void Listener::start(event_base* base, Timers& timers)
 {
     if (read_event_)
         return;
     base_ = base;
+    timers_ = &timers;
     read_event_.reset(event_new(base, fd_.get(), EV_READ | EV_PERSIST, on_readable, this));
     if (!read_event_) {
         spdlog::critical("cannot watch listen={}: out of memory", address());
@@ -302,31 +303,23 @@ void Listener::hold(Hold reason)
 
 void Listener::release(Hold reason)
 {
-    Release& r = releases_[static_cast<size_t>(bit_index(reason))];
-    if (r.timer)
-        evtimer_del(r.timer.get());
+    if (auto& timer = releases_[static_cast<size_t>(bit_index(reason))])
+        timer->cancel();
     holds_ &= ~static_cast<unsigned>(reason);
     update();
 }
 
 void Listener::hold_for(Hold reason, std::chrono::milliseconds delay)
 {
-    Release& r = releases_[static_cast<size_t>(bit_index(reason))];
-    if (!r.timer) {
-        r.listener = this;
-        r.reason = reason;
-        r.timer.reset(evtimer_new(base_, on_release, &r));
-    }
     hold(reason);
-    timeval tv{static_cast<time_t>(delay.count() / 1000), static_cast<suseconds_t>(delay.count() % 1000 * 1000)};
-    if (!r.timer || evtimer_add(r.timer.get(), &tv) != 0)
+    auto& timer = releases_[static_cast<size_t>(bit_index(reason))];
+    if (!timer && timers_)
+        timer = timers_->timer([this, reason] { release(reason); });
+    if (!timer || !timer->valid()) {
         release(reason); // never stay held for want of a timer
-}
-
-void Listener::on_release(evutil_socket_t, short, void* release)
-{
-    auto* r = static_cast<Release*>(release);
-    r->listener->release(r->reason);
+        return;
+    }
+    timer->arm(delay);
 }
 
 void Listener::on_readable(evutil_socket_t, short, void* self)

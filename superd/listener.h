@@ -22,6 +22,7 @@
 #pragma once
 
 #include "superd/address.h"
+#include "superd/clock.h"
 #include "superd/event.h"
 #include "superd/fd.h"
 #include "superd/result.h"
@@ -94,9 +95,10 @@ public:
     Listener(const Listener&) = delete;
     Listener& operator=(const Listener&) = delete;
 
-    // Serves the socket from now on; replaces any earlier handler.
-    void accept_with(event_base* base, AcceptHooks hooks);
-    void watch_with(event_base* base, ReadyHandler handler);
+    // Serves the socket from now on, on `base`; replaces any earlier
+    // handler. Timed holds run on `timers`, which must outlive the listener.
+    void accept_with(event_base* base, Timers& timers, AcceptHooks hooks);
+    void watch_with(event_base* base, Timers& timers, ReadyHandler handler);
 
     // Lends the socket to a wait-mode child, in blocking mode as inetd gives
     // it. The mode belongs to the socket, which the child (or a process it
@@ -128,16 +130,8 @@ public:
 private:
     Listener(UniqueFd fd, const SocketSpec& spec) : fd_(std::move(fd)), spec_(spec), id_(++last_id_) {}
 
-    // A timer that takes one hold off.
-    struct Release {
-        Listener* listener = nullptr;
-        Hold reason{};
-        Event timer;
-    };
-
     static void on_readable(evutil_socket_t, short, void* self);
-    static void on_release(evutil_socket_t, short, void* release);
-    void start(event_base* base);
+    void start(event_base* base, Timers& timers);
     void update();
     void accept_batch();
 
@@ -151,8 +145,9 @@ private:
     AcceptHooks accept_;
     ReadyHandler on_ready_;
     event_base* base_ = nullptr;
+    Timers* timers_ = nullptr;
     Event read_event_;
-    std::array<Release, kHoldReasons> releases_;
+    std::array<std::unique_ptr<Timer>, kHoldReasons> releases_; // each takes one hold off
     unsigned holds_ = 0;
     bool watching_ = false;
     bool lent_ = false; // see lend()

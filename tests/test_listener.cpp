@@ -1,5 +1,6 @@
 #include "superd/listener.h"
 
+#include "tests/fake_timers.h"
 #include "tests/harness.h"
 
 #include <fcntl.h>
@@ -68,16 +69,18 @@ TEST_CASE("IPv4 and IPv6 wildcards share a port (v6only is set)", "[listener]")
 TEST_CASE("Accepted connections are blocking, close-on-exec, with the peer's address", "[listener]")
 {
     superd::EventBase base(event_base_new()); // outlives the listener's events
+    fake::FakeTimers timers;
     uint16_t port = harness::free_port();
     auto listener = Listener::open(tcp(parse("127.0.0.1:" + std::to_string(port))));
     REQUIRE(listener.ok());
     CHECK((::fcntl((*listener)->fd(), F_GETFD) & FD_CLOEXEC) != 0);
 
     std::vector<std::pair<superd::UniqueFd, SocketAddress>> accepted;
-    (*listener)->accept_with(base.get(), Listener::AcceptHooks{[&](superd::UniqueFd fd, const SocketAddress& peer) {
-                                                                   accepted.emplace_back(std::move(fd), peer);
-                                                               },
-                                                               nullptr, nullptr});
+    (*listener)->accept_with(base.get(), timers,
+                             Listener::AcceptHooks{[&](superd::UniqueFd fd, const SocketAddress& peer) {
+                                                       accepted.emplace_back(std::move(fd), peer);
+                                                   },
+                                                   nullptr, nullptr});
 
     std::vector<superd::UniqueFd> clients;
     for (int i = 0; i < 3; ++i)
@@ -101,13 +104,15 @@ TEST_CASE("Accepted connections are blocking, close-on-exec, with the peer's add
 TEST_CASE("Connections for an in-process service are accepted non-blocking", "[listener]")
 {
     superd::EventBase base(event_base_new());
+    fake::FakeTimers timers;
     uint16_t port = harness::free_port();
     auto listener = Listener::open(tcp(parse("127.0.0.1:" + std::to_string(port))));
     REQUIRE(listener.ok());
     superd::UniqueFd accepted;
     (*listener)->accept_with(
-        base.get(), Listener::AcceptHooks{[&](superd::UniqueFd fd, const SocketAddress&) { accepted = std::move(fd); },
-                                          nullptr, nullptr, /*nonblocking=*/true});
+        base.get(), timers,
+        Listener::AcceptHooks{[&](superd::UniqueFd fd, const SocketAddress&) { accepted = std::move(fd); }, nullptr,
+                              nullptr, /*nonblocking=*/true});
 
     superd::UniqueFd client = harness::connect_tcp(port);
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -121,20 +126,21 @@ TEST_CASE("Connections for an in-process service are accepted non-blocking", "[l
 TEST_CASE("On a lent socket made blocking in mid-turn, an accept that finds nothing comes back", "[listener]")
 {
     superd::EventBase base(event_base_new());
+    fake::FakeTimers timers;
     uint16_t port = harness::free_port();
     auto listener = Listener::open(tcp(parse("127.0.0.1:" + std::to_string(port))));
     REQUIRE(listener.ok());
     (*listener)->lend(); // as for a wait child, now gone
     int fd = (*listener)->fd();
     std::atomic<int> accepted{0};
-    (*listener)->accept_with(base.get(), Listener::AcceptHooks{[&](superd::UniqueFd, const SocketAddress&) {
-                                                                   ++accepted;
-                                                                   // What a process the child left behind
-                                                                   // may do at any moment.
-                                                                   ::fcntl(fd, F_SETFL,
-                                                                           ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-                                                               },
-                                                               nullptr, nullptr});
+    (*listener)->accept_with(base.get(), timers,
+                             Listener::AcceptHooks{[&](superd::UniqueFd, const SocketAddress&) {
+                                                       ++accepted;
+                                                       // What a process the child left behind
+                                                       // may do at any moment.
+                                                       ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+                                                   },
+                                                   nullptr, nullptr});
 
     superd::UniqueFd client = harness::connect_tcp(port);
     auto turn = std::async(std::launch::async, [&] {
@@ -154,13 +160,14 @@ TEST_CASE("On a lent socket made blocking in mid-turn, an accept that finds noth
 TEST_CASE("A turn of accepting that runs long yields to the rest of the loop", "[listener]")
 {
     superd::EventBase base(event_base_new());
+    fake::FakeTimers timers;
     uint16_t port = harness::free_port();
     auto listener = Listener::open(tcp(parse("127.0.0.1:" + std::to_string(port))));
     REQUIRE(listener.ok());
     // Each connection takes longer than a turn may (as a spawn on a loaded
     // machine does): one per turn, the rest stay queued for the next.
     std::vector<superd::UniqueFd> accepted;
-    (*listener)->accept_with(base.get(),
+    (*listener)->accept_with(base.get(), timers,
                              Listener::AcceptHooks{[&](superd::UniqueFd fd, const SocketAddress&) {
                                                        std::this_thread::sleep_for(std::chrono::milliseconds(10));
                                                        accepted.push_back(std::move(fd));
@@ -317,4 +324,53 @@ TEST_CASE("A reload never changes the mode of what replaced a unix socket", "[li
     auto again = (*listener)->apply_settings(unix_spec(path, 0666));
     REQUIRE(again.has_value());
     CHECK(mode_of(path) == 0600);
+}
+
+TEST_CASE("A timed hold keeps connections in the backlog until its time is up", "[listener]")
+{
+    superd::EventBase base(event_base_new());
+    fake::FakeTimers timers;
+    uint16_t port = harness::free_port();
+    auto listener = Listener::open(tcp(parse("127.0.0.1:" + std::to_string(port))));
+    REQUIRE(listener.ok());
+    Listener& l = **listener;
+    size_t accepted = 0;
+    std::vector<superd::UniqueFd> kept;
+    l.accept_with(base.get(), timers,
+                  Listener::AcceptHooks{[&](superd::UniqueFd fd, const SocketAddress&) {
+                                            ++accepted;
+                                            kept.push_back(std::move(fd));
+                                        },
+                                        nullptr, nullptr});
+    auto turns = [&] {
+        for (int i = 0; i < 20; ++i)
+            event_base_loop(base.get(), EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    };
+
+    l.hold_for(superd::kHoldPaced, std::chrono::seconds(5));
+    superd::UniqueFd client = harness::connect_tcp(port);
+    turns();
+    CHECK(accepted == 0);
+    timers.advance(std::chrono::milliseconds(4999));
+    turns();
+    CHECK(accepted == 0);
+    CHECK(l.held(superd::kHoldPaced));
+
+    // Holding again replaces the deadline; another reason outlasts it.
+    l.hold_for(superd::kHoldPaced, std::chrono::seconds(2));
+    l.hold(superd::kHoldServiceFull);
+    timers.advance(std::chrono::seconds(2));
+    CHECK_FALSE(l.held(superd::kHoldPaced));
+    turns();
+    CHECK(accepted == 0);
+    l.release(superd::kHoldServiceFull);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (accepted == 0 && std::chrono::steady_clock::now() < deadline)
+        event_base_loop(base.get(), EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    CHECK(accepted == 1);
+
+    // Released by hand before its time, a timed hold does not come back.
+    l.hold_for(superd::kHoldShortage, std::chrono::seconds(1));
+    l.release(superd::kHoldShortage);
+    CHECK(timers.armed() == 0);
 }
