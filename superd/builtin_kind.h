@@ -78,6 +78,11 @@ struct BuiltinKind {
     // The reply can be many times the request: answered over UDP only with
     // allow_amplification.
     bool amplifies = false;
+
+    // The keys of [service.NAME] that this builtin alone takes (a file's
+    // path, a backend's address); their rows in config_keys.cpp say how
+    // they are read, and any other builtin refuses them.
+    std::span<const std::string_view> settings = {};
 };
 
 // on_input for a builtin that wants no input: takes it and drops it.
@@ -89,6 +94,9 @@ std::span<const BuiltinKind> builtin_kinds();
 const BuiltinKind* find_builtin(std::string_view name);
 // The builtins inetd.conf may name, for a message: "echo, discard, ... and time".
 std::string inetd_internal_names();
+// The builtins that take the setting `key`, quoted: "\"chargen\"", or
+// "\"a\" or \"b\"".
+std::string builtins_taking(std::string_view key);
 // Why `kind` cannot serve `protocol`, or nullopt when it can.
 std::optional<std::string> protocol_problem(const BuiltinKind& kind, Protocol protocol);
 

@@ -2,11 +2,14 @@
 #include "superd/builtin_kind.h"
 #include "superd/builtin_rfc.h"
 
+#include <algorithm>
 #include <vector>
 
 namespace superd {
 
 namespace {
+
+constexpr std::string_view kChargenSettings[] = {"allow_amplification"};
 
 constexpr BuiltinKind kBuiltins[] = {
     {
@@ -44,6 +47,7 @@ constexpr BuiltinKind kBuiltins[] = {
         // headers every datagram carries, even an empty one, they reply at
         // most about 3 bytes for 1.
         .amplifies = true,
+        .settings = kChargenSettings,
     },
     {
         .name = "daytime",
@@ -77,15 +81,35 @@ const BuiltinKind* find_builtin(std::string_view name)
     return nullptr;
 }
 
-std::string inetd_internal_names()
+namespace {
+
+// The names of the builtins that `wanted` picks: "a, b and c".
+template <typename Predicate>
+std::string names_of(Predicate wanted)
 {
     std::vector<std::string_view> names;
     for (const BuiltinKind& kind : kBuiltins)
-        if (kind.inetd_internal)
+        if (wanted(kind))
             names.push_back(kind.name);
     std::string text;
     for (size_t i = 0; i < names.size(); ++i)
         text += std::string(i == 0 ? "" : i + 1 == names.size() ? " and " : ", ") + std::string(names[i]);
+    return text;
+}
+
+} // namespace
+
+std::string inetd_internal_names()
+{
+    return names_of([](const BuiltinKind& kind) { return kind.inetd_internal; });
+}
+
+std::string builtins_taking(std::string_view key)
+{
+    std::string text;
+    for (const BuiltinKind& kind : kBuiltins)
+        if (std::ranges::find(kind.settings, key) != kind.settings.end())
+            text += std::string(text.empty() ? "\"" : " or \"") + std::string(kind.name) + "\"";
     return text;
 }
 

@@ -547,7 +547,7 @@ constexpr ServiceKey kServiceKeys[] = {
      }},
     {"listen", kAnyKind | kAnyProtocol, read_listen, true},
     {"builtin", kAnyKind | kAnyProtocol, read_builtin},
-    {"allow_amplification", kBuiltin | kAnyProtocol,
+    {"allow_amplification", kBuiltin | kOwnSetting | kAnyProtocol,
      [](const V& v, C& c) { return store(v.boolean(), c.allow_amplification); }},
     {"fd_convention", kProgram | kAnyProtocol,
      [](const V& v, C& c) {
@@ -617,13 +617,15 @@ unsigned kind_of(const ServiceConfig& config)
     return kind;
 }
 
-// Why `key` does not apply to a service of `kind`, if it does not.
-std::optional<std::string> not_applying(const ServiceKey& key, unsigned kind)
+// Why `key` does not apply to `config`, a service of `kind`, if it does not.
+std::optional<std::string> not_applying(const ServiceKey& key, unsigned kind, const ServiceConfig& config)
 {
     unsigned applies = key.applies & kind;
     if (!(applies & kAnyKind)) {
         if (kind & kBuiltin)
             return " does not apply to a builtin (it runs inside superd)";
+        if (key.applies & kOwnSetting)
+            return " applies only to builtin = " + builtins_taking(key.name);
         if (!(key.applies & kProgram))
             return " applies only to builtins";
         if (kind & kWaitProgram)
@@ -638,6 +640,9 @@ std::optional<std::string> not_applying(const ServiceKey& key, unsigned kind)
             return " is for stream sockets (tcp, unix)";
         return " does not apply to this protocol";
     }
+    if ((key.applies & kOwnSetting) && config.builtin
+        && std::ranges::find(config.builtin->settings, key.name) == config.builtin->settings.end())
+        return " applies only to builtin = " + builtins_taking(key.name);
     return std::nullopt;
 }
 
@@ -675,7 +680,7 @@ Result<ServiceConfig> read_service(const Source& src, const toml::key& name, con
         Value value(src, config, *table, key.name);
         if (!value && !key.always)
             continue;
-        std::optional<std::string> why = not_applying(key, kind_of(config));
+        std::optional<std::string> why = not_applying(key, kind_of(config), config);
         if (why && value)
             return value.error(std::string(key.name) + *why);
         if (!why && key.read)

@@ -7,7 +7,8 @@
 //
 // A new key is one row in kServiceKeys (config_keys.cpp), a ServiceConfig
 // field and a line in the README's config reference (a test checks that the
-// README and the table name the same keys).
+// README and the table name the same keys). A builtin's own setting is also
+// named in that builtin's row (builtin_kind.h).
 #pragma once
 
 #include "superd/config.h"
@@ -48,6 +49,9 @@ enum ServiceKinds : unsigned {
     kTcp = 1u << 3,
     kUdp = 1u << 4,
     kUnix = 1u << 5,
+    // A builtin's own setting: applies to the builtins whose row in the
+    // builtin table names the key (BuiltinKind::settings), and no other.
+    kOwnSetting = 1u << 6,
 
     kProgram = kNowaitProgram | kWaitProgram,
     // Services whose connections superd accepts itself; a wait service's

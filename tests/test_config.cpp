@@ -13,6 +13,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -703,7 +704,7 @@ TEST_CASE("As root, files, folders and programs others could change are refused"
     }
 }
 
-TEST_CASE("allow_setuid is for programs, allow_amplification for builtins", "[config]")
+TEST_CASE("allow_setuid is for programs, allow_amplification for chargen alone", "[config]")
 {
     Fixture f;
     const std::string head = "[service.a]\nlisten = [\"127.0.0.1:7000\"]\n"; // lines 1-2
@@ -717,9 +718,13 @@ TEST_CASE("allow_setuid is for programs, allow_amplification for builtins", "[co
     CHECK_FALSE(config->services[0].allow_setuid);
 
     CHECK_THAT(f.error_at(head + "program = \"prog\"\nallow_amplification = true\n", 4),
-               Catch::Contains("service 'a': allow_amplification applies only to builtins"));
+               Catch::Contains("service 'a': allow_amplification applies only to builtin = \"chargen\""));
     CHECK_THAT(f.error_at(head + "builtin = \"chargen\"\nallow_amplification = \"yes\"\n", 4),
                Catch::Contains("allow_amplification must be true or false"));
+    // A builtin's own setting: echo never amplifies, so the key would be
+    // silently meaningless there.
+    CHECK_THAT(f.error_at(head + "builtin = \"echo\"\nallow_amplification = true\n", 4),
+               Catch::Contains("service 'a': allow_amplification applies only to builtin = \"chargen\""));
     CHECK_THAT(f.error_at(head + "builtin = \"echo\"\nallow_setuid = true\n", 4),
                Catch::Contains("allow_setuid does not apply to a builtin"));
     CHECK_THAT(f.error_at(head + "program = \"prog\"\nallow_setuid = 1\n", 4),
@@ -950,9 +955,22 @@ TEST_CASE("A key set where it does not apply is refused at its line, whatever th
         if (!(key.applies & superd::kBuiltin))
             CHECK(f.error_at("[service.b]\nlisten = [\"127.0.0.1:7000\"]\nbuiltin = \"echo\"\n" + setting, 4)
                   == "service 'b': " + name + " does not apply to a builtin (it runs inside superd)");
+        std::string only_builtins = (key.applies & superd::kOwnSetting)
+                                        ? " applies only to builtin = " + superd::builtins_taking(name)
+                                        : " applies only to builtins";
         if (!(key.applies & superd::kProgram))
             CHECK(f.error_at("[service.p]\nlisten = [\"127.0.0.1:7000\"]\nprogram = \"prog\"\n" + setting, 4)
-                  == "service 'p': " + name + " applies only to builtins");
+                  == "service 'p': " + name + only_builtins);
+        // A builtin's own setting, on every builtin that does not take it.
+        if (key.applies & superd::kOwnSetting) {
+            CHECK(superd::builtins_taking(name) != "");
+            for (const superd::BuiltinKind& other : superd::builtin_kinds())
+                if (std::ranges::find(other.settings, key.name) == other.settings.end())
+                    CHECK(f.error_at("[service.o]\nlisten = [\"127.0.0.1:7000\"]\nbuiltin = \""
+                                         + std::string(other.name) + "\"\n" + setting,
+                                     4)
+                          == "service 'o': " + name + only_builtins);
+        }
         if (!(key.applies & superd::kWaitProgram) && (key.applies & superd::kProgram))
             CHECK(f.error_at(
                       "[service.w]\nlisten = [\"127.0.0.1:7000\"]\nmode = \"wait\"\nprogram = \"prog\"\n" + setting, 5)
