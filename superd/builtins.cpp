@@ -61,16 +61,20 @@ struct Builtins::Connection {
     SocketAddress peer;
     std::unique_ptr<bufferevent, BuffereventDeleter> bev;
     Clock::time_point started = Clock::now();
-    std::function<void()> on_close;
+    Admission::Ticket ticket;
     bool client_done = false; // its end of the connection closed or failed
 };
 
-Builtins::Builtins(event_base* base) : base_(base), random_(std::random_device{}()) { refresh_interfaces(); }
+Builtins::Builtins(event_base* base, OnClose on_close)
+    : base_(base), on_close_(std::move(on_close)), random_(std::random_device{}())
+{
+    refresh_interfaces();
+}
 
 Builtins::~Builtins() = default;
 
 void Builtins::serve(const ServiceConfig& service, UniqueFd connection, const SocketAddress& peer,
-                     std::function<void()> on_close)
+                     Admission::Ticket ticket)
 {
     const BuiltinKind& kind = *service.builtin;
     if (int size = kind.send_buffer; size > 0)
@@ -78,14 +82,14 @@ void Builtins::serve(const ServiceConfig& service, UniqueFd connection, const So
     bufferevent* bev = bufferevent_socket_new(base_, connection.get(), BEV_OPT_CLOSE_ON_FREE);
     if (!bev) {
         spdlog::error("failed service={} peer={} reason=\"cannot create a buffer\"", service.name, peer);
-        on_close();
+        closed(service.name, std::move(ticket));
         return;
     }
     connection.release(); // the bufferevent closes it
     auto c = std::make_unique<Connection>(this, kind, bev);
     c->service = service.name;
     c->peer = peer;
-    c->on_close = std::move(on_close);
+    c->ticket = std::move(ticket);
     Connection* raw = c.get();
     live_.emplace(raw, std::move(c));
 
@@ -146,9 +150,16 @@ void Builtins::close(Connection* c)
     }
     std::chrono::duration<double> ran = Clock::now() - c->started;
     spdlog::info("closed service={} peer={} ran={:.3f}s", c->service, c->peer, ran.count());
-    auto on_close = std::move(c->on_close);
+    std::string service = std::move(c->service);
+    Admission::Ticket ticket = std::move(c->ticket);
     live_.erase(c);
-    on_close();
+    closed(service, std::move(ticket));
+}
+
+void Builtins::closed(const std::string& service, Admission::Ticket ticket)
+{
+    if (on_close_)
+        on_close_(service, std::move(ticket));
 }
 
 void Builtins::refresh_interfaces()

@@ -26,11 +26,14 @@
 // and a builtin whose reply can dwarf the datagram (chargen: 512 bytes for
 // an empty one) answers only a service that sets allow_amplification.
 //
-// Builtins owns every live connection and frees them all when destroyed,
-// before the event base.
+// Builtins owns every live connection, with the admission ticket that counts
+// it, and hands the ticket back through its on_close hook when the
+// connection ends. Destroyed, it frees the connections still open (before
+// the event base) and their tickets end with them, unreported.
 #pragma once
 
 #include "superd/address.h"
+#include "superd/admission.h"
 #include "superd/builtin_kind.h"
 #include "superd/config.h"
 #include "superd/event.h"
@@ -60,16 +63,18 @@ const char* datagram_refusal(const SocketAddress& source, const SocketAddress& d
 
 class Builtins {
 public:
-    explicit Builtins(event_base* base);
+    // A connection of service `service` has ended; `ticket` is what counted it.
+    using OnClose = std::function<void(const std::string& service, Admission::Ticket ticket)>;
+
+    explicit Builtins(event_base* base, OnClose on_close = nullptr);
     ~Builtins();
     Builtins(const Builtins&) = delete;
     Builtins& operator=(const Builtins&) = delete;
 
     // Takes over a TCP connection of `service` (a builtin), which must be
-    // non-blocking; `on_close` runs when it ends. `service` need outlive
+    // non-blocking, and the ticket that counts it. `service` need outlive
     // only this call.
-    void serve(const ServiceConfig& service, UniqueFd connection, const SocketAddress& peer,
-               std::function<void()> on_close);
+    void serve(const ServiceConfig& service, UniqueFd connection, const SocketAddress& peer, Admission::Ticket ticket);
 
     // Answers the datagrams waiting on the UDP socket `fd` of `service` (a
     // builtin) that datagram_refusal and `admit` let through.
@@ -89,7 +94,11 @@ private:
     static void on_event(bufferevent*, short what, void* ctx);
     void close(Connection* c);
 
+    // The connection `service`, counted by `ticket`, has ended.
+    void closed(const std::string& service, Admission::Ticket ticket);
+
     event_base* base_;
+    OnClose on_close_;
     std::unordered_map<Connection*, std::unique_ptr<Connection>> live_;
     std::vector<in_addr_t> broadcasts_;
     std::vector<uint16_t> udp_ports_;

@@ -145,7 +145,9 @@ std::optional<Error> Daemon::start(Config config)
     reserve_fd_ = open_null();
     if (!dev_null_ || !reserve_fd_)
         return Error{std::string("cannot open /dev/null: ") + std::strerror(errno)};
-    builtins_ = std::make_unique<Builtins>(base_.get());
+    builtins_ = std::make_unique<Builtins>(base_.get(), [this](const std::string& service, Admission::Ticket ticket) {
+        finished(service, std::move(ticket));
+    });
     // What a service leaves behind comes back to superd when its parent
     // exits: reaped, never a zombie, and counted against its connection.
     if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
@@ -459,11 +461,7 @@ void Daemon::spawn_for(Slot& slot, Connection& connection)
 
 void Daemon::serve_builtin(Slot& slot, Connection& connection)
 {
-    const ServiceConfig& config = slot.service->config;
-    // std::function must be copyable; the ticket is not, so it is shared.
-    auto ticket = std::make_shared<Admission::Ticket>(std::move(connection.ticket));
-    builtins_->serve(config, std::move(connection.fd), connection.shown,
-                     [this, name = config.name, ticket] { finished(name, std::move(*ticket)); });
+    builtins_->serve(slot.service->config, std::move(connection.fd), connection.shown, std::move(connection.ticket));
 }
 
 void Daemon::answer_datagrams(Slot& slot)

@@ -196,16 +196,15 @@ TEST_CASE("A chargen client that never reads holds a small, fixed send buffer", 
     UniqueFd server(::accept4((*listener)->fd(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
     REQUIRE(server);
     int fd = server.get();
-    bool closed = false;
     builtins.serve(builtin_service("chargen", Protocol::kTcp), std::move(server), address_of("127.0.0.1", 1),
-                   [&] { closed = true; });
+                   Admission::Ticket{});
 
     // Left to itself, the kernel grows a fast connection's send buffer to
     // megabytes while the client does not read.
     auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
     while (std::chrono::steady_clock::now() < until)
         event_base_loop(base.get(), EVLOOP_ONCE | EVLOOP_NONBLOCK);
-    REQUIRE_FALSE(closed);
+    REQUIRE(builtins.connections() == 1);
     int size = 0;
     socklen_t length = sizeof size;
     REQUIRE(::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, &length) == 0);
@@ -268,8 +267,9 @@ void run_until(event_base* base, const std::function<bool()>& done)
         event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 }
 
-// Reads what the server sends until it closes, serving meanwhile.
-std::string read_until_closed(event_base* base, int fd, const bool& closed)
+// Reads what the server sends until it closes and `builtins` has no
+// connection left, serving meanwhile.
+std::string read_until_closed(event_base* base, int fd, const Builtins& builtins)
 {
     std::string got;
     std::array<char, 4096> buffer;
@@ -277,7 +277,7 @@ std::string read_until_closed(event_base* base, int fd, const bool& closed)
         ssize_t n = ::recv(fd, buffer.data(), buffer.size(), MSG_DONTWAIT);
         if (n > 0)
             got.append(buffer.data(), static_cast<size_t>(n));
-        return n == 0 && closed;
+        return n == 0 && builtins.connections() == 0;
     });
     return got;
 }
@@ -288,21 +288,32 @@ TEST_CASE("A builtin connection outlives the ServiceConfig it was served from", 
 {
     // A reload frees the old ServiceConfig while its connections go on: the
     // connection must hold nothing of it (ASan would see the read after free).
+    // Its ticket comes back when it closes, with the service's name.
     EventBase base(event_base_new());
-    Builtins builtins(base.get());
+    const std::string name = "a-service-name-too-long-for-the-small-string-buffer";
+    std::vector<std::string> closed;
+    Builtins builtins(base.get(), [&](const std::string& service, Admission::Ticket ticket) {
+        closed.push_back(service);
+        ticket.end();
+    });
+    Admission admission;
     TcpPair pair;
-    bool closed = false;
     {
         auto config = std::make_unique<ServiceConfig>(builtin_service("echo", Protocol::kTcp));
-        config->name = "a-service-name-too-long-for-the-small-string-buffer";
-        builtins.serve(*config, std::move(pair.server), address_of("127.0.0.1", 1), [&] { closed = true; });
+        config->name = name;
+        admission.configure(*config, Clock::now());
+        Admission::Ticket ticket;
+        REQUIRE_FALSE(admission.admit(address_of("127.0.0.1", 1), Clock::now(), ticket));
+        builtins.serve(*config, std::move(pair.server), address_of("127.0.0.1", 1), std::move(ticket));
     }
     CHECK(builtins.connections() == 1);
+    CHECK(admission.running() == 1);
     harness::send_all(pair.client.get(), "after the reload\n");
     ::shutdown(pair.client.get(), SHUT_WR);
-    CHECK(read_until_closed(base.get(), pair.client.get(), closed) == "after the reload\n");
-    CHECK(closed);
+    CHECK(read_until_closed(base.get(), pair.client.get(), builtins) == "after the reload\n");
     CHECK(builtins.connections() == 0);
+    CHECK(closed == std::vector<std::string>{name});
+    CHECK(admission.running() == 0);
 }
 
 TEST_CASE("Each stream builtin is served by its row over a real connection", "[builtins]")
@@ -313,34 +324,31 @@ TEST_CASE("Each stream builtin is served by its row over a real connection", "[b
     SECTION("echo returns what came, then FIN after the client's")
     {
         TcpPair pair;
-        bool closed = false;
         builtins.serve(builtin_service("echo", Protocol::kTcp), std::move(pair.server), address_of("127.0.0.1", 1),
-                       [&] { closed = true; });
+                       Admission::Ticket{});
         std::string big(200 * 1024, 'e'); // over the 64 KiB bound: reading stops and resumes
         std::thread writer([&] {
             harness::send_all(pair.client.get(), big);
             ::shutdown(pair.client.get(), SHUT_WR);
         });
-        std::string echoed = read_until_closed(base.get(), pair.client.get(), closed);
+        std::string echoed = read_until_closed(base.get(), pair.client.get(), builtins);
         writer.join();
         CHECK(echoed == big);
     }
     SECTION("discard answers nothing and closes at the client's EOF")
     {
         TcpPair pair;
-        bool closed = false;
         builtins.serve(builtin_service("discard", Protocol::kTcp), std::move(pair.server), address_of("127.0.0.1", 1),
-                       [&] { closed = true; });
+                       Admission::Ticket{});
         harness::send_all(pair.client.get(), "into the void\n");
         ::shutdown(pair.client.get(), SHUT_WR);
-        CHECK(read_until_closed(base.get(), pair.client.get(), closed).empty());
+        CHECK(read_until_closed(base.get(), pair.client.get(), builtins).empty());
     }
     SECTION("chargen streams its lines in order until the client goes")
     {
         TcpPair pair;
-        bool closed = false;
         builtins.serve(builtin_service("chargen", Protocol::kTcp), std::move(pair.server), address_of("127.0.0.1", 1),
-                       [&] { closed = true; });
+                       Admission::Ticket{});
         std::string expected;
         for (uint64_t i = 0; i < 1000; ++i)
             expected += rfc::chargen_line(i);
@@ -355,20 +363,19 @@ TEST_CASE("Each stream builtin is served by its row over a real connection", "[b
         REQUIRE(got.size() >= expected.size());
         CHECK(got.substr(0, expected.size()) == expected);
         pair.client.reset();
-        run_until(base.get(), [&] { return closed; });
-        CHECK(closed);
+        run_until(base.get(), [&] { return builtins.connections() == 0; });
+        CHECK(builtins.connections() == 0);
     }
     SECTION("daytime and time speak first, take the client's line, then FIN")
     {
         for (const char* name : {"daytime", "time"}) {
             TcpPair pair;
-            bool closed = false;
             harness::send_all(pair.client.get(), "what time is it?\n");
             builtins.serve(builtin_service(name, Protocol::kTcp), std::move(pair.server), address_of("127.0.0.1", 1),
-                           [&] { closed = true; });
-            std::string reply = read_until_closed(base.get(), pair.client.get(), closed);
+                           Admission::Ticket{});
+            std::string reply = read_until_closed(base.get(), pair.client.get(), builtins);
             INFO(name);
-            CHECK(closed);
+            CHECK(builtins.connections() == 0);
             if (std::string_view(name) == "time")
                 CHECK(reply.size() == 4);
             else
@@ -384,11 +391,11 @@ TEST_CASE("Builtins frees the connections still open when it is destroyed", "[bu
     TcpPair echo, chargen;
     int closed = 0;
     {
-        Builtins builtins(base.get());
+        Builtins builtins(base.get(), [&](const std::string&, Admission::Ticket) { ++closed; });
         builtins.serve(builtin_service("echo", Protocol::kTcp), std::move(echo.server), address_of("127.0.0.1", 1),
-                       [&] { ++closed; });
+                       Admission::Ticket{});
         builtins.serve(builtin_service("chargen", Protocol::kTcp), std::move(chargen.server),
-                       address_of("127.0.0.1", 1), [&] { ++closed; });
+                       address_of("127.0.0.1", 1), Admission::Ticket{});
         CHECK(builtins.connections() == 2);
         event_base_loop(base.get(), EVLOOP_ONCE | EVLOOP_NONBLOCK);
     }
