@@ -132,7 +132,8 @@ Daemon::Slot::Slot()
 Daemon::Daemon(ConfigSources sources, std::optional<rlimit> child_nofile, DaemonSeams seams)
     : sources_(std::move(sources)), child_nofile_(child_nofile), base_(event_base_new()),
       timers_(seams.timers ? *seams.timers : event_timers_),
-      sessions_(seams.sessions ? *seams.sessions : system_sessions_), make_spawner_(std::move(seams.spawner))
+      sessions_(seams.sessions ? *seams.sessions : system_sessions_), make_spawner_(std::move(seams.spawner)),
+      notifier_(std::move(seams.notifier))
 {
 }
 
@@ -174,6 +175,9 @@ std::optional<Error> Daemon::start(Config config)
     for (const auto& [key, slot] : listeners_)
         spdlog::info("listening service={} listen={}", slot.service->config.name, slot.listener->address());
     spdlog::info("ready services={} listeners={} pid={}", services_.size(), listeners_.size(), getpid());
+    notifier_.ready(status());
+    // Fed from the loop itself: a loop that is stuck stops feeding it.
+    notifier_.start_watchdog(base_.get());
     return std::nullopt;
 }
 
@@ -298,13 +302,27 @@ void Daemon::watch(Slot& slot)
 void Daemon::reload()
 {
     spdlog::info("reloading signal=SIGHUP");
+    notifier_.reloading();
+    std::optional<std::string> refused;
     auto config = load_config(sources_);
-    if (!config) {
-        spdlog::error("reload failed reason=\"{}\" (the running configuration stays)", config.error());
-        return;
-    }
-    if (auto error = apply(std::move(*config)))
-        spdlog::error("reload failed reason=\"{}\" (the running configuration stays)", error->message);
+    if (!config)
+        refused = config.error();
+    else if (auto error = apply(std::move(*config)))
+        refused = error->message;
+    if (refused)
+        spdlog::error("reload failed reason=\"{}\" (the running configuration stays)", *refused);
+    // Ready again either way: a refused reload leaves the old configuration serving.
+    last_reload_ = refused ? "refused: " + *refused : "applied";
+    notifier_.ready(status());
+}
+
+std::string Daemon::status() const
+{
+    std::string line =
+        fmt::format("services: {}, listeners: {}, running: {}", services_.size(), listeners_.size(), live_children());
+    if (!last_reload_.empty())
+        line += "; last reload " + last_reload_;
+    return line;
 }
 
 void Daemon::log_counters()
@@ -351,6 +369,7 @@ void Daemon::handle_signal(int signal)
         sigaddset(&stop, SIGINT);
         ::sigprocmask(SIG_BLOCK, &stop, nullptr);
         spdlog::info("stopping signal={} running={} (left to finish)", signal_name(signal), live_children());
+        notifier_.stopping();
         event_base_loopbreak(base_.get());
         break;
     }

@@ -48,6 +48,7 @@
 #include "superd/limits.h"
 #include "superd/listener.h"
 #include "superd/log.h"
+#include "superd/notify.h"
 #include "superd/result.h"
 #include "superd/stderr_log.h"
 
@@ -93,6 +94,9 @@ struct DaemonSeams {
     std::function<std::unique_ptr<Spawner>(const ServiceConfig& config)> spawner;
     Timers* timers = nullptr;
     Sessions* sessions = nullptr;
+    // Tells the service manager (notify.h): main gives the one from the
+    // environment; left empty, no one is told.
+    Notifier notifier;
 };
 
 class Daemon {
@@ -166,6 +170,8 @@ private:
     void watch(Slot& slot);
     void reload();
     void log_counters();
+    // The service manager's one-line status (STATUS=).
+    std::string status() const;
 
     bool may_accept(Slot& slot);
     void on_connection(Slot& slot, UniqueFd fd, const SocketAddress& peer);
@@ -215,6 +221,8 @@ private:
     Sessions& sessions_; // system_sessions_, likewise
     std::function<std::unique_ptr<Spawner>(const ServiceConfig&)> make_spawner_; // empty: a Launcher
     LogAttachment log_attachment_; // the log's queue is written from base_ until this goes
+    Notifier notifier_;            // its watchdog runs on base_
+    std::string last_reload_;      // for status(): "applied", "refused: …", or empty before the first
     UniqueFd dev_null_;
     UniqueFd reserve_fd_; // given up to drain a connection when out of fds
     std::vector<std::unique_ptr<Service>> services_;

@@ -6,6 +6,10 @@
 // event loop once the Daemon attaches it. libevent's own messages are
 // routed here too, so nothing bypasses the log.
 //
+// Under systemd, when stderr is the journal, each line starts with its
+// syslog priority instead of a timestamp ("<6>info ready ..."): journald
+// reads the priority from it (sd-daemon(3)) and stamps the line itself.
+//
 // Lifecycle lines share one shape: "EVENT service=NAME pid=PID peer=ADDR ..."
 // with the fields always in that order, so they can be grepped and parsed.
 // A value that came from outside superd (a child's stderr, a unix socket's
@@ -30,12 +34,22 @@ class LogSink;
 
 std::optional<spdlog::level::level_enum> parse_log_level(std::string_view name);
 
+// How a line looks: kPlain "2026-11-21T11:40:38.123 info ready ...",
+// kJournal "<6>info ready ...".
+enum class LogFormat { kPlain, kJournal };
+
+// Whether `fd` is the journal's stream: `journal_stream` (systemd's
+// $JOURNAL_STREAM, "DEVICE:INODE" in decimal) names its device and inode.
+// Null, malformed or another file's: false.
+bool is_journal_stream(int fd, const char* journal_stream);
+
 // Sets up the stderr logger at `level` and routes libevent's messages to it.
 void init_logging(spdlog::level::level_enum level);
 
 // The logger init_logging installs (its name, format and level), writing
 // to `sink`; tests give it a sink of their own.
-std::shared_ptr<spdlog::logger> make_logger(std::shared_ptr<spdlog::sinks::sink> sink, spdlog::level::level_enum level);
+std::shared_ptr<spdlog::logger> make_logger(std::shared_ptr<spdlog::sinks::sink> sink, spdlog::level::level_enum level,
+                                            LogFormat format = LogFormat::kPlain);
 
 // While a LogAttachment lives, what stderr could not take is written from
 // `base` as stderr becomes writable. Destroy it before `base` is freed;

@@ -6,6 +6,7 @@
 #include "superd/config.h"
 #include "superd/daemon.h"
 #include "superd/log.h"
+#include "superd/notify.h"
 #include "superd/process.h"
 
 #include <getopt.h>
@@ -93,6 +94,10 @@ int main(int argc, char** argv)
         return kExitCannotStart;
     }
     superd::init_logging(level);
+    // Before the configuration is read: pass_env must not find the service
+    // manager's variables, which are addressed to superd alone.
+    superd::DaemonSeams seams;
+    seams.notifier = superd::Notifier::from_environment();
 
     auto config = superd::load_config(sources);
     if (!config) {
@@ -106,7 +111,7 @@ int main(int argc, char** argv)
         return 0;
     }
 
-    superd::Daemon daemon(sources, started->nofile);
+    superd::Daemon daemon(sources, started->nofile, std::move(seams));
     if (auto error = daemon.start(std::move(*config))) {
         spdlog::error("cannot start: {}", error->message);
         return kExitCannotStart;

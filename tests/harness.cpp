@@ -63,7 +63,7 @@ int wait_exit(pid_t pid, std::chrono::milliseconds limit)
 // Starts `args` (superd unless `command` is set), stdout and stderr to `log_path`.
 pid_t start_process(const std::vector<std::string>& args, const std::string& log_path, bool hostile_signals,
                     bool command = false, unsigned long max_fds = 0, const std::vector<std::string>& wrapper = {},
-                    int stderr_fd = -1)
+                    int stderr_fd = -1, const std::vector<std::string>& env = {})
 {
     // Orphaned services become ours, so they can be reaped by pid at the end.
     ::prctl(PR_SET_CHILD_SUBREAPER, 1);
@@ -76,6 +76,19 @@ pid_t start_process(const std::vector<std::string>& args, const std::string& log
     for (std::string& a : all)
         argv.push_back(a.data());
     argv.push_back(nullptr);
+    // The environment is built here: setenv is not for a forked child.
+    std::vector<char*> envp;
+    for (char** var = environ; *var; ++var) {
+        std::string_view existing(*var);
+        auto same_name = [&](const std::string& added) {
+            return added.compare(0, added.find('='), existing.substr(0, existing.find('='))) == 0;
+        };
+        if (std::none_of(env.begin(), env.end(), same_name))
+            envp.push_back(*var);
+    }
+    for (const std::string& added : env)
+        envp.push_back(const_cast<char*>(added.c_str()));
+    envp.push_back(nullptr);
 
     pid_t pid = ::fork();
     if (pid < 0)
@@ -105,7 +118,7 @@ pid_t start_process(const std::vector<std::string>& args, const std::string& log
             if (::setrlimit(RLIMIT_NOFILE, &limit) != 0)
                 ::_exit(125); // the test asked for what this machine cannot give
         }
-        ::execv(argv[0], argv.data());
+        ::execve(argv[0], argv.data(), envp.data());
         ::_exit(127);
     }
     return pid;
@@ -225,7 +238,7 @@ Superd::Superd(const std::string& config_text, StartOptions options)
         ::fcntl(stderr_pipe_.get(), F_SETFL, O_NONBLOCK);
     }
     pid_ = start_process(args, log_path_, options.hostile_signals, false, options.max_fds, options.wrapper,
-                         stderr_write.get());
+                         stderr_write.get(), options.env);
     stderr_write.reset();
     auto deadline = Clock::now() + 10s;
     for (;;) {

@@ -71,6 +71,9 @@ struct StartOptions {
     // superd's stderr is a pipe that the harness reads only until superd is
     // ready (into log()); then nobody reads it: a logger that stopped.
     bool stderr_pipe_unread = false;
+    // More environment for superd, "NAME=value", each replacing the test's
+    // own variable of that name.
+    std::vector<std::string> env;
 };
 
 // A superd started on a config file, ready when it has logged "ready".
