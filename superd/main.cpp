@@ -93,6 +93,12 @@ int main(int argc, char** argv)
         return kExitCannotStart;
     }
     superd::init_logging(level);
+    // Before the config is read: pass_env must not find LISTEN_*.
+    auto inherited = superd::take_inherited_sockets();
+    if (!inherited) {
+        spdlog::error("cannot start: {}", inherited.error());
+        return kExitCannotStart;
+    }
 
     auto config = superd::load_config(sources);
     if (!config) {
@@ -107,7 +113,7 @@ int main(int argc, char** argv)
     }
 
     superd::Daemon daemon(sources, started->nofile);
-    if (auto error = daemon.start(std::move(*config))) {
+    if (auto error = daemon.start(std::move(*config), std::move(*inherited))) {
         spdlog::error("cannot start: {}", error->message);
         return kExitCannotStart;
     }
