@@ -310,7 +310,7 @@ TEST_CASE("superd serves an inherited TCP socket, connections queued before it s
     CHECK(round_trip(port, "after\n") == "after\n");
 }
 
-TEST_CASE("An inherited socket no service listens on is logged and closed; an fd that is no socket too",
+TEST_CASE("An inherited socket no service listens on is logged and closed, and so is an fd that is no socket",
           "[activation][integration]")
 {
     uint16_t port = free_port(), unused_port = free_port();
@@ -364,7 +364,7 @@ TEST_CASE("An inherited socket of the wrong kind at a configured address stops t
     }
 }
 
-TEST_CASE("A reload keeps an adopted socket; one that removes its service closes it", "[activation][integration]")
+TEST_CASE("A reload keeps an adopted socket and one that removes its service closes it", "[activation][integration]")
 {
     uint16_t port = free_port(), other = free_port();
     UniqueFd socket = listen_tcp(port);
