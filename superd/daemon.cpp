@@ -137,8 +137,9 @@ Daemon::Daemon(ConfigSources sources, std::optional<rlimit> child_nofile, Daemon
 {
 }
 
-std::optional<Error> Daemon::start(Config config)
+std::optional<Error> Daemon::start(Config config, InheritedSockets inherited)
 {
+    inherited_ = std::move(inherited);
     if (!base_)
         return Error{"cannot create the event loop"};
     log_attachment_ = attach_logging(base_.get());
@@ -170,8 +171,17 @@ std::optional<Error> Daemon::start(Config config)
         signal_events_.push_back(std::move(ev));
     }
     watch_sigchld();
+    // An inherited socket of the wrong kind must fail the start before
+    // anything is bound or a stale unix socket file removed in its place.
+    std::vector<SocketSpec> wanted;
+    for (const ServiceConfig& sc : config.services)
+        for (const ListenAddress& la : sc.listen)
+            wanted.push_back(spec_for(sc, la));
+    if (auto error = inherited_.mismatch(wanted))
+        return error;
     if (auto error = apply(std::move(config)))
         return error;
+    inherited_.close_rest();
     for (const auto& [key, slot] : listeners_)
         spdlog::info("listening service={} listen={}", slot.service->config.name, slot.listener->address());
     spdlog::info("ready services={} listeners={} pid={}", services_.size(), listeners_.size(), getpid());
@@ -201,7 +211,8 @@ std::optional<Error> Daemon::apply(Config config)
             std::string key = spec.key();
             if (listeners_.count(key) || next.count(key))
                 continue;
-            auto listener = Listener::open(spec);
+            UniqueFd inherited = inherited_.take(spec);
+            auto listener = inherited ? Listener::adopt(std::move(inherited), spec) : Listener::open(spec);
             if (!listener)
                 return Error{"service '" + sc.name + "': " + listener.error()};
             next[key].listener = std::move(*listener);

@@ -37,6 +37,7 @@
 // outlives every configuration; a Service and its Slots are rebuilt.
 #pragma once
 
+#include "superd/activation.h"
 #include "superd/admission.h"
 #include "superd/builtins.h"
 #include "superd/children.h"
@@ -107,9 +108,11 @@ public:
     Daemon(const Daemon&) = delete;
     Daemon& operator=(const Daemon&) = delete;
 
-    // Opens every listening socket of `config`. The error names the service
-    // and address that could not be opened; nothing is left half-open.
-    std::optional<Error> start(Config config);
+    // Opens every listening socket of `config`, taking the `inherited` one
+    // of each address instead where there is one (activation.h), and closes
+    // the inherited sockets left over. The error names the service and
+    // address that could not be opened; nothing is left half-open.
+    std::optional<Error> start(Config config, InheritedSockets inherited = {});
 
     // Serves until SIGTERM or SIGINT; returns the process exit status.
     int run();
@@ -227,6 +230,7 @@ private:
     UniqueFd reserve_fd_; // given up to drain a connection when out of fds
     std::vector<std::unique_ptr<Service>> services_;
     std::map<std::string, Slot> listeners_; // by SocketSpec::key()
+    InheritedSockets inherited_;            // until start() has taken what it serves
     // Before everything that holds a ticket (children, lingering
     // connections, builtin connections, the pipeline): tickets point here.
     std::map<std::string, ServiceState> states_;

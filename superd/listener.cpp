@@ -154,6 +154,17 @@ std::optional<Error> set_mode_and_owner(int file, std::optional<mode_t> mode, st
     return std::nullopt;
 }
 
+// UDP builtins answer from the address a datagram was sent to, which the
+// kernel tells with each datagram once asked.
+void ask_packet_info(int fd, const SocketSpec& spec)
+{
+    int one = 1;
+    if (spec.protocol == Protocol::kUdp && spec.address.family() == AF_INET)
+        ::setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
+    if (spec.protocol == Protocol::kUdp && spec.address.family() == AF_INET6)
+        ::setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
+}
+
 } // namespace
 
 static int bit_index(Hold reason)
@@ -185,11 +196,7 @@ Result<std::unique_ptr<Listener>> Listener::open(const SocketSpec& spec)
     // that "PORT" can bind 0.0.0.0 and :: side by side on any host.
     if (address.family() == AF_INET6 && ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0)
         return failure("set IPV6_V6ONLY on", spec, errno);
-    // UDP builtins answer from the address a datagram was sent to.
-    if (type == SOCK_DGRAM && address.family() == AF_INET)
-        ::setsockopt(fd.get(), IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
-    if (type == SOCK_DGRAM && address.family() == AF_INET6)
-        ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
+    ask_packet_info(fd.get(), spec);
     if (address.family() == AF_UNIX) {
         if (auto e = bind_unix(fd.get(), spec))
             return *e;
@@ -219,6 +226,21 @@ Result<std::unique_ptr<Listener>> Listener::open(const SocketSpec& spec)
     return listener;
 }
 
+Result<std::unique_ptr<Listener>> Listener::adopt(UniqueFd socket, const SocketSpec& spec)
+{
+    // Up high, as open() puts its own; move_high keeps it where it is, and
+    // as it was, when there is no room up there.
+    UniqueFd fd(move_high(socket.release()));
+    if (::fcntl(fd.get(), F_SETFD, FD_CLOEXEC) != 0)
+        return failure("set close-on-exec on", spec, errno);
+    set_nonblocking(fd.get(), true);
+    ask_packet_info(fd.get(), spec);
+    // The backlog its maker chose stays unless the config sets one.
+    if (spec.protocol != Protocol::kUdp && spec.backlog && ::listen(fd.get(), *spec.backlog) != 0)
+        return failure("set the backlog of", spec, errno);
+    return std::unique_ptr<Listener>(new Listener(std::move(fd), spec));
+}
+
 Listener::~Listener()
 {
     // Remove our socket file, unless something else has taken its place.
@@ -240,7 +262,8 @@ std::optional<Error> Listener::apply_settings(const SocketSpec& spec)
         if (::listen(fd_.get(), spec_.backlog.value_or(kBacklog)) != 0)
             return failure("set the backlog of", spec_, errno);
     }
-    if (spec_.address.family() != AF_UNIX)
+    // An adopted socket's file is its maker's (see adopt()).
+    if (spec_.address.family() != AF_UNIX || !unix_file_)
         return std::nullopt;
     // Whoever can write to the folder may have put a symlink or another
     // file in our socket's place: only our own socket file is changed.

@@ -90,6 +90,14 @@ public:
     // reachable by those its mode leaves out; no symlink is ever followed.
     // The error names the address and the reason.
     static Result<std::unique_ptr<Listener>> open(const SocketSpec& spec);
+    // Serves `socket`, bound (and listening, for streams) by someone else
+    // at `spec`'s address with `spec`'s kind (socket activation, see
+    // activation.h). It gets what open() gives its own sockets and can still
+    // take once bound: close-on-exec, non-blocking, a high fd number, packet
+    // info (UDP), and the config's backlog when it sets one. IPV6_V6ONLY
+    // cannot change after bind. A unix socket's file stays its maker's: its
+    // mode and owner are left as they are, and it is not removed on close.
+    static Result<std::unique_ptr<Listener>> adopt(UniqueFd socket, const SocketSpec& spec);
     ~Listener();
 
     Listener(const Listener&) = delete;

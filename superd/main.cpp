@@ -98,6 +98,11 @@ int main(int argc, char** argv)
     // manager's variables, which are addressed to superd alone.
     superd::DaemonSeams seams;
     seams.notifier = superd::Notifier::from_environment();
+    auto inherited = superd::take_inherited_sockets();
+    if (!inherited) {
+        spdlog::error("cannot start: {}", inherited.error());
+        return kExitCannotStart;
+    }
 
     auto config = superd::load_config(sources);
     if (!config) {
@@ -112,7 +117,7 @@ int main(int argc, char** argv)
     }
 
     superd::Daemon daemon(sources, started->nofile, std::move(seams));
-    if (auto error = daemon.start(std::move(*config))) {
+    if (auto error = daemon.start(std::move(*config), std::move(*inherited))) {
         spdlog::error("cannot start: {}", error->message);
         return kExitCannotStart;
     }

@@ -63,7 +63,8 @@ int wait_exit(pid_t pid, std::chrono::milliseconds limit)
 // Starts `args` (superd unless `command` is set), stdout and stderr to `log_path`.
 pid_t start_process(const std::vector<std::string>& args, const std::string& log_path, bool hostile_signals,
                     bool command = false, unsigned long max_fds = 0, const std::vector<std::string>& wrapper = {},
-                    int stderr_fd = -1, const std::vector<std::string>& env = {})
+                    int stderr_fd = -1, const std::vector<int>& inherit_fds = {},
+                    const std::vector<std::string>& extra_env = {})
 {
     // Orphaned services become ours, so they can be reaped by pid at the end.
     ::prctl(PR_SET_CHILD_SUBREAPER, 1);
@@ -76,19 +77,34 @@ pid_t start_process(const std::vector<std::string>& args, const std::string& log
     for (std::string& a : all)
         argv.push_back(a.data());
     argv.push_back(nullptr);
-    // The environment is built here: setenv is not for a forked child.
+    // The environment is built before fork (setenv is not for a forked
+    // child): the test's own, less what `extra_env` replaces, then
+    // `extra_env`. Only LISTEN_PID, which must be the child's own pid (as a
+    // service manager sets it), is filled in after.
+    auto has = [&](const std::string& name) {
+        return std::any_of(extra_env.begin(), extra_env.end(),
+                           [&](const std::string& e) { return e.rfind(name + "=", 0) == 0; });
+    };
+    std::vector<std::string> env_strings = extra_env;
+    bool set_listen_pid = !inherit_fds.empty() && !has("LISTEN_PID");
+    if (!inherit_fds.empty() && !has("LISTEN_FDS"))
+        env_strings.push_back("LISTEN_FDS=" + std::to_string(inherit_fds.size()));
+    std::string listen_pid(64, '\0');
     std::vector<char*> envp;
-    for (char** var = environ; *var; ++var) {
-        std::string_view existing(*var);
-        auto same_name = [&](const std::string& added) {
-            return added.compare(0, added.find('='), existing.substr(0, existing.find('='))) == 0;
-        };
-        if (std::none_of(env.begin(), env.end(), same_name))
-            envp.push_back(*var);
+    for (char** e = environ; *e; ++e) {
+        std::string_view existing(*e);
+        std::string name(existing.substr(0, existing.find('=')));
+        auto replaced = std::any_of(env_strings.begin(), env_strings.end(),
+                                    [&](const std::string& added) { return added.rfind(name + "=", 0) == 0; });
+        if (!replaced && !(set_listen_pid && name == "LISTEN_PID"))
+            envp.push_back(*e);
     }
-    for (const std::string& added : env)
-        envp.push_back(const_cast<char*>(added.c_str()));
+    for (std::string& e : env_strings)
+        envp.push_back(e.data());
+    if (set_listen_pid)
+        envp.push_back(listen_pid.data());
     envp.push_back(nullptr);
+    std::vector<int> moved(inherit_fds.size());
 
     pid_t pid = ::fork();
     if (pid < 0)
@@ -118,6 +134,25 @@ pid_t start_process(const std::vector<std::string>& args, const std::string& log
             if (::setrlimit(RLIMIT_NOFILE, &limit) != 0)
                 ::_exit(125); // the test asked for what this machine cannot give
         }
+        if (set_listen_pid) {
+            char digits[24];
+            int n = 0;
+            for (pid_t self = ::getpid(); self > 0; self /= 10)
+                digits[n++] = static_cast<char>('0' + self % 10);
+            char* out = std::strcpy(listen_pid.data(), "LISTEN_PID=") + std::strlen("LISTEN_PID=");
+            while (n > 0)
+                *out++ = digits[--n];
+            *out = '\0';
+        }
+        // Each inherited socket to its place, through copies above every
+        // place, so that none overwrites another still to be moved.
+        int above = 3 + static_cast<int>(inherit_fds.size());
+        for (size_t i = 0; i < inherit_fds.size(); ++i)
+            if ((moved[i] = ::fcntl(inherit_fds[i], F_DUPFD_CLOEXEC, above)) < 0)
+                ::_exit(124);
+        for (size_t i = 0; i < moved.size(); ++i)
+            if (::dup2(moved[i], 3 + static_cast<int>(i)) < 0) // the copy at 3+i is not close-on-exec
+                ::_exit(124);
         ::execve(argv[0], argv.data(), envp.data());
         ::_exit(127);
     }
@@ -238,7 +273,7 @@ Superd::Superd(const std::string& config_text, StartOptions options)
         ::fcntl(stderr_pipe_.get(), F_SETFL, O_NONBLOCK);
     }
     pid_ = start_process(args, log_path_, options.hostile_signals, false, options.max_fds, options.wrapper,
-                         stderr_write.get(), options.env);
+                         stderr_write.get(), options.inherit_fds, options.env);
     stderr_write.reset();
     auto deadline = Clock::now() + 10s;
     for (;;) {
@@ -248,7 +283,9 @@ Superd::Superd(const std::string& config_text, StartOptions options)
         int status = 0;
         if (::waitpid(pid_, &status, WNOHANG) == pid_) {
             pid_ = -1;
-            throw std::runtime_error("superd exited before it was ready:\n" + log());
+            int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            throw std::runtime_error("superd exited with status " + std::to_string(code) + " before it was ready:\n"
+                                     + log());
         }
         if (Clock::now() >= deadline) {
             kill_and_reap(pid_);
@@ -434,6 +471,16 @@ UniqueFd connect_tcp(uint16_t port, const std::string& host, const std::string& 
     if (::connect(fd.get(), to.get(), to.length) != 0)
         fail("connect to " + host + " port " + std::to_string(port));
     return fd;
+}
+
+bool refused(uint16_t port)
+{
+    try {
+        connect_tcp(port);
+        return false;
+    } catch (const std::exception&) {
+        return true;
+    }
 }
 
 void send_all(int fd, const std::string& data)

@@ -71,6 +71,10 @@ struct StartOptions {
     // superd's stderr is a pipe that the harness reads only until superd is
     // ready (into log()); then nobody reads it: a logger that stopped.
     bool stderr_pipe_unread = false;
+    // Sockets superd inherits as a service manager hands them (socket
+    // activation): on fds 3, 4, ..., with LISTEN_FDS and LISTEN_PID (superd's
+    // pid) set, unless `env` sets them.
+    std::vector<int> inherit_fds;
     // More environment for superd, "NAME=value", each replacing the test's
     // own variable of that name.
     std::vector<std::string> env;
@@ -145,6 +149,8 @@ std::string loopback(uint16_t port);
 
 // Client side, all with deadlines.
 UniqueFd connect_tcp(uint16_t port, const std::string& host = "127.0.0.1", const std::string& source = "");
+// True when nothing listens on 127.0.0.1:`port` (connect fails).
+bool refused(uint16_t port);
 void send_all(int fd, const std::string& data);
 // Reads until EOF (or the deadline, which fails the test).
 std::string read_to_eof(int fd, std::chrono::milliseconds limit = 10s);

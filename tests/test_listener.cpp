@@ -4,6 +4,7 @@
 #include "tests/harness.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -21,6 +22,7 @@
 
 using superd::Listener;
 using superd::SocketAddress;
+using superd::UniqueFd;
 
 namespace {
 
@@ -373,4 +375,71 @@ TEST_CASE("A timed hold keeps connections in the backlog until its time is up", 
     l.hold_for(superd::kHoldShortage, std::chrono::seconds(1));
     l.release(superd::kHoldShortage);
     CHECK(timers.armed() == 0);
+}
+
+TEST_CASE("An adopted socket gets what superd gives its own and keeps its maker's file", "[listener]")
+{
+    // As a service manager hands them: blocking, not close-on-exec, low.
+    auto blocking_socket = [](int family, int type) {
+        UniqueFd fd(::socket(family, type, 0));
+        REQUIRE(fd);
+        return fd;
+    };
+    auto inode = [](int fd) {
+        struct stat st;
+        REQUIRE(::fstat(fd, &st) == 0);
+        return st.st_ino;
+    };
+
+    SECTION("tcp: non-blocking, close-on-exec, moved up high, the config's backlog")
+    {
+        superd::SocketSpec spec = tcp(parse("127.0.0.1:" + std::to_string(harness::free_port())));
+        spec.backlog = 3;
+        UniqueFd fd = blocking_socket(AF_INET, SOCK_STREAM);
+        REQUIRE(::bind(fd.get(), spec.address.get(), spec.address.length) == 0);
+        REQUIRE(::listen(fd.get(), 1) == 0);
+        int low = fd.get();
+        auto ino = inode(low);
+        auto adopted = Listener::adopt(std::move(fd), spec);
+        REQUIRE(adopted.ok());
+        int at = (*adopted)->fd();
+        CHECK(inode(at) == ino);
+        CHECK(at > low);
+        CHECK(::fcntl(low, F_GETFD) < 0); // moved, not copied
+        CHECK((::fcntl(at, F_GETFL) & O_NONBLOCK) != 0);
+        CHECK(::fcntl(at, F_GETFD) == FD_CLOEXEC);
+    }
+    SECTION("udp: asked for each datagram's destination, as builtins answer from it")
+    {
+        superd::SocketSpec spec = tcp(parse("127.0.0.1:" + std::to_string(harness::free_port())));
+        spec.protocol = superd::Protocol::kUdp;
+        UniqueFd fd = blocking_socket(AF_INET, SOCK_DGRAM);
+        REQUIRE(::bind(fd.get(), spec.address.get(), spec.address.length) == 0);
+        auto adopted = Listener::adopt(std::move(fd), spec);
+        REQUIRE(adopted.ok());
+        int pktinfo = 0;
+        socklen_t length = sizeof pktinfo;
+        REQUIRE(::getsockopt((*adopted)->fd(), IPPROTO_IP, IP_PKTINFO, &pktinfo, &length) == 0);
+        CHECK(pktinfo == 1);
+    }
+    SECTION("unix: the file's mode stays, through a reload too, and the file outlives the listener")
+    {
+        harness::TempDir dir;
+        std::string path = (dir.path() / "s").string();
+        superd::SocketSpec spec = tcp(SocketAddress::unix_path(path));
+        spec.protocol = superd::Protocol::kUnix;
+        UniqueFd fd = blocking_socket(AF_UNIX, SOCK_STREAM);
+        REQUIRE(::bind(fd.get(), spec.address.get(), spec.address.length) == 0);
+        REQUIRE(::listen(fd.get(), 1) == 0);
+        REQUIRE(::chmod(path.c_str(), 0600) == 0);
+        spec.mode = 0666;
+        auto adopted = Listener::adopt(std::move(fd), spec);
+        REQUIRE(adopted.ok());
+        CHECK_FALSE((*adopted)->apply_settings(spec));
+        struct stat st;
+        REQUIRE(::stat(path.c_str(), &st) == 0);
+        CHECK((st.st_mode & 07777) == 0600);
+        adopted->reset();
+        CHECK(std::filesystem::is_socket(path));
+    }
 }

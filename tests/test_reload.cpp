@@ -26,16 +26,6 @@ std::string peer(const std::string& name, uint16_t port)
     return service_toml(name, {loopback(port)}, service_binary("peer"));
 }
 
-bool refused(uint16_t port)
-{
-    try {
-        connect_tcp(port);
-        return false;
-    } catch (const std::exception&) {
-        return true;
-    }
-}
-
 } // namespace
 
 TEST_CASE("A reload adds, removes and changes services, and keeps sockets that stay", "[reload][integration]")
