@@ -6,8 +6,8 @@
 // that a program exists, as a value's meaning needs).
 //
 // A new key is one row in kServiceKeys (config_keys.cpp), a ServiceConfig
-// field and a line in the README's config reference (a test checks that the
-// README and the table name the same keys).
+// field, and a line in the README's config reference and in superd.toml(5)
+// (man/superd.toml.5.scd; tests check that both name the table's keys).
 #pragma once
 
 #include "superd/config.h"

@@ -71,6 +71,10 @@ struct StartOptions {
     // superd's stderr is a pipe that the harness reads only until superd is
     // ready (into log()); then nobody reads it: a logger that stopped.
     bool stderr_pipe_unread = false;
+    // Run this superd binary (an installed one) instead of the build's.
+    std::string binary;
+    // Run on this config file (with no config text), not one of the test's.
+    std::string config_file;
 };
 
 // A superd started on a config file, ready when it has logged "ready".
