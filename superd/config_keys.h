@@ -6,9 +6,9 @@
 // that a program exists, as a value's meaning needs).
 //
 // A new key is one row in kServiceKeys (config_keys.cpp), a ServiceConfig
-// field and a line in the README's config reference (a test checks that the
-// README and the table name the same keys). A builtin's own setting is also
-// named in that builtin's row (builtin_kind.h).
+// field, and a line in the README's config reference and in superd.toml(5)
+// (man/superd.toml.5.scd; tests check that both name the table's keys). A
+// builtin's own setting is also named in that builtin's row (builtin_kind.h).
 #pragma once
 
 #include "superd/config.h"

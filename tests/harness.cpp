@@ -248,8 +248,12 @@ Finished run_superd(const std::vector<std::string>& args, std::chrono::milliseco
 Superd::Superd(const std::string& config_text, StartOptions options)
 {
     std::vector<std::string> args;
-    if (!config_text.empty() || options.inetd_conf.empty())
-        args = {"--config", dir_.write("superd.toml", config_text)};
+    if (!options.binary.empty())
+        args.push_back(options.binary);
+    if (!options.config_file.empty())
+        args.insert(args.end(), {"--config", options.config_file});
+    else if (!config_text.empty() || options.inetd_conf.empty())
+        args.insert(args.end(), {"--config", dir_.write("superd.toml", config_text)});
     if (!options.inetd_conf.empty()) {
         args.push_back("--inetd-conf");
         args.push_back(options.inetd_conf);
@@ -272,8 +276,8 @@ Superd::Superd(const std::string& config_text, StartOptions options)
         stderr_write.reset(fds[1]);
         ::fcntl(stderr_pipe_.get(), F_SETFL, O_NONBLOCK);
     }
-    pid_ = start_process(args, log_path_, options.hostile_signals, false, options.max_fds, options.wrapper,
-                         stderr_write.get(), options.inherit_fds, options.env);
+    pid_ = start_process(args, log_path_, options.hostile_signals, !options.binary.empty(), options.max_fds,
+                         options.wrapper, stderr_write.get(), options.inherit_fds, options.env);
     stderr_write.reset();
     auto deadline = Clock::now() + 10s;
     for (;;) {

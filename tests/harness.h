@@ -78,6 +78,10 @@ struct StartOptions {
     // More environment for superd, "NAME=value", each replacing the test's
     // own variable of that name.
     std::vector<std::string> env;
+    // Run this superd binary (an installed one) instead of the build's.
+    std::string binary;
+    // Run on this config file (with no config text), not one of the test's.
+    std::string config_file;
 };
 
 // A superd started on a config file, ready when it has logged "ready".

@@ -931,17 +931,52 @@ std::set<std::string> readme_keys()
     return keys;
 }
 
-} // namespace
+// The keys superd.toml(5) documents: the terms ("*key* = ..." or
+// "*key*, *other* = ...", underscores escaped for scdoc) at the start of the
+// lines under "# SERVICE KEYS".
+std::set<std::string> man_page_keys()
+{
+    std::ifstream in(std::string(TEST_DATA_DIR) + "/../../man/superd.toml.5.scd");
+    REQUIRE(in);
+    std::set<std::string> keys;
+    bool in_keys = false;
+    std::regex term(R"(\*([a-z0-9_\\]+)\*(?= =|,))");
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind("# ", 0) == 0)
+            in_keys = line == "# SERVICE KEYS";
+        if (!in_keys || line.rfind("*", 0) != 0)
+            continue;
+        for (std::sregex_iterator it(line.begin(), line.end(), term), end; it != end; ++it) {
+            std::string key = (*it)[1];
+            key.erase(std::remove(key.begin(), key.end(), '\\'), key.end());
+            keys.insert(key);
+        }
+    }
+    return keys;
+}
 
-TEST_CASE("The README's config reference lists every key of the table, and no other", "[config]")
+std::set<std::string> table_keys()
 {
     std::set<std::string> table;
     for (const superd::ServiceKey& key : superd::service_keys()) {
         INFO(key.name);
         CHECK(table.insert(std::string(key.name)).second); // one row a key
     }
+    return table;
+}
+
+} // namespace
+
+TEST_CASE("The README's config reference lists every key of the table, and no other", "[config]")
+{
+    std::set<std::string> table = table_keys();
     CHECK(table.size() == 42);
     CHECK(readme_keys() == table);
+}
+
+TEST_CASE("superd.toml(5) lists every key of the table, and no other", "[config]")
+{
+    CHECK(man_page_keys() == table_keys());
 }
 
 TEST_CASE("A key set where it does not apply is refused at its line, whatever the key", "[config]")
