@@ -28,6 +28,19 @@
 #include <optional>
 #include <string_view>
 
+// Every log call formats its line through this one function, which fmt 9
+// compiles once (in libfmt, or in superd/log_impl.cpp) but does not declare
+// so: without this each file that logs would compile all of fmt's
+// formatting again (fmt 10 declares it itself).
+#ifndef FMT_HEADER_ONLY
+FMT_BEGIN_NAMESPACE
+namespace detail {
+extern template void vformat_to<char>(buffer<char>&, basic_string_view<char>, basic_format_args<buffer_context<char>>,
+                                      locale_ref);
+} // namespace detail
+FMT_END_NAMESPACE
+#endif
+
 namespace superd {
 
 class LogSink;
