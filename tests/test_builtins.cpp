@@ -143,7 +143,7 @@ TEST_CASE("UDP builtins refuse datagrams that would loop or reflect", "[builtins
     CHECK(fate("::1", 40000, "ff02::1", ours) == "broadcast");
 }
 
-TEST_CASE("chargen over UDP answers only with allow_amplification; echo never exceeds the request", "[builtins]")
+TEST_CASE("chargen over UDP answers only with allow_amplification, echo never exceeds the request", "[builtins]")
 {
     EventBase base(event_base_new());
     Builtins builtins(base.get());

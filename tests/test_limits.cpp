@@ -44,7 +44,7 @@ TEST_CASE("CIDR prefixes parse, normalise and match", "[limits]")
     CHECK_THAT(Cidr::parse("example.com/8").error(), Catch::Contains("not an address"));
 }
 
-TEST_CASE("The most specific prefix decides; deny wins a tie", "[limits]")
+TEST_CASE("The most specific prefix decides, deny wins a tie", "[limits]")
 {
     AccessList open;
     CHECK(open.allows(at("203.0.113.9")));

@@ -49,7 +49,7 @@ std::string expected_escape(unsigned char c)
 
 } // namespace
 
-TEST_CASE("every control byte, DEL and non-ASCII byte is escaped; printable ASCII is not", "[log]")
+TEST_CASE("every control byte, DEL and non-ASCII byte is escaped, printable ASCII is not", "[log]")
 {
     for (int c = 0; c < 256; ++c) {
         INFO("byte " << c);
@@ -94,7 +94,7 @@ TEST_CASE("long values are escaped whole, runs of plain text and escapes alike",
     CHECK(fmt::format("line=\"{}\" pid={}", Escaped{"a\"b"}, 7) == "line=\"a\\\"b\" pid=7");
 }
 
-TEST_CASE("a unix socket's path is printed escaped; numeric addresses as they are", "[log]")
+TEST_CASE("a unix socket's path is printed escaped, numeric addresses as they are", "[log]")
 {
     auto unix_peer = superd::SocketAddress::unix_path("/tmp/x\" pid=0\n\x1b[2J.sock");
     CHECK(fmt::format("{}", unix_peer) == "unix:/tmp/x\\\" pid=0\\n\\x1b[2J.sock");
@@ -169,7 +169,7 @@ TEST_CASE("for the journal a line starts with its syslog priority, without a tim
     CHECK(std::regex_match(plain, stamped));
 }
 
-TEST_CASE("superd under the journal writes priorities, not timestamps; elsewhere its lines are as ever",
+TEST_CASE("superd under the journal writes priorities, not timestamps, elsewhere its lines are as ever",
           "[log][integration]")
 {
     uint16_t port = harness::free_port();

@@ -110,7 +110,7 @@ struct StuckLog {
 
 } // namespace
 
-TEST_CASE("a pipe is written through a description of superd's own; the shared one stays blocking", "[log_sink]")
+TEST_CASE("a pipe is written through a description of superd's own, the shared one stays blocking", "[log_sink]")
 {
     Pipe p = small_pipe();
     superd::LogFd out = superd::open_log_fd(p.write_end.get());
@@ -144,7 +144,7 @@ TEST_CASE("a terminal keeps its blocking mode: superd writes through its own des
     CHECK_FALSE(nonblocking(terminal.get())); // the shell's terminal is untouched
 }
 
-TEST_CASE("a regular file is written as given; a socket with send", "[log_sink]")
+TEST_CASE("a regular file is written as given, a socket with send", "[log_sink]")
 {
     TempDir dir;
     UniqueFd file(::open(dir.write("log", "").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC));
@@ -202,7 +202,7 @@ TEST_CASE("a log file that stopped growing for a while takes lines again once it
     CHECK(dropped_in(text) > 0);
 }
 
-TEST_CASE("a full pipe never blocks: lines queue up to the limit, then are dropped and counted; once the reader "
+TEST_CASE("a full pipe never blocks: lines queue up to the limit, then are dropped and counted, once the reader "
           "reads, the queue drains in order and one line says how many were dropped",
           "[log_sink]")
 {
