@@ -81,27 +81,16 @@ const BuiltinKind* find_builtin(std::string_view name)
     return nullptr;
 }
 
-namespace {
-
-// The names of the builtins that `wanted` picks: "a, b and c".
-template <typename Predicate>
-std::string names_of(Predicate wanted)
+std::string inetd_internal_names()
 {
     std::vector<std::string_view> names;
     for (const BuiltinKind& kind : kBuiltins)
-        if (wanted(kind))
+        if (kind.inetd_internal)
             names.push_back(kind.name);
     std::string text;
     for (size_t i = 0; i < names.size(); ++i)
         text += std::string(i == 0 ? "" : i + 1 == names.size() ? " and " : ", ") + std::string(names[i]);
     return text;
-}
-
-} // namespace
-
-std::string inetd_internal_names()
-{
-    return names_of([](const BuiltinKind& kind) { return kind.inetd_internal; });
 }
 
 std::string builtins_taking(std::string_view key)
