@@ -280,6 +280,11 @@ Superd::Superd(const std::string& config_text, StartOptions options)
                          options.wrapper, stderr_write.get(), options.inherit_fds, options.env);
     stderr_write.reset();
     auto deadline = Clock::now() + 10s;
+    // A port free_port() gave can be taken meanwhile as the local port of a
+    // connection another test process makes (the kernel hands out both from
+    // one range). That is the machine's, not superd's: start again once the
+    // connection has gone, a few times.
+    int collisions = 0;
     for (;;) {
         pump_stderr();
         if (count_in_log(" ready ") > 0)
@@ -288,6 +293,15 @@ Superd::Superd(const std::string& config_text, StartOptions options)
         if (::waitpid(pid_, &status, WNOHANG) == pid_) {
             pid_ = -1;
             int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            if (code == 1 && !options.stderr_pipe_unread && collisions < 20
+                && count_in_log("Address already in use") > 0) {
+                ++collisions;
+                std::this_thread::sleep_for(250ms);
+                pid_ = start_process(args, log_path_, options.hostile_signals, !options.binary.empty(), options.max_fds,
+                                     options.wrapper, -1, options.inherit_fds, options.env);
+                deadline = Clock::now() + 10s;
+                continue;
+            }
             throw std::runtime_error("superd exited with status " + std::to_string(code) + " before it was ready:\n"
                                      + log());
         }
