@@ -93,17 +93,6 @@ bool left_undone(int fd, Protocol protocol, const std::optional<size_t>& pending
 // Lifecycle lines name a connection's client, or a wait service's socket.
 const char* who_key(const Child& child) { return child.wait_listener.empty() ? "peer" : "listen"; }
 
-// What a refusal is called in the log and which counter counts it, in the
-// order of Daemon::Refusal.
-struct RefusalRow {
-    const char* reason;
-    uint64_t Counters::*counter;
-};
-constexpr RefusalRow kRefusals[] = {
-    {"acl", &Counters::refused_acl},   {"limit", &Counters::refused_limit}, {"source", &Counters::refused_source},
-    {"rate", &Counters::refused_rate}, {"fds", &Counters::refused_fds},
-};
-
 } // namespace
 
 // The kinds of service, the first row that matches a configuration
@@ -284,9 +273,12 @@ std::optional<Error> Daemon::apply(Config config)
         slot.listener->release(kHoldAllFull);
         watch(slot);
     }
-    if (started_)
-        spdlog::info("reloaded services={} listeners={} kept={} opened={} closed={}", services_.size(),
-                     listeners_.size(), kept, opened, closed);
+    if (started_) {
+        std::string line = fmt::format("reloaded services={} listeners={} kept={} opened={} closed={}",
+                                       services_.size(), listeners_.size(), kept, opened, closed);
+        spdlog::info("{}", line);
+        last_reload_ = ReloadOutcome{true, std::move(line), std::chrono::system_clock::now()};
+    }
     started_ = true;
     return std::nullopt;
 }
@@ -310,9 +302,9 @@ void Daemon::watch(Slot& slot)
         });
 }
 
-void Daemon::reload()
+const Daemon::ReloadOutcome& Daemon::reload(std::string_view trigger)
 {
-    spdlog::info("reloading signal=SIGHUP");
+    spdlog::info("reloading {}", trigger);
     notifier_.reloading();
     std::optional<std::string> refused;
     auto config = load_config(sources_);
@@ -320,19 +312,24 @@ void Daemon::reload()
         refused = config.error();
     else if (auto error = apply(std::move(*config)))
         refused = error->message;
-    if (refused)
+    if (refused) {
         spdlog::error("reload failed reason=\"{}\" (the running configuration stays)", *refused);
+        last_reload_ = ReloadOutcome{false, std::move(*refused), std::chrono::system_clock::now()};
+        ++reloads_failed_;
+    } else {
+        ++reloads_ok_; // apply() has recorded its line
+    }
     // Ready again either way: a refused reload leaves the old configuration serving.
-    last_reload_ = refused ? "refused: " + *refused : "applied";
     notifier_.ready(status());
+    return *last_reload_;
 }
 
 std::string Daemon::status() const
 {
     std::string line =
         fmt::format("services: {}, listeners: {}, running: {}", services_.size(), listeners_.size(), live_children());
-    if (!last_reload_.empty())
-        line += "; last reload " + last_reload_;
+    if (last_reload_)
+        line += last_reload_->ok ? "; last reload applied" : "; last reload refused: " + last_reload_->message;
     return line;
 }
 
@@ -363,7 +360,7 @@ void Daemon::handle_signal(int signal)
         reap();
         break;
     case SIGHUP:
-        reload();
+        reload("signal=SIGHUP");
         break;
     case SIGUSR1:
         log_counters();
@@ -418,12 +415,12 @@ void Daemon::refuse(Service& service, int connection, const SocketAddress& peer,
                   && static_cast<int>(Refusal::kLimit) == static_cast<int>(Admission::Refusal::kLimit)
                   && static_cast<int>(Refusal::kSource) == static_cast<int>(Admission::Refusal::kSource)
                   && static_cast<int>(Refusal::kRate) == static_cast<int>(Admission::Refusal::kRate));
-    const RefusalRow& row = kRefusals[static_cast<size_t>(why)];
+    const RefusalReason& row = kRefusalReasons[static_cast<size_t>(why)];
     ++(service.state->counters.*row.counter);
     if (why == Refusal::kLimit && connection >= 0 && !service.config.busy_message.empty())
         (void)::send(connection, service.config.busy_message.data(), service.config.busy_message.size(),
                      MSG_DONTWAIT | MSG_NOSIGNAL);
-    log_refusal(service, peer, row.reason, datagram);
+    log_refusal(service, peer, row.name, datagram);
 }
 
 void Daemon::log_refusal(const Service& service, const SocketAddress& peer, std::string_view reason, bool datagram)
@@ -713,6 +710,7 @@ void Daemon::child_exited(ChildExit& exit)
                  child.endpoint, describe_wait_status(exit.status), std::chrono::duration<double>(ran).count(),
                  lingers ? " group=alive" : "");
     Counters& c = states_[child.service].counters;
+    c.run_time.observe(ran);
     if (WIFSIGNALED(exit.status))
         ++c.exited_signal;
     else if (WEXITSTATUS(exit.status) == 0)

@@ -44,6 +44,7 @@
 #include "superd/clock.h"
 #include "superd/config.h"
 #include "superd/connection.h"
+#include "superd/counters.h"
 #include "superd/event.h"
 #include "superd/launcher.h"
 #include "superd/limits.h"
@@ -65,26 +66,6 @@
 #include <vector>
 
 namespace superd {
-
-// What happened to a service's connections; SIGUSR1 logs them. Each
-// connection is counted once as accepted, then at most once as refused_*,
-// spawned or failed_spawn: refused_fds counts the connections dropped for
-// want of descriptors, whether accept or the spawn ran out of them, and
-// failed_spawn the spawns that failed for any other reason.
-struct Counters {
-    uint64_t accepted = 0;
-    uint64_t spawned = 0;
-    uint64_t refused_acl = 0;
-    uint64_t refused_limit = 0;
-    uint64_t refused_source = 0;
-    uint64_t refused_rate = 0;
-    uint64_t refused_fds = 0;
-    uint64_t failed_spawn = 0;
-    uint64_t exited_ok = 0;
-    uint64_t exited_error = 0;
-    uint64_t exited_signal = 0;
-    uint64_t timed_out = 0;
-};
 
 // What the daemon acts on the world through, so that tests can drive its
 // timing (pacing, backoff, a wait service's hold) with fakes. Each one left
@@ -163,6 +144,12 @@ private:
         Clock::time_point ended; // when the program itself exited
     };
     enum class Refusal { kAcl, kLimit, kSource, kRate, kFds };
+    // How a reload went, for status(), superctl and the metrics.
+    struct ReloadOutcome {
+        bool ok = false;
+        std::string message; // the "reloaded ..." line, or the error
+        std::chrono::system_clock::time_point when;
+    };
 
     static void on_signal(evutil_socket_t signal, short, void* self);
     void handle_signal(int signal);
@@ -171,10 +158,15 @@ private:
     std::optional<Error> apply(Config config);
     // Sets up `slot`'s listener for its service's kind.
     void watch(Slot& slot);
-    void reload();
+    // Loads the configuration again and applies it, or keeps the running
+    // one; `trigger` says who asked, for the log.
+    const ReloadOutcome& reload(std::string_view trigger);
     void log_counters();
     // The service manager's one-line status (STATUS=).
     std::string status() const;
+    // The metrics builtin's page: every service's counters and superd's
+    // own, in Prometheus' text format (daemon_metrics.cpp).
+    std::string metrics() const;
 
     bool may_accept(Slot& slot);
     void on_connection(Slot& slot, UniqueFd fd, const SocketAddress& peer);
@@ -225,7 +217,11 @@ private:
     std::function<std::unique_ptr<Spawner>(const ServiceConfig&)> make_spawner_; // empty: a Launcher
     LogAttachment log_attachment_; // the log's queue is written from base_ until this goes
     Notifier notifier_;            // its watchdog runs on base_
-    std::string last_reload_;      // for status(): "applied", "refused: …", or empty before the first
+    // How the reloads went, for status(), superctl and the metrics.
+    std::optional<ReloadOutcome> last_reload_; // none before the first
+    uint64_t reloads_ok_ = 0;
+    uint64_t reloads_failed_ = 0;
+    std::chrono::system_clock::time_point started_at_ = std::chrono::system_clock::now();
     UniqueFd dev_null_;
     UniqueFd reserve_fd_; // given up to drain a connection when out of fds
     std::vector<std::unique_ptr<Service>> services_;
