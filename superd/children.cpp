@@ -53,6 +53,12 @@ Child* ChildTable::find(pid_t pid)
     return it == children_.end() ? nullptr : &it->second->child;
 }
 
+void ChildTable::each(const std::function<void(pid_t pid, const Child& child)>& visit) const
+{
+    for (const auto& [pid, entry] : children_)
+        visit(pid, entry->child);
+}
+
 void ChildTable::add(pid_t pid, Child child, UniqueFd pidfd)
 {
     auto entry = std::make_unique<Entry>();
@@ -156,8 +162,9 @@ bool SystemSessions::group_alive(pid_t group) { return ::kill(-group, 0) == 0 ||
 
 Deadline::Deadline(Timers& timers, Sessions& sessions, pid_t session, std::string service, Limits limits,
                    std::function<void()> on_terminate)
-    : sessions_(sessions), session_(session), service_(std::move(service)), limits_(limits),
-      on_terminate_(std::move(on_terminate)), timer_(timers.timer([this] { fire(); }))
+    : timers_(timers), due_(timers.now() + limits.timeout), sessions_(sessions), session_(session),
+      service_(std::move(service)), limits_(limits), on_terminate_(std::move(on_terminate)),
+      timer_(timers.timer([this] { fire(); }))
 {
     timer_->arm(limits_.timeout);
 }
@@ -169,6 +176,7 @@ void Deadline::fire()
         on_terminate_();
         spdlog::warn("timeout service={} pid={} action=SIGTERM grace={}ms", service_, session_, limits_.grace.count());
         sessions_.signal(session_, SIGTERM);
+        due_ = timers_.now() + limits_.grace;
         timer_->arm(limits_.grace);
         return;
     }

@@ -100,6 +100,8 @@ public:
     size_t size() const { return children_.size(); }
     // The running child `pid`, or null.
     Child* find(pid_t pid);
+    // Calls `visit` with every running child.
+    void each(const std::function<void(pid_t pid, const Child& child)>& visit) const;
     size_t untracked() const { return untracked_; }
 
     // Reaps every ended child without blocking; calls `on_exit` for each,
@@ -157,10 +159,14 @@ public:
     Deadline(const Deadline&) = delete;
     Deadline& operator=(const Deadline&) = delete;
     bool valid() const { return timer_->valid(); }
+    // When it acts next: the SIGTERM, or after it the SIGKILL.
+    Clock::time_point due() const { return due_; }
 
 private:
     void fire();
 
+    Timers& timers_;
+    Clock::time_point due_;
     Sessions& sessions_;
     pid_t session_;
     std::string service_;

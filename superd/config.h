@@ -22,6 +22,8 @@
 //     [superd]
 //     include    = ["superd.d/*.toml"]   # more [service.NAME] tables
 //     inetd_conf = "/etc/inetd.conf"     # optional
+//     control    = "/run/superd/control.sock"   # the default; "" for none
+//     control_group = "adm"              # optional: may use superctl too
 //
 //     [service.echo]
 //     listen  = ["127.0.0.1:7007", "[::1]:7007"]
@@ -120,10 +122,22 @@ struct ServiceConfig {
     std::optional<gid_t> socket_gid;
 };
 
+// Where the control socket (control.h) is and who may use it, from
+// [superd] control and control_group.
+struct ControlSettings {
+    std::string path;           // empty: no control socket
+    std::optional<gid_t> group; // its members may connect too
+    std::string group_name;     // as configured, for messages
+
+    bool operator==(const ControlSettings&) const = default;
+};
+inline constexpr const char* kDefaultControlPath = "/run/superd/control.sock";
+
 struct Config {
     std::vector<ServiceConfig> services;  // in file order, includes after the main file
     std::optional<unsigned> max_children; // across all services
-    std::vector<std::string> files;       // every file that was read
+    ControlSettings control{kDefaultControlPath, std::nullopt, ""};
+    std::vector<std::string> files; // every file that was read
 
     size_t listener_count() const;
 };
@@ -133,6 +147,8 @@ struct Config {
 struct ConfigSources {
     std::string config;
     std::string inetd_conf;
+    // superd --control: the control socket's path, whatever [superd] says.
+    std::optional<std::string> control;
 };
 
 Result<Config> load_config(const ConfigSources& sources);

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <toml++/toml.h>
@@ -194,6 +195,9 @@ struct MainSettings {
     std::string inetd_conf;
     int inetd_conf_line = 0;
     std::optional<unsigned> max_children;
+    std::optional<std::string> control;
+    std::optional<gid_t> control_group;
+    std::string control_group_name;
 };
 
 std::optional<Error> read_document(const Source& src, const toml::table& root, bool main,
@@ -232,6 +236,25 @@ std::optional<Error> read_document(const Source& src, const toml::table& root, b
                     if (!cap || cap->get() < 1 || cap->get() > 1000000)
                         return src.at(v, "max_children must be an integer between 1 and 1000000");
                     settings.max_children = static_cast<unsigned>(cap->get());
+                } else if (k == "control") {
+                    if (!v.as_string())
+                        return src.at(v, "control must be the path of the control socket, or \"\" for none");
+                    std::string path = v.as_string()->get();
+                    if (!path.empty())
+                        path = src.absolute(path);
+                    // The kernel keeps at most 107 bytes of a unix socket's path.
+                    if (path.size() >= sizeof(sockaddr_un::sun_path))
+                        return src.at(v, "control: the path is longer than a unix socket's "
+                                             + std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes");
+                    settings.control = path;
+                } else if (k == "control_group") {
+                    if (!v.as_string() || v.as_string()->get().empty())
+                        return src.at(v, "control_group must be a group name or number");
+                    auto gid = resolve_gid(v.as_string()->get());
+                    if (!gid)
+                        return src.at(v, "control_group: " + gid.error());
+                    settings.control_group = *gid;
+                    settings.control_group_name = v.as_string()->get();
                 } else if (k == "inetd_conf") {
                     if (!v.as_string() || v.as_string()->get().empty())
                         return src.at(v, "inetd_conf must be a file name");
@@ -383,6 +406,10 @@ struct Loader {
         inetd_conf = settings.inetd_conf;
         inetd_conf_line = settings.inetd_conf_line;
         config.max_children = settings.max_children;
+        if (settings.control)
+            config.control.path = *settings.control;
+        config.control.group = settings.control_group;
+        config.control.group_name = settings.control_group_name;
         for (const auto& [pattern, line] : settings.includes)
             if (auto e = included(src, pattern, line))
                 return e;
@@ -502,10 +529,12 @@ Result<Config> load_config(const ConfigSources& sources)
         if (!sources.inetd_conf.empty())
             if (auto e = loader.inetd_file(sources.inetd_conf, 0))
                 return *e;
+        if (sources.control)
+            loader.config.control.path = *sources.control;
         return loader.finish();
     });
 }
 
-Result<Config> load_config(const std::string& path) { return load_config(ConfigSources{path, ""}); }
+Result<Config> load_config(const std::string& path) { return load_config(ConfigSources{path, "", std::nullopt}); }
 
 } // namespace superd

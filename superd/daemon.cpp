@@ -208,7 +208,34 @@ std::optional<Error> Daemon::apply(Config config)
         }
     }
 
+    // The control socket, last: nothing after it can fail. One that moves
+    // is opened anew; one that stays only takes its new group.
+    const std::string& control_path = control_ ? control_->settings().path : std::string();
+    bool control_moves = control_path != config.control.path;
+    std::unique_ptr<ControlServer> control;
+    if (control_moves && !config.control.path.empty()) {
+        auto opened = ControlServer::open(
+            base_.get(), timers_, config.control,
+            [this](std::string_view request, const ControlPeer& peer) { return this->control(request, peer); });
+        if (!opened)
+            return Error{opened.error()};
+        control = std::move(*opened);
+    }
+
     // Commit: nothing below can fail.
+    if (control_moves) {
+        // Its connections may be the one asking for this reload: it stops
+        // listening now, and goes once they have.
+        if (control_) {
+            control_->close_listener();
+            retired_controls_.push_back(std::move(control_));
+        }
+        control_ = std::move(control);
+    } else if (control_ && control_->settings() != config.control) {
+        if (auto e = control_->regroup(config.control))
+            spdlog::warn("control={} reason=\"{}\"", config.control.path, e->message);
+    }
+    config_files_ = std::move(config.files);
     std::vector<std::unique_ptr<Service>> services;
     size_t kept = 0, opened = next.size();
     auto now = timers_.now();
@@ -271,6 +298,11 @@ std::optional<Error> Daemon::apply(Config config)
         // Limits may have changed: the gate puts back whatever still applies.
         slot.listener->release(kHoldServiceFull);
         slot.listener->release(kHoldAllFull);
+        // A pause outlives reloads, and belongs to a service, not a socket.
+        if (slot.service->state->paused)
+            slot.listener->hold(kHoldPaused);
+        else
+            slot.listener->release(kHoldPaused);
         watch(slot);
     }
     if (started_) {
@@ -657,9 +689,11 @@ void Daemon::reap()
 // pending. Once a second, a pending SIGCHLD is taken and the orphans reaped:
 // one system call when there is none. A lingering group can also empty
 // without superd reaping anything (its last member was the child of a
-// process that left the group), so each is looked at too.
+// process that left the group), so each is looked at too. The control
+// servers a reload replaced go here too, once their last client has.
 void Daemon::sweep_orphans()
 {
+    std::erase_if(retired_controls_, [](const auto& server) { return server->clients() == 0; });
     end_lingering();
     watch_sigchld();
     if (!sigchld_blocked_)
@@ -789,7 +823,7 @@ void Daemon::session_over(pid_t pid, Child& child)
     }
     spdlog::debug("relaying service={} pid={} {}={}", child.service, pid, who_key(child), child.endpoint);
     Relay* relay = child.life.relay();
-    relaying_.emplace(relay, std::move(child));
+    relaying_.emplace(relay, Relaying{pid, std::move(child)});
 }
 
 void Daemon::relay_closed(pid_t pid, Relay* relay)
@@ -797,7 +831,7 @@ void Daemon::relay_closed(pid_t pid, Relay* relay)
     if (auto it = relaying_.find(relay); it != relaying_.end()) {
         // Its session ended before: the connection is over. `gone` takes
         // the relay with it, after this, its last callback, has run.
-        Child gone = std::move(it->second);
+        Child gone = std::move(it->second.child);
         relaying_.erase(it);
         if (gone.life.relay_closed())
             finished(gone.service, std::move(gone.life.ticket()));

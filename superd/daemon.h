@@ -35,6 +35,12 @@
 // connection waiting in a backlog is lost. What is kept by service name
 // (ServiceState: counters and admission, with its counts and buckets)
 // outlives every configuration; a Service and its Slots are rebuilt.
+//
+// The control socket (control.h) is part of the configuration: opened with
+// the listeners, moved or closed by a reload. Its commands, the daemon's
+// answers to superctl, are in daemon_control.cpp; a pause is a hold on the
+// service's listeners, kept in its ServiceState so that it outlives reloads.
+// The metrics builtin's page is made in daemon_metrics.cpp.
 #pragma once
 
 #include "superd/activation.h"
@@ -44,6 +50,7 @@
 #include "superd/clock.h"
 #include "superd/config.h"
 #include "superd/connection.h"
+#include "superd/control.h"
 #include "superd/counters.h"
 #include "superd/event.h"
 #include "superd/launcher.h"
@@ -136,12 +143,18 @@ private:
         Counters counters;
         Admission admission;
         Service* current = nullptr; // the configured service of this name, if any
+        bool paused = false;        // by superctl: its listeners are held until it is resumed
     };
     // A connection whose program has exited while other members of its
     // process group live on; keyed by that group (the program's pid).
     struct Lingering {
         Child child;
         Clock::time_point ended; // when the program itself exited
+    };
+    // A connection whose session has ended while its relay is still open.
+    struct Relaying {
+        pid_t pid; // its program's
+        Child child;
     };
     enum class Refusal { kAcl, kLimit, kSource, kRate, kFds };
     // How a reload went, for status(), superctl and the metrics.
@@ -167,6 +180,10 @@ private:
     // The metrics builtin's page: every service's counters and superd's
     // own, in Prometheus' text format (daemon_metrics.cpp).
     std::string metrics() const;
+    // The reply to one request on the control socket (daemon_control.cpp,
+    // where the commands are).
+    std::string control(std::string_view request, const ControlPeer& peer);
+    friend struct ControlCommands;
 
     bool may_accept(Slot& slot);
     void on_connection(Slot& slot, UniqueFd fd, const SocketAddress& peer);
@@ -237,8 +254,13 @@ private:
     Pipeline pipeline_{base_.get(), timers_};                        // connections in a stage
     std::unordered_map<pid_t, Lingering> lingering_;
     // Connections whose session has ended while their relay is still open.
-    std::unordered_map<Relay*, Child> relaying_;
-    std::unique_ptr<Timer> orphan_sweep_; // sweep_orphans(), every kOrphanSweep
+    std::unordered_map<Relay*, Relaying> relaying_;
+    std::unique_ptr<Timer> orphan_sweep_;   // sweep_orphans(), every kOrphanSweep
+    std::vector<std::string> config_files_; // every file the running configuration was read from
+    std::unique_ptr<ControlServer> control_;
+    // Replaced by a reload (the socket moved) while answering: freed by the
+    // sweep once their last connection has ended.
+    std::vector<std::unique_ptr<ControlServer>> retired_controls_;
     std::vector<Event> signal_events_;
     ChildTable children_;
     bool sigchld_blocked_ = false;

@@ -47,8 +47,9 @@ enum Hold : unsigned {
     kHoldRate = 1u << 3,        // the service's rate, until the next token
     kHoldShortage = 1u << 4,    // accept ran out of descriptors or memory
     kHoldPaced = 1u << 5,       // spawns fail, or wait children exit at once
+    kHoldPaused = 1u << 6,      // paused by superctl, until resumed
 };
-constexpr int kHoldReasons = 6;
+constexpr int kHoldReasons = 7;
 
 // How a listening socket is made; part of its identity across reloads.
 struct SocketSpec {

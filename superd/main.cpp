@@ -10,8 +10,10 @@
 #include "superd/process.h"
 
 #include <getopt.h>
+#include <sys/un.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 namespace {
@@ -19,10 +21,11 @@ namespace {
 constexpr int kExitCannotStart = 1;
 constexpr int kExitUsage = 2;
 
-const char kUsage[] = "usage: superd --config FILE [--inetd-conf FILE] [--check] [--log-level LEVEL]\n"
+const char kUsage[] = "usage: superd --config FILE [--inetd-conf FILE] [--control PATH] [--check] [--log-level LEVEL]\n"
                       "\n"
                       "  -c, --config FILE      the services to run (TOML)\n"
                       "      --inetd-conf FILE  also (or only) the services of a classic inetd.conf\n"
+                      "      --control PATH     superctl's socket, in place of [superd] control (\"\": none)\n"
                       "      --check            validate the configuration and exit: 0 when valid, 2 when not\n"
                       "  -l, --log-level LEVEL  trace, debug, info (default), warn or error\n"
                       "  -V, --version          print the version and exit\n"
@@ -41,11 +44,12 @@ int usage_error(const std::string& message)
 
 int main(int argc, char** argv)
 {
-    enum { kCheck = 256, kInetdConf };
+    enum { kCheck = 256, kInetdConf, kControl };
     const option options[] = {
         {"config", required_argument, nullptr, 'c'},
         {"check", no_argument, nullptr, kCheck},
         {"inetd-conf", required_argument, nullptr, kInetdConf},
+        {"control", required_argument, nullptr, kControl},
         {"log-level", required_argument, nullptr, 'l'},
         {"version", no_argument, nullptr, 'V'},
         {"help", no_argument, nullptr, 'h'},
@@ -63,6 +67,12 @@ int main(int argc, char** argv)
             break;
         case kInetdConf:
             sources.inetd_conf = optarg;
+            break;
+        case kControl:
+            sources.control = optarg[0] ? std::filesystem::absolute(optarg).string() : std::string();
+            if (sources.control->size() >= sizeof(sockaddr_un::sun_path))
+                return usage_error(std::string("--control: the path is longer than a unix socket's ")
+                                   + std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes");
             break;
         case kCheck:
             check = true;

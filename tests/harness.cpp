@@ -259,6 +259,12 @@ Superd::Superd(const std::string& config_text, StartOptions options)
         args.push_back(options.inetd_conf);
     }
     log_path_ = (dir_.path() / "superd.log").string();
+    if (options.control)
+        control_path_ = *options.control;
+    else if (options.wrapper.empty())
+        control_path_ = (dir_.path() / "control.sock").string();
+    if (!options.control_from_config)
+        args.insert(args.end(), {"--control", control_path_});
     if (!options.wrapper.empty()) {
         // Readable by everyone, writable by root only: superd as root
         // refuses a config in a folder others may write to.

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -82,6 +83,12 @@ struct StartOptions {
     std::string binary;
     // Run on this config file (with no config text), not one of the test's.
     std::string config_file;
+    // superd's control socket (--control): unset, control.sock in the
+    // test's folder (none under a wrapper, whose user may not write there);
+    // "" for none.
+    std::optional<std::string> control;
+    // No --control at all: the config's [superd] control decides.
+    bool control_from_config = false;
 };
 
 // A superd started on a config file, ready when it has logged "ready".
@@ -94,6 +101,8 @@ public:
 
     pid_t pid() const { return pid_; }
     const TempDir& dir() const { return dir_; }
+    // The control socket's path; empty when it has none.
+    const std::string& control_path() const { return control_path_; }
     std::string log() const;
     size_t count_in_log(const std::string& needle) const;
     // Waits until `needle` appears `times` times in the log.
@@ -137,6 +146,7 @@ private:
 
     TempDir dir_;
     std::string log_path_;
+    std::string control_path_;
     pid_t pid_ = -1;
     std::vector<pid_t> orphans_;
     UniqueFd stderr_pipe_;
