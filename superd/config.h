@@ -128,6 +128,10 @@ struct ControlSettings {
     std::string path;           // empty: no control socket
     std::optional<gid_t> group; // its members may connect too
     std::string group_name;     // as configured, for messages
+    // Named by the file or --control: a socket that cannot be made fails
+    // the start or reload. The default one is given up with a warning
+    // instead (superd run by a user who may not write to /run).
+    bool required = false;
 
     bool operator==(const ControlSettings&) const = default;
 };
@@ -136,7 +140,7 @@ inline constexpr const char* kDefaultControlPath = "/run/superd/control.sock";
 struct Config {
     std::vector<ServiceConfig> services;  // in file order, includes after the main file
     std::optional<unsigned> max_children; // across all services
-    ControlSettings control{kDefaultControlPath, std::nullopt, ""};
+    ControlSettings control{kDefaultControlPath, std::nullopt, "", false};
     std::vector<std::string> files; // every file that was read
 
     size_t listener_count() const;

@@ -406,8 +406,10 @@ struct Loader {
         inetd_conf = settings.inetd_conf;
         inetd_conf_line = settings.inetd_conf_line;
         config.max_children = settings.max_children;
-        if (settings.control)
+        if (settings.control) {
             config.control.path = *settings.control;
+            config.control.required = true;
+        }
         config.control.group = settings.control_group;
         config.control.group_name = settings.control_group_name;
         for (const auto& [pattern, line] : settings.includes)
@@ -529,8 +531,10 @@ Result<Config> load_config(const ConfigSources& sources)
         if (!sources.inetd_conf.empty())
             if (auto e = loader.inetd_file(sources.inetd_conf, 0))
                 return *e;
-        if (sources.control)
+        if (sources.control) {
             loader.config.control.path = *sources.control;
+            loader.config.control.required = true;
+        }
         return loader.finish();
     });
 }

@@ -18,8 +18,8 @@ public:
     // Upper bounds in seconds, from the twentieth of a second an inetd
     // service's fork and exec take to the hour an interactive session may
     // last; +Inf is implied.
-    static constexpr std::array<double, 14> kBounds = {0.005, 0.01, 0.025, 0.05, 0.1,  0.25, 0.5,
-                                                       1,     2.5,  5,     10,   60,   600,  3600};
+    static constexpr std::array<double, 14> kBounds = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                       1,     2.5,  5,     10,   60,  600,  3600};
 
     void observe(std::chrono::duration<double> d)
     {

@@ -217,9 +217,13 @@ std::optional<Error> Daemon::apply(Config config)
         auto opened = ControlServer::open(
             base_.get(), timers_, config.control,
             [this](std::string_view request, const ControlPeer& peer) { return this->control(request, peer); });
-        if (!opened)
+        if (opened)
+            control = std::move(*opened);
+        else if (config.control.required)
             return Error{opened.error()};
-        control = std::move(*opened);
+        else
+            spdlog::warn("no control socket: {} (set [superd] control to a path superd may create, or \"\")",
+                         opened.error());
     }
 
     // Commit: nothing below can fail.

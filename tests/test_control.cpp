@@ -470,3 +470,25 @@ TEST_CASE("control and control_group are checked when the file is read", "[contr
     REQUIRE_FALSE(length);
     CHECK_THAT(length.error(), Catch::Contains(":2: control: the path is longer than a unix socket's 107 bytes"));
 }
+
+TEST_CASE("superd that may not make the default control socket starts without one, and says so",
+          "[control][integration]")
+{
+    StartOptions options;
+    options.wrapper = {"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"};
+    options.control_from_config = true;
+    uint16_t port = free_port();
+    Superd superd("[service.echo]\nlisten = [\"" + loopback(port) + "\"]\nbuiltin = \"echo\"\n", options);
+    CHECK_THAT(superd.log(),
+               Catch::Contains("warning no control socket: ") && Catch::Contains("/run/superd/control.sock"));
+    CHECK(round_trip(port, "x\n") == "x\n");
+
+    // Named in the file, it is required.
+    TempDir dir;
+    std::string config = dir.write("superd.toml", "[superd]\ncontrol = \"/proc/superd.sock\"\n[service.echo]\n"
+                                                  "listen = [\""
+                                                      + loopback(free_port()) + "\"]\nbuiltin = \"echo\"\n");
+    auto refused = run_superd({"--config", config});
+    CHECK(refused.status == 1);
+    CHECK_THAT(refused.output, Catch::Contains("cannot start: control socket: "));
+}
