@@ -237,6 +237,42 @@ TEST_CASE("status, services and children describe the running superd", "[control
     CHECK(unknown["error"] == "no service 'nope'");
 }
 
+TEST_CASE("services tells a queued service and a waiting one from one serving", "[control][integration]")
+{
+    uint16_t full = free_port(), wait = free_port();
+    Superd superd(echo_service(full, "max_instances = 1\n") + "[service.waiter]\nlisten = [\"" + loopback(wait)
+                  + "\"]\nmode = \"wait\"\nprogram = \"" + waiter_binary() + "\"\n");
+    auto state = [&](size_t i) { return ask(superd.control_path(), "services")["services"][i]["state"]; };
+    CHECK(state(0) == "serving");
+    CHECK(state(1) == "serving");
+
+    // echo at its one instance, with a second client in the backlog.
+    UniqueFd first = connect_tcp(full);
+    send_all(first.get(), "1\n");
+    REQUIRE(read_n(first.get(), 2) == "1\n");
+    UniqueFd second = connect_tcp(full);
+    CHECK(eventually([&] { return state(0) == "queued"; }));
+
+    // The waiter's child holds its socket while its client stays.
+    UniqueFd waiting = connect_tcp(wait);
+    send_all(waiting.get(), "w\n");
+    CHECK_THAT(read_line(waiting.get()), Catch::StartsWith("waiter pid="));
+    CHECK(eventually([&] { return state(1) == "waiting"; }));
+    json children = ask(superd.control_path(), "children waiter");
+    REQUIRE(children["children"].size() == 1);
+    CHECK(children["children"][0]["client"] == loopback(wait)); // a wait child is shown by its socket
+    CHECK(children["children"][0]["timeout_left_seconds"].is_null());
+
+    first.reset();
+    send_all(second.get(), "2\n");
+    CHECK(read_n(second.get(), 2) == "2\n");
+    second.reset();
+    CHECK(eventually([&] { return state(0) == "serving"; }));
+    ::shutdown(waiting.get(), SHUT_WR);
+    read_to_eof(waiting.get());
+    CHECK(eventually([&] { return state(1) == "serving"; }));
+}
+
 TEST_CASE("reload over the control socket answers with the outcome", "[control][integration]")
 {
     uint16_t a = free_port(), b = free_port();
