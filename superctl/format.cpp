@@ -123,7 +123,9 @@ std::string format_duration(double seconds)
         std::snprintf(text, sizeof text, "%.1fs", seconds);
         return text;
     }
-    long long whole = static_cast<long long>(seconds);
+    // Whole seconds, cut as a clock does, from where tenths stop: 59.96
+    // (60.0 to a tenth) is 1m00s.
+    long long whole = static_cast<long long>(seconds + 0.05);
     if (whole < 3600)
         std::snprintf(text, sizeof text, "%lldm%02llds", whole / 60, whole % 60);
     else if (whole < 86400)
