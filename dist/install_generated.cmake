@@ -7,6 +7,7 @@
 
 include("${SUPERD_DIST_DIR}/dirs.cmake")
 superd_full_dir(SUPERD_SBINDIR "${CMAKE_INSTALL_PREFIX}" "${SUPERD_SBINDIR}")
+superd_full_dir(SUPERD_BINDIR "${CMAKE_INSTALL_PREFIX}" "${SUPERD_BINDIR}")
 superd_full_dir(SUPERD_LIBEXECDIR "${CMAKE_INSTALL_PREFIX}" "${SUPERD_LIBEXECDIR}")
 superd_full_sysconfdir(SUPERD_SYSCONFDIR "${CMAKE_INSTALL_PREFIX}" "${SUPERD_SYSCONFDIR}")
 # Debian's place for units ($prefix/lib, not the multiarch libdir); systemd

@@ -47,7 +47,8 @@ std::string succeed(const std::vector<std::string>& argv, std::chrono::milliseco
 
 // Expected in an install (and the package) unless configured without them.
 const std::vector<std::string> kManPages =
-    SUPERD_MAN_PAGES ? std::vector<std::string>{"share/man/man8/superd.8.gz", "share/man/man5/superd.toml.5.gz"}
+    SUPERD_MAN_PAGES ? std::vector<std::string>{"share/man/man8/superd.8.gz", "share/man/man5/superd.toml.5.gz",
+                                                "share/man/man1/superctl.1.gz"}
                      : std::vector<std::string>{};
 
 // The build tree installed into a temporary prefix.
@@ -102,8 +103,8 @@ TEST_CASE("Installed into a prefix, superd serves the bundled services from ther
 {
     Install install;
     const fs::path& x = install.prefix;
-    for (const char* file : {"sbin/superd", "libexec/superd/echo", "libexec/superd/increment", "libexec/superd/peer",
-                             "libexec/superd/daytime"}) {
+    for (const char* file : {"sbin/superd", "bin/superctl", "libexec/superd/echo", "libexec/superd/increment",
+                             "libexec/superd/peer", "libexec/superd/daytime"}) {
         INFO(file);
         CHECK(::access((x / file).c_str(), X_OK) == 0);
     }
@@ -112,7 +113,7 @@ TEST_CASE("Installed into a prefix, superd serves the bundled services from ther
     CHECK(fs::is_regular_file(x / "share/doc/superd/copyright"));
 
     // Linked against nothing of the build tree: only system libraries.
-    for (const char* binary : {"sbin/superd", "libexec/superd/echo"}) {
+    for (const char* binary : {"sbin/superd", "bin/superctl", "libexec/superd/echo"}) {
         std::string libraries = succeed({"/usr/bin/ldd", (x / binary).string()});
         INFO(binary << ": " << libraries);
         CHECK(libraries.find("not found") == std::string::npos);
@@ -166,7 +167,11 @@ TEST_CASE("The installed unit runs the installed superd on its config, and syste
     CHECK(unit_values(unit, "ExecStart")
           == std::vector<std::string>{superd + " --config " + install.config().string()});
     CHECK(unit_values(unit, "Type") == std::vector<std::string>{"notify"});
-    CHECK(unit_values(unit, "ExecReload") == std::vector<std::string>{"/bin/kill -HUP $MAINPID"});
+    // A reload waits for superd's outcome on the control socket, in the
+    // folder systemd makes for it.
+    CHECK(unit_values(unit, "ExecReload")
+          == std::vector<std::string>{(install.prefix / "bin/superctl").string() + " reload"});
+    CHECK(unit_values(unit, "RuntimeDirectory") == std::vector<std::string>{"superd"});
     CHECK(unit_values(unit, "Restart") == std::vector<std::string>{"on-failure"});
     CHECK(unit_values(unit, "NoNewPrivileges").empty()); // set-user-ID services must work
 
@@ -194,7 +199,7 @@ TEST_CASE("The installed unit runs the installed superd on its config, and syste
 #if SUPERD_MAN_PAGES
 TEST_CASE("The man pages are built and format without a warning", "[install][man]")
 {
-    for (const char* page : {"superd.8", "superd.toml.5"}) {
+    for (const char* page : {"superd.8", "superd.toml.5", "superctl.1"}) {
         fs::path built = fs::path(BUILD_DIR) / "man" / page;
         INFO(built);
         REQUIRE(fs::is_regular_file(built));
@@ -227,6 +232,7 @@ TEST_CASE("cpack makes a Debian package of the build: /usr, a conffile in /etc, 
     std::string contents = succeed({"/usr/bin/dpkg-deb", "--contents", deb.string()});
     INFO(contents);
     std::vector<std::string> files = {"./usr/sbin/superd",
+                                      "./usr/bin/superctl",
                                       "./usr/libexec/superd/echo",
                                       "./usr/libexec/superd/increment",
                                       "./usr/libexec/superd/peer",
@@ -250,6 +256,8 @@ TEST_CASE("cpack makes a Debian package of the build: /usr, a conffile in /etc, 
     succeed({"/usr/bin/dpkg-deb", "--extract", deb.string(), root.string()});
     CHECK(unit_values(read_text(root / "usr/lib/systemd/system/superd.service"), "ExecStart")
           == std::vector<std::string>{"/usr/sbin/superd --config /etc/superd/superd.toml"});
+    CHECK(unit_values(read_text(root / "usr/lib/systemd/system/superd.service"), "ExecReload")
+          == std::vector<std::string>{"/usr/bin/superctl reload"});
     CHECK(listen_ports(read_text(root / "etc/superd/superd.toml")).size() == 4);
     CHECK(read_text(root / "etc/superd/superd.toml").find("program = \"/usr/libexec/superd/echo\"")
           != std::string::npos);
