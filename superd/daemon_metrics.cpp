@@ -22,7 +22,7 @@ struct ServiceCounter {
     uint64_t Counters::*counter;
 };
 constexpr ServiceCounter kServiceCounters[] = {
-    {"superd_connections_accepted_total", "Connections accepted, before admission.", &Counters::accepted},
+    {"superd_connections_accepted_total", "Connections accepted, whether then served or refused.", &Counters::accepted},
     {"superd_children_spawned_total", "Programs spawned for connections.", &Counters::spawned},
     {"superd_spawn_failures_total", "Spawns that failed for a reason other than a shortage of descriptors.",
      &Counters::failed_spawn},
