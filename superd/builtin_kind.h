@@ -18,8 +18,10 @@
 
 #include "superd/config.h"
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <random>
 #include <span>
@@ -31,6 +33,10 @@ struct evbuffer;
 
 namespace superd {
 
+// Writes the daemon's metrics page (Daemon::metrics()) when asked, for the
+// metrics builtin; empty where there is no daemon (tests of Builtins alone).
+using MetricsSource = std::function<std::string()>;
+
 // One TCP connection of a builtin, as its row's functions see it. Builtins
 // owns it and its bufferevent; the functions may add to the output, take
 // the input, turn reading and writing on and off, and set `closing`. They
@@ -38,7 +44,8 @@ namespace superd {
 struct BuiltinStream {
     const BuiltinKind& kind;
     bufferevent* bev;
-    uint64_t position = 0; // where a generator has got to (chargen's next line)
+    const MetricsSource& metrics; // Builtins' own, which outlives its streams
+    uint64_t position = 0;        // where a generator has got to (chargen's next line)
     // Close once the output has drained: the builtin has said all it will
     // (daytime's line), or the client is done and is owed the rest.
     bool closing = false;
@@ -71,6 +78,10 @@ struct BuiltinKind {
     // SO_SNDBUF for a connection, 0 for the system's autotuning, which on a
     // fast path grows each never-reading client's buffer to megabytes.
     int send_buffer = 0;
+    // A connection on which nothing moves either way for this long is
+    // closed, so a client that connects and says nothing cannot hold it;
+    // zero: never (the RFC services, whose clients may rightly stay quiet).
+    std::chrono::milliseconds idle_timeout{0};
 
     // UDP: the reply to one datagram, or none.
     std::optional<std::string> (*datagram)(const ServiceConfig&, std::string_view request,

@@ -1,5 +1,6 @@
 // The builtin table: a row per builtin, the only place that lists them.
 #include "superd/builtin_kind.h"
+#include "superd/builtin_metrics.h"
 #include "superd/builtin_rfc.h"
 
 #include <algorithm>
@@ -66,6 +67,14 @@ constexpr BuiltinKind kBuiltins[] = {
         .start = time_start,
         .on_input = discard_input,
         .datagram = time_datagram,
+    },
+    {
+        // Prometheus scrapes over TCP; a scraper that connects and never
+        // asks is dropped after the idle timeout.
+        .name = "metrics",
+        .tcp = true,
+        .on_input = metrics_input,
+        .idle_timeout = std::chrono::seconds(10),
     },
 };
 

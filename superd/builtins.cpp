@@ -51,7 +51,7 @@ void discard_input(BuiltinStream& s) { evbuffer_drain(s.input(), evbuffer_get_le
 
 struct Builtins::Connection {
     Connection(Builtins* builtins, const BuiltinKind& kind, bufferevent* buffer)
-        : owner(builtins), stream{kind, buffer}, bev(buffer)
+        : owner(builtins), stream{kind, buffer, builtins->metrics_}, bev(buffer)
     {
     }
 
@@ -65,8 +65,8 @@ struct Builtins::Connection {
     bool client_done = false; // its end of the connection closed or failed
 };
 
-Builtins::Builtins(event_base* base, OnClose on_close)
-    : base_(base), on_close_(std::move(on_close)), random_(std::random_device{}())
+Builtins::Builtins(event_base* base, OnClose on_close, MetricsSource metrics)
+    : base_(base), on_close_(std::move(on_close)), metrics_(std::move(metrics)), random_(std::random_device{}())
 {
     refresh_interfaces();
 }
@@ -94,6 +94,11 @@ void Builtins::serve(const ServiceConfig& service, UniqueFd connection, const So
     live_.emplace(raw, std::move(c));
 
     bufferevent_setcb(bev, on_read, on_write, on_event, raw);
+    if (kind.idle_timeout.count() > 0) {
+        auto usec = std::chrono::duration_cast<std::chrono::microseconds>(kind.idle_timeout).count();
+        timeval idle{static_cast<time_t>(usec / 1000000), static_cast<suseconds_t>(usec % 1000000)};
+        bufferevent_set_timeouts(bev, &idle, &idle);
+    }
     if (kind.start)
         kind.start(raw->stream, service);
     // Writing is enabled once there is something to write: enabled on an
@@ -124,6 +129,12 @@ void Builtins::on_write(bufferevent*, void* ctx)
 void Builtins::on_event(bufferevent*, short what, void* ctx)
 {
     auto* c = static_cast<Connection*>(ctx);
+    // Nothing has moved for the row's idle timeout.
+    if (what & BEV_EVENT_TIMEOUT) {
+        spdlog::info("idle service={} peer={} (closing)", c->service, c->peer);
+        c->owner->close(c);
+        return;
+    }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
         c->client_done = true;
     // The client is done sending: what is owed to it still goes out (echo's

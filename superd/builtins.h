@@ -1,6 +1,6 @@
 // Builtins: the connections of the services superd serves inside itself
-// (echo, discard, chargen, daytime, time; the table in builtin_kind.h says
-// which and how), on its event loop, with no process per connection, over
+// (echo, discard, chargen, daytime, time, metrics; the table in
+// builtin_kind.h says which and how), on its event loop, with no process per connection, over
 // TCP and UDP. This is the machinery; each builtin's row supplies what it
 // does, and the service's configuration reaches those functions here.
 //
@@ -9,7 +9,9 @@
 // sent, and chargen refills only when its output has drained, so a client
 // that does not read stops the service, not superd. A row may cap the
 // kernel send buffer too (chargen's): a thousand clients that never read
-// would otherwise hold megabytes each of the system's TCP memory.
+// would otherwise hold megabytes each of the system's TCP memory. A row with
+// an idle timeout (metrics') has its connections closed when nothing has
+// moved either way for that long: bufferevent timeouts, on the loop.
 //
 // A connection keeps a copy of its service's name and whatever its builtin
 // copied at the start, never the ServiceConfig: a reload frees that while
@@ -66,7 +68,8 @@ public:
     // A connection of service `service` has ended; `ticket` is what counted it.
     using OnClose = std::function<void(const std::string& service, Admission::Ticket ticket)>;
 
-    explicit Builtins(event_base* base, OnClose on_close = nullptr);
+    // `metrics` writes the page the metrics builtin serves.
+    explicit Builtins(event_base* base, OnClose on_close = nullptr, MetricsSource metrics = nullptr);
     ~Builtins();
     Builtins(const Builtins&) = delete;
     Builtins& operator=(const Builtins&) = delete;
@@ -99,6 +102,7 @@ private:
 
     event_base* base_;
     OnClose on_close_;
+    MetricsSource metrics_;
     std::unordered_map<Connection*, std::unique_ptr<Connection>> live_;
     std::vector<in_addr_t> broadcasts_;
     std::vector<uint16_t> udp_ports_;

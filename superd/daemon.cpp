@@ -136,9 +136,10 @@ std::optional<Error> Daemon::start(Config config, InheritedSockets inherited)
     reserve_fd_ = open_null();
     if (!dev_null_ || !reserve_fd_)
         return Error{std::string("cannot open /dev/null: ") + std::strerror(errno)};
-    builtins_ = std::make_unique<Builtins>(base_.get(), [this](const std::string& service, Admission::Ticket ticket) {
-        finished(service, std::move(ticket));
-    });
+    builtins_ = std::make_unique<Builtins>(
+        base_.get(),
+        [this](const std::string& service, Admission::Ticket ticket) { finished(service, std::move(ticket)); },
+        [this] { return metrics(); });
     // What a service leaves behind comes back to superd when its parent
     // exits: reaped, never a zombie, and counted against its connection.
     if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
@@ -314,6 +315,7 @@ std::optional<Error> Daemon::apply(Config config)
                                        services_.size(), listeners_.size(), kept, opened, closed);
         spdlog::info("{}", line);
         last_reload_ = ReloadOutcome{true, std::move(line), std::chrono::system_clock::now()};
+        applied_at_ = last_reload_->when;
     }
     started_ = true;
     return std::nullopt;

@@ -239,6 +239,7 @@ private:
     uint64_t reloads_ok_ = 0;
     uint64_t reloads_failed_ = 0;
     std::chrono::system_clock::time_point started_at_ = std::chrono::system_clock::now();
+    std::chrono::system_clock::time_point applied_at_ = started_at_; // the running configuration's load
     UniqueFd dev_null_;
     UniqueFd reserve_fd_; // given up to drain a connection when out of fds
     std::vector<std::unique_ptr<Service>> services_;

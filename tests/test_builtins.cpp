@@ -232,7 +232,7 @@ TEST_CASE("The builtin table is the one list of builtins, each row complete", "[
         CHECK_FALSE(protocol_problem(kind, Protocol::kUdp).has_value() != !kind.udp);
         CHECK(protocol_problem(kind, Protocol::kUnix).has_value());
     }
-    CHECK(names == std::set<std::string_view>{"echo", "discard", "chargen", "daytime", "time"});
+    CHECK(names == std::set<std::string_view>{"echo", "discard", "chargen", "daytime", "time", "metrics"});
     CHECK(find_builtin("qotd") == nullptr);
     CHECK(find_builtin("") == nullptr);
     CHECK(inetd_internal_names() == "echo, discard, chargen, daytime and time");
