@@ -450,7 +450,7 @@ TEST_CASE("The control socket is where [superd] control says, moves with a reloa
     CHECK(round_trip(port, "x\n") == "x\n");
 }
 
-TEST_CASE("A live control socket stops a second superd; a stale one is replaced", "[control][integration]")
+TEST_CASE("A live control socket stops a second superd, and a stale one is replaced", "[control][integration]")
 {
     Superd first(echo_service(free_port()));
     TempDir dir;
