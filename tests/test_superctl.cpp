@@ -2,8 +2,8 @@
 // reply (format.h) as unit tests, from canned replies that follow the
 // protocol; then the binary against a fake superd, a unix socket of the
 // test's answered by a thread, for each exit status, --json and the exact
-// request line it sends. superctl against the real superd is tested with
-// the control socket itself.
+// request line it sends; last, against the real superd, every command in
+// both forms (test_control.cpp tests the socket itself).
 #include "superctl/cli.h"
 #include "superctl/format.h"
 
@@ -506,4 +506,91 @@ TEST_CASE("superctl exits 3 when superd cannot be reached, and says which way", 
         CHECK(run.out.empty());
         CHECK(run.err == "superctl: the reply from " + garbage.path() + " is not JSON: SSH-2.0-OpenSSH_9.2\n");
     }
+}
+
+TEST_CASE("superctl drives a real superd: every command, as columns and as JSON", "[superctl][integration]")
+{
+    uint16_t port = free_port(), daytime = free_port();
+    std::string services = service_toml("echo", {loopback(port)}, service_binary("echo")) + "timeout = \"60s\"\n"
+                           + "[service.daytime]\nlisten = [\"" + loopback(daytime) + "\"]\nbuiltin = \"daytime\"\n";
+    Superd superd(services);
+    const std::string socket = superd.control_path();
+    auto human = [&](const std::vector<std::string>& args) {
+        std::vector<std::string> argv = {"-s", socket};
+        argv.insert(argv.end(), args.begin(), args.end());
+        return run_superctl(argv);
+    };
+    auto as_json = [&](const std::vector<std::string>& args) {
+        std::vector<std::string> argv = {"-s", socket, "--json"};
+        argv.insert(argv.end(), args.begin(), args.end());
+        Run run = run_superctl(argv);
+        INFO(run.out << run.err);
+        REQUIRE_FALSE(run.out.empty());
+        CHECK(run.out.back() == '\n');
+        return std::pair<int, json>(run.status, json::parse(run.out));
+    };
+
+    UniqueFd client = connect_tcp(port);
+    send_all(client.get(), "hi\n");
+    REQUIRE(read_n(client.get(), 3) == "hi\n");
+
+    Run status = human({"status"});
+    CHECK(status.status == 0);
+    CHECK_THAT(status.out, Catch::Contains("pid:          " + std::to_string(superd.pid()) + "\n")
+                               && Catch::Contains("services:     2\n") && Catch::Contains("running:      1\n")
+                               && Catch::Contains("control:      " + socket + "\n")
+                               && Catch::Contains("last reload:  none since start\n"));
+    auto [status_code, status_json] = as_json({"status"});
+    CHECK(status_code == 0);
+    CHECK(status_json["pid"] == superd.pid());
+
+    Run table = human({"services"});
+    CHECK(table.status == 0);
+    CHECK_THAT(table.out, Catch::StartsWith("NAME     KIND     LISTEN ")
+                              && Catch::Matches("(.|\n)*\necho +program +127\\.0\\.0\\.1:" + std::to_string(port)
+                                                + " +serving +1 +1 +0\n(.|\n)*")
+                              && Catch::Contains("daytime  builtin"));
+    CHECK(as_json({"services"}).second["services"][1]["name"] == "daytime");
+
+    auto [children_code, children] = as_json({"children"});
+    CHECK(children_code == 0);
+    REQUIRE(children["children"].size() == 1);
+    std::string pid = std::to_string(children["children"][0]["pid"].get<int>());
+    Run rows = human({"children", "echo"});
+    CHECK(rows.status == 0);
+    CHECK_THAT(rows.out,
+               Catch::Matches("(.|\n)*\n *" + pid + " +echo +127\\.0\\.0\\.1:\\d+ +[0-9.]+s +[0-9.]+s +running\n"));
+    Run unknown = human({"children", "nope"});
+    CHECK(unknown.status == 1);
+    CHECK(unknown.err == "superctl: no service 'nope'\n");
+
+    Run pause = human({"pause", "echo"});
+    CHECK(pause.status == 0);
+    CHECK(pause.out == "paused service=echo listeners=1\n");
+    CHECK_THAT(human({"services"}).out, Catch::Contains("paused"));
+    CHECK(as_json({"resume", "echo"}).second["message"] == "resumed service=echo listeners=1");
+
+    CHECK(human({"log-level", "debug"}).out == "log level debug (was info)\n");
+    CHECK(as_json({"log-level", "info"}).second["message"] == "log level info (was debug)");
+
+    Run reload = human({"reload"});
+    CHECK(reload.status == 0);
+    CHECK(reload.out == "reloaded services=2 listeners=2 kept=2 opened=0 closed=0\n");
+    superd.rewrite_config(services + "[service.broken]\nlisten = [\"" + loopback(free_port())
+                          + "\"]\nprogram = \"nope\"\n");
+    std::string file = (superd.dir().path() / "superd.toml").string();
+    Run refused = human({"reload"});
+    CHECK(refused.status == 1);
+    CHECK_THAT(refused.err, Catch::StartsWith("superctl: " + file + ":"));
+    auto [refused_code, refused_json] = as_json({"reload"});
+    CHECK(refused_code == 1);
+    CHECK(refused_json["ok"] == false);
+    CHECK_THAT(human({"status"}).out, Catch::Contains(": failed: " + file + ":"));
+
+    CHECK(human({"kill", "1"}).status == 1);
+    Run kill = human({"kill", pid});
+    CHECK(kill.status == 0);
+    CHECK(kill.out == "sent SIGTERM to pid=" + pid + " service=echo\n");
+    CHECK(read_to_eof(client.get()).empty());
+    CHECK(eventually([&] { return as_json({"children"}).second["children"].empty(); }));
 }
