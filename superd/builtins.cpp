@@ -95,8 +95,7 @@ void Builtins::serve(const ServiceConfig& service, UniqueFd connection, const So
 
     bufferevent_setcb(bev, on_read, on_write, on_event, raw);
     if (kind.idle_timeout.count() > 0) {
-        auto usec = std::chrono::duration_cast<std::chrono::microseconds>(kind.idle_timeout).count();
-        timeval idle{static_cast<time_t>(usec / 1000000), static_cast<suseconds_t>(usec % 1000000)};
+        timeval idle = to_timeval(kind.idle_timeout);
         bufferevent_set_timeouts(bev, &idle, &idle);
     }
     if (kind.start)

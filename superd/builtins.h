@@ -1,7 +1,7 @@
 // Builtins: the connections of the services superd serves inside itself
 // (echo, discard, chargen, daytime, time, metrics; the table in
-// builtin_kind.h says which and how), on its event loop, with no process per connection, over
-// TCP and UDP. This is the machinery; each builtin's row supplies what it
+// builtin_kind.h says which and how), on its event loop, with no process
+// per connection, over TCP and UDP. This is the machinery; each builtin's row supplies what it
 // does, and the service's configuration reaches those functions here.
 //
 // They never block the daemon. A TCP connection is a bufferevent whose

@@ -156,7 +156,7 @@ void ControlServer::accepted(UniqueFd fd)
     client->server = this;
     client->bev.reset(bev);
     client->peer = peer;
-    timeval idle{static_cast<time_t>(kIdle.count()), 0};
+    timeval idle = to_timeval(kIdle);
     bufferevent_set_timeouts(bev, &idle, &idle);
     bufferevent_setcb(bev, on_read, on_write, on_event, client.get());
     bufferevent_enable(bev, EV_READ);
