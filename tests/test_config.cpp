@@ -505,8 +505,9 @@ std::string bounded_load_error(const std::string& path)
     pid_t pid = ::fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
-#if !defined(__SANITIZE_ADDRESS__)
+#if !defined(SUPERD_SANITIZED)
         // Without the fix, /dev/zero would take all the memory it could get.
+        // (ASan's shadow memory alone is far more than any such limit.)
         rlimit memory{1ul << 30, 1ul << 30};
         ::setrlimit(RLIMIT_AS, &memory);
 #endif
