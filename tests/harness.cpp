@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -17,6 +18,7 @@
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -245,6 +247,20 @@ Finished run_superd(const std::vector<std::string>& args, std::chrono::milliseco
     return result;
 }
 
+std::string config_error(const std::string& text, int line)
+{
+    TempDir dir;
+    std::string path = dir.write("superd.toml", text);
+    Finished check = run_superd({"--check", "--config", path});
+    std::string prefix = path + ":" + std::to_string(line) + ": ";
+    size_t at = check.output.find(prefix);
+    if (check.status != 2 || at == std::string::npos)
+        throw std::runtime_error("superd --check did not refuse the config at line " + std::to_string(line)
+                                 + " (status " + std::to_string(check.status) + "):\n" + check.output);
+    at += prefix.size();
+    return check.output.substr(at, check.output.find('\n', at) - at);
+}
+
 Superd::Superd(const std::string& config_text, StartOptions options)
 {
     std::vector<std::string> args;
@@ -419,6 +435,15 @@ std::string Superd::counters(const std::string& service)
     return text.substr(at, text.find('\n', at) - at);
 }
 
+std::string Superd::daemon_counters()
+{
+    settle();
+    const std::string needle = "counters ";
+    std::string text = log();
+    size_t at = text.rfind("counters children=") + needle.size();
+    return text.substr(at, text.find('\n', at) - at);
+}
+
 void Superd::settle()
 {
     const std::string needle = "counters children=";
@@ -585,6 +610,17 @@ std::string round_trip(uint16_t port, const std::string& request, const std::str
     return read_to_eof(fd.get());
 }
 
+std::string random_bytes(size_t n, unsigned seed)
+{
+    std::mt19937_64 generate(seed);
+    std::string out(n, '\0');
+    for (size_t at = 0; at < n; at += 8) {
+        uint64_t word = generate();
+        std::memcpy(out.data() + at, &word, std::min<size_t>(8, n - at));
+    }
+    return out;
+}
+
 std::vector<std::string> lines_with_prefix(const std::string& text, const std::string& prefix)
 {
     std::vector<std::string> out;
@@ -622,6 +658,38 @@ UniqueFd listen_tcp(uint16_t port)
     if (!fd || ::bind(fd.get(), at.get(), at.length) != 0 || ::listen(fd.get(), 1) != 0)
         fail("listen on port " + std::to_string(port));
     return fd;
+}
+
+FullListener listen_tcp_full(uint16_t port)
+{
+    FullListener full;
+    superd::SocketAddress at = socket_address("127.0.0.1", port);
+    full.listener.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!full.listener || ::bind(full.listener.get(), at.get(), at.length) != 0
+        || ::listen(full.listener.get(), 0) != 0)
+        fail("listen on port " + std::to_string(port));
+    // For a listener, TCP_INFO gives the accept queue's length (unacked) and
+    // its limit (sacked); the kernel drops a SYN once length > limit.
+    auto queue_length = [&] {
+        tcp_info info{};
+        socklen_t len = sizeof info;
+        if (::getsockopt(full.listener.get(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0)
+            fail("TCP_INFO");
+        return std::pair{info.tcpi_unacked, info.tcpi_sacked};
+    };
+    for (;;) {
+        auto [length, limit] = queue_length();
+        if (length > limit)
+            return full;
+        if (full.queued.size() >= 8)
+            fail("the accept queue of port " + std::to_string(port) + " does not fill");
+        UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+        if (!fd || (::connect(fd.get(), at.get(), at.length) != 0 && errno != EINPROGRESS))
+            fail("connect to port " + std::to_string(port));
+        full.queued.push_back(std::move(fd));
+        if (!eventually([&] { return queue_length().first > length; }, 5s))
+            fail("a connection to port " + std::to_string(port) + " was not queued");
+    }
 }
 
 UniqueFd connect_unix(const std::string& path)
@@ -677,6 +745,29 @@ void kill_and_reap(pid_t pid)
     wait_exit(pid, 5s);
 }
 
+Process::Process(const std::vector<std::string>& argv) : log_path_((dir_.path() / "output").string())
+{
+    pid_ = start_process(argv, log_path_, false, true);
+}
+
+Process::~Process()
+{
+    if (pid_ <= 0)
+        return;
+    ::kill(pid_, SIGTERM);
+    if (harness::wait_exit(pid_, 5s) < 0)
+        kill_and_reap(pid_);
+}
+
+std::string Process::output() const { return read_file(log_path_); }
+
+bool Process::exited()
+{
+    if (pid_ > 0 && harness::wait_exit(pid_, 0ms) >= 0)
+        pid_ = -1;
+    return pid_ <= 0;
+}
+
 bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds limit)
 {
     auto deadline = Clock::now() + limit;
@@ -696,6 +787,20 @@ std::string proc_status(pid_t pid, const std::string& field)
         if (line.rfind(prefix, 0) == 0)
             return line.substr(line.find_first_not_of(" \t", prefix.size()));
     return "";
+}
+
+size_t fd_count(pid_t pid)
+{
+    auto entries = fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd");
+    return static_cast<size_t>(std::distance(fs::begin(entries), fs::end(entries)));
+}
+
+long counter(const std::string& counters, const std::string& name)
+{
+    std::smatch m;
+    if (!std::regex_search(counters, m, std::regex("(^| )" + name + "=(\\d+)")))
+        return -1;
+    return std::stol(m[2]);
 }
 
 } // namespace harness

@@ -56,6 +56,10 @@ struct Finished {
 };
 // Runs superd with `args` and waits up to `limit`; killed past that.
 Finished run_superd(const std::vector<std::string>& args, std::chrono::milliseconds limit = 10s);
+// Runs `superd --check` on a config file holding `text`, which superd must
+// refuse (exit 2) at `line`; returns the rest of that error line, after
+// "FILE:LINE: ". Throws, failing the test, when superd says anything else.
+std::string config_error(const std::string& text, int line);
 
 struct StartOptions {
     // Start superd the way a careless parent might: SIGINT and SIGQUIT
@@ -125,6 +129,9 @@ public:
     // Sends SIGUSR1 and waits for the counters of `service`, as logged:
     // "running=0 accepted=3 ...".
     std::string counters(const std::string& service);
+    // The daemon's own counters once settled (see settle()), as logged:
+    // "children=0 lingering=0 builtin_connections=0 ...".
+    std::string daemon_counters();
     // Returns once superd has handled everything that was ready when it was
     // called: two SIGUSR1 round trips. Events ready together are handled in
     // one turn of the loop, in any order, so only the second answer comes
@@ -175,6 +182,9 @@ bool quiet_for(int fd, std::chrono::milliseconds time);
 // One whole exchange: connect, send, half-close, read to EOF.
 std::string round_trip(uint16_t port, const std::string& request, const std::string& host = "127.0.0.1");
 
+// `n` pseudo-random bytes, the same for the same `seed` on every run.
+std::string random_bytes(size_t n, unsigned seed);
+
 // The rest of each line of `text` that starts with `prefix` (for probe reports).
 std::vector<std::string> lines_with_prefix(const std::string& text, const std::string& prefix);
 
@@ -185,6 +195,16 @@ std::string udp_exchange(uint16_t port, const std::string& data, const std::stri
 UniqueFd connect_unix(const std::string& path);
 // A socket listening on 127.0.0.1:`port`, to take a port away from superd.
 UniqueFd listen_tcp(uint16_t port);
+// A listener on 127.0.0.1:`port` whose accept queue is full: listen(fd, 0),
+// then connections nobody accepts, added until one stays unanswered. The
+// kernel then drops every further SYN, so a connect to it hangs until the
+// connecting side gives up (a non-routable address would instead fail at
+// once in a container). The connections last as long as the listener.
+struct FullListener {
+    UniqueFd listener;
+    std::vector<UniqueFd> queued;
+};
+FullListener listen_tcp_full(uint16_t port);
 // The inode of the socket listening on 127.0.0.1:`port`, from /proc/net/tcp.
 unsigned long listening_inode(uint16_t port);
 // Runs a command to completion (killed past `limit`).
@@ -193,9 +213,35 @@ Finished run_command(const std::vector<std::string>& argv, std::chrono::millisec
 // Kills `pid` and its process group, and reaps `pid` if it is our child.
 void kill_and_reap(pid_t pid);
 
+// A helper process a test starts (a backend, a server to compare with), its
+// stdout and stderr in a file of its own. When it goes out of scope it gets
+// SIGTERM, then SIGKILL if it has not exited within 5 s, and is reaped.
+class Process {
+public:
+    explicit Process(const std::vector<std::string>& argv);
+    ~Process();
+    Process(const Process&) = delete;
+    Process& operator=(const Process&) = delete;
+    pid_t pid() const { return pid_; }
+    // What it has written so far.
+    std::string output() const;
+    // True once it has exited (it is reaped then).
+    bool exited();
+
+private:
+    TempDir dir_;
+    std::string log_path_;
+    pid_t pid_ = -1;
+};
+
 // Asks `condition` every 10 ms until it holds (true) or `limit` passes (false).
 bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds limit = 10s);
 // The value of `field` ("VmRSS", "SigBlk") in /proc/PID/status; empty if none.
 std::string proc_status(pid_t pid, const std::string& field);
+// How many descriptors `pid` holds: the entries of /proc/PID/fd.
+size_t fd_count(pid_t pid);
+// The counter `name` in a counters line ("running=0 accepted=3 ..."), or -1
+// when the line has none.
+long counter(const std::string& counters, const std::string& name);
 
 } // namespace harness

@@ -35,14 +35,6 @@ bool served(int fd, std::chrono::milliseconds limit = 5s)
     }
 }
 
-long counter(const std::string& counters, const std::string& name)
-{
-    std::smatch m;
-    if (!std::regex_search(counters, m, std::regex("(^| )" + name + "=(\\d+)")))
-        return -1;
-    return std::stol(m[2]);
-}
-
 // CPU seconds superd has used so far (user + system), from /proc.
 double cpu_seconds(pid_t pid)
 {
