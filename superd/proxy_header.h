@@ -14,7 +14,8 @@
 // arrive in pieces and the payload right behind it. parse_proxy_header()
 // is handed every byte received so far and answers one of:
 //   need N     the header is not complete, and is at least N bytes longer:
-//              reading exactly N more can never take a byte of payload;
+//              reading exactly N more can never take a byte of payload (of
+//              a valid header; an invalid one closes the connection anyway);
 //   invalid    the bytes cannot start a header this listener accepts
 //              (`reason` is a short static text for the log): close;
 //   done       `header.length` bytes are the header; what follows is payload.
