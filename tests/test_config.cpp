@@ -971,7 +971,7 @@ std::set<std::string> table_keys()
 TEST_CASE("The README's config reference lists every key of the table, and no other", "[config]")
 {
     std::set<std::string> table = table_keys();
-    CHECK(table.size() == 42);
+    CHECK(table.size() == 46);
     CHECK(readme_keys() == table);
 }
 
