@@ -18,6 +18,11 @@ namespace {
 
 // At most what a pipe holds; the kernel moves less when it has less.
 constexpr size_t kSpliceMax = 1 << 20;
+// A direction that has moved this much is a bulk transfer: its pipe grows
+// from the default 64 KiB to kBulkPipe, and each splice moves up to that
+// much. Short exchanges never pay for the larger pipe.
+constexpr uint64_t kBulk = 1 << 20;
+constexpr int kBulkPipe = 1 << 20;
 // Passes of one direction per wakeup: a fast pair of sockets must not keep
 // the loop from everyone else. Level-triggered events bring it back.
 constexpr int kPasses = 16;
@@ -173,6 +178,12 @@ std::optional<std::string> ForwardRelay::pump(Direction& d, bool may_write)
                 d.queued -= static_cast<size_t>(n);
                 d.moved += static_cast<uint64_t>(n);
                 progress = true;
+                if (d.moved >= kBulk && !d.grown) {
+                    // Past /proc/sys/fs/pipe-max-size, or the user's pipe
+                    // pages, the kernel refuses: the pipe stays as it is.
+                    ::fcntl(d.pipe_write.get(), F_SETPIPE_SZ, kBulkPipe);
+                    d.grown = true;
+                }
             } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
                 return error_text(d.to_name, errno);
             }

