@@ -247,20 +247,6 @@ Finished run_superd(const std::vector<std::string>& args, std::chrono::milliseco
     return result;
 }
 
-std::string config_error(const std::string& text, int line)
-{
-    TempDir dir;
-    std::string path = dir.write("superd.toml", text);
-    Finished check = run_superd({"--check", "--config", path});
-    std::string prefix = path + ":" + std::to_string(line) + ": ";
-    size_t at = check.output.find(prefix);
-    if (check.status != 2 || at == std::string::npos)
-        throw std::runtime_error("superd --check did not refuse the config at line " + std::to_string(line)
-                                 + " (status " + std::to_string(check.status) + "):\n" + check.output);
-    at += prefix.size();
-    return check.output.substr(at, check.output.find('\n', at) - at);
-}
-
 Superd::Superd(const std::string& config_text, StartOptions options)
 {
     std::vector<std::string> args;

@@ -56,10 +56,6 @@ struct Finished {
 };
 // Runs superd with `args` and waits up to `limit`; killed past that.
 Finished run_superd(const std::vector<std::string>& args, std::chrono::milliseconds limit = 10s);
-// Runs `superd --check` on a config file holding `text`, which superd must
-// refuse (exit 2) at `line`; returns the rest of that error line, after
-// "FILE:LINE: ". Throws, failing the test, when superd says anything else.
-std::string config_error(const std::string& text, int line);
 
 struct StartOptions {
     // Start superd the way a careless parent might: SIGINT and SIGQUIT

@@ -5,12 +5,10 @@
 #include "tests/harness.h"
 
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 
-#include <cstring>
 #include <filesystem>
 
 using namespace harness;
@@ -230,29 +228,4 @@ TEST_CASE("file's path is relative to the config file's folder", "[file][integra
     options.config_file = config;
     Superd superd("", options);
     CHECK(fetch(port) == "relative\n");
-}
-
-TEST_CASE("file's config errors name the file and line", "[file][integration]")
-{
-    TempDir dir;
-    std::string plain = dir.write("plain.txt", "x\n");
-    std::string fifo = (dir.path() / "fifo").string();
-    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
-    const std::string head = "[service.motd]\nlisten = [\"127.0.0.1:7017\"]\n"; // lines 1-2
-    const std::string file = head + "builtin = \"file\"\n";
-    const std::string service = "service 'motd': ";
-
-    CHECK_THAT(config_error(file, 1), Catch::StartsWith(service) && Catch::Contains("path"));
-    CHECK_THAT(config_error(file + "path = \"/nonexistent/motd\"\n", 4),
-               Catch::StartsWith(service) && Catch::Contains("/nonexistent/motd"));
-    CHECK_THAT(config_error(file + "path = \"" + dir.path().string() + "\"\n", 4),
-               Catch::StartsWith(service) && Catch::Contains("regular file"));
-    // Opening a FIFO to read would block until a writer came: --check must
-    // not hang on it (run_superd's limit fails the test if it does).
-    CHECK_THAT(config_error(file + "path = \"" + fifo + "\"\n", 4),
-               Catch::StartsWith(service) && Catch::Contains("regular file"));
-    CHECK_THAT(config_error(head + "builtin = \"echo\"\npath = \"" + plain + "\"\n", 4),
-               Catch::Contains("path applies only to builtin = \"file\""));
-    CHECK_THAT(config_error(head + "program = \"/bin/cat\"\npath = \"" + plain + "\"\n", 4),
-               Catch::Contains("path applies only to builtin = \"file\""));
 }

@@ -14,12 +14,10 @@
 
 #include <csignal>
 #include <cstring>
-#include <filesystem>
 #include <regex>
 #include <thread>
 
 using namespace harness;
-namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -431,38 +429,5 @@ TEST_CASE("HAProxy 2.6 reads forward's PROXY v1 and v2 headers: the client's and
         INFO("port " << c.port << ": " << response << "\nhaproxy: " << server.output());
         REQUIRE_THAT(response, Catch::StartsWith("HTTP/1.") && Catch::Contains(" 200 "));
         CHECK(response.substr(response.find("\r\n\r\n") + 4) == wanted);
-    }
-}
-
-TEST_CASE("forward's config errors name the file and line", "[forward][integration]")
-{
-    const std::string head = "[service.fwd]\nlisten = [\"127.0.0.1:7018\"]\n"; // lines 1-2
-    const std::string forward = head + "builtin = \"forward\"\n";
-    const std::string service = "service 'fwd': ";
-    auto to = [&](const std::string& address) { return forward + "forward_to = \"" + address + "\"\n"; };
-
-    CHECK_THAT(config_error(forward, 1), Catch::StartsWith(service) && Catch::Contains("forward_to"));
-    for (const char* address : {"8080", "0.0.0.0:80", "[::]:80", "example.com:80", "unix:"}) {
-        INFO(address);
-        CHECK_THAT(config_error(to(address), 4), Catch::StartsWith(service) && Catch::Contains("forward_to"));
-    }
-    CHECK_THAT(config_error(to("127.0.0.1:80") + "send_proxy = \"v3\"\n", 5),
-               Catch::StartsWith(service) && Catch::Contains("\"v1\", \"v2\""));
-    CHECK_THAT(config_error(to("127.0.0.1:80") + "connect_timeout = \"0s\"\n", 5),
-               Catch::StartsWith(service) && Catch::Contains("connect_timeout"));
-    CHECK_THAT(config_error(head + "builtin = \"echo\"\nforward_to = \"127.0.0.1:80\"\n", 4),
-               Catch::Contains("forward_to applies only to builtin = \"forward\""));
-    CHECK_THAT(config_error(head + "builtin = \"echo\"\nsend_proxy = \"v1\"\n", 4),
-               Catch::Contains("send_proxy applies only to builtin = \"forward\""));
-
-    // TCP only; and never to itself, which would multiply connections until
-    // the fds ran out.
-    TempDir dir;
-    for (const std::string& text : {to("127.0.0.1:80") + "protocol = \"udp\"\n", to("127.0.0.1:7018")}) {
-        std::string path = dir.write("superd.toml", text);
-        auto check = run_superd({"--check", "--config", path});
-        INFO(check.output);
-        CHECK(check.status == 2);
-        CHECK_THAT(check.output, Catch::Contains(path + ":") && Catch::Contains(service));
     }
 }
