@@ -57,6 +57,10 @@
 
 namespace superd {
 
+// The descriptors one forwarded connection holds: client, backend, and the
+// two ends of each of two pipes.
+inline constexpr unsigned kForwardFds = 6;
+
 class ForwardRelay final : public Relay {
 public:
     // Takes the connection's fd; copies what it needs of `config`.
