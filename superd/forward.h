@@ -83,8 +83,9 @@ private:
         bool grown = false; // its pipe has been made larger (a bulk transfer)
         uint64_t moved = 0;
     };
+    // An event of one socket and way, and whether it is added.
     struct Interest {
-        event* ev = nullptr;
+        Event ev;
         bool on = false;
     };
 
@@ -118,7 +119,6 @@ private:
     // The connect, with connect_timeout as its timeout; then an event per
     // socket and way.
     Event connecting_;
-    Event events_[4];
     Interest client_read_, client_write_, server_read_, server_write_;
     // The PROXY header still to send, before any of the client's bytes.
     std::array<uint8_t, 232> header_{};
