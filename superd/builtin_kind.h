@@ -100,6 +100,10 @@ struct BuiltinKind {
     // closed, so a client that connects and says nothing cannot hold it;
     // zero: never (the RFC services, whose clients may rightly stay quiet).
     std::chrono::milliseconds idle_timeout{0};
+    // A connection whose output waits and has not moved for this long is
+    // closed: its client has stopped reading (file's, whose clients rightly
+    // send nothing). Zero: never. Ignored when idle_timeout is set.
+    std::chrono::milliseconds stall_timeout{0};
 
     // TCP, in place of all the above: the connection is handed whole to a
     // Relay of the builtin's own (forward's splice relay), which owns its

@@ -82,14 +82,16 @@ constexpr BuiltinKind kBuiltins[] = {
     },
     {
         // No idle timeout: a client that only reads says nothing for the
-        // whole transfer. Autotuned send buffers: sendfile(2) is as fast as
-        // the kernel's buffer is large, and holds none of it in superd.
+        // whole transfer; one that stops reading for a minute is dropped.
+        // Autotuned send buffers: sendfile(2) is as fast as the kernel's
+        // buffer is large, and holds none of it in superd.
         .name = "file",
         .tcp = true,
         .udp = true,
         .start = file_start,
         .on_input = discard_input,
         .on_write_stalled = file_write_stalled,
+        .stall_timeout = std::chrono::seconds(60),
         .datagram = file_datagram,
         .amplifies = true, // up to 512 bytes for an empty datagram
         .settings = kFileSettings,

@@ -113,6 +113,9 @@ void Builtins::serve(const ServiceConfig& service, Connection& connection)
     if (kind.idle_timeout.count() > 0) {
         timeval idle = to_timeval(kind.idle_timeout);
         bufferevent_set_timeouts(bev, &idle, &idle);
+    } else if (kind.stall_timeout.count() > 0) {
+        timeval stall = to_timeval(kind.stall_timeout);
+        bufferevent_set_timeouts(bev, nullptr, &stall);
     }
     if (kind.start)
         kind.start(raw->stream, service);
@@ -181,9 +184,11 @@ void Builtins::on_write(bufferevent*, void* ctx)
 void Builtins::on_event(bufferevent* bev, short what, void* ctx)
 {
     auto* c = static_cast<Stream*>(ctx);
-    // Nothing has moved for the row's idle timeout.
+    // Nothing has moved for the row's idle timeout, or the client has
+    // taken nothing for its stall timeout.
     if (what & BEV_EVENT_TIMEOUT) {
-        spdlog::info("idle service={} peer={} (closing)", c->service, c->peer);
+        bool stalled = c->stream.kind.idle_timeout.count() == 0;
+        spdlog::info("{} service={} peer={} (closing)", stalled ? "stalled" : "idle", c->service, c->peer);
         c->owner->close(c);
         return;
     }

@@ -1,10 +1,13 @@
 #include "superd/daemon.h"
 
+#include "superd/forward.h"
+
 #include "superd/log.h"
 
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -288,6 +291,7 @@ std::optional<Error> Daemon::apply(Config config)
     services_ = std::move(services);
     for (auto& service : services_)
         service->state->current = service.get();
+    warn_fd_budget();
     // A service the reload removed keeps its counts (its connections run
     // on) but not its rates: one of its name that comes back starts anew.
     for (auto& [name, state] : states_)
@@ -371,6 +375,24 @@ std::string Daemon::status() const
     if (last_reload_)
         line += last_reload_->ok ? "; last reload applied" : "; last reload refused: " + last_reload_->message;
     return line;
+}
+
+// A forward at max_instances can need more descriptors than superd may
+// open: said at load, or its connections would be refused (refused_fds)
+// without warning.
+void Daemon::warn_fd_budget() const
+{
+    rlimit nofile{};
+    if (::getrlimit(RLIMIT_NOFILE, &nofile) != 0 || nofile.rlim_cur == RLIM_INFINITY)
+        return;
+    for (const auto& service : services_) {
+        const ServiceConfig& c = service->config;
+        if (c.builtin == find_builtin("forward") && c.max_instances
+            && uint64_t{*c.max_instances} * kForwardFds > nofile.rlim_cur)
+            spdlog::warn("service={} reason=\"max_instances={} forwards hold {} descriptors each, more than superd's "
+                         "limit of {}\"",
+                         c.name, *c.max_instances, kForwardFds, nofile.rlim_cur);
+    }
 }
 
 void Daemon::log_counters()

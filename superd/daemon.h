@@ -176,6 +176,7 @@ private:
     // one; `trigger` says who asked, for the log.
     const ReloadOutcome& reload(std::string_view trigger);
     void log_counters();
+    void warn_fd_budget() const;
     // The service manager's one-line status (STATUS=).
     std::string status() const;
     // The metrics builtin's page: every service's counters and superd's

@@ -75,20 +75,16 @@ void ForwardRelay::start(event_base* base, Closed closed)
     // Connected or not, the answer comes as writability (at once when the
     // connect is done already), or the timeout.
     connecting_.reset(event_new(base, server_.get(), EV_WRITE, on_connect, this));
-    events_[0].reset(event_new(base, client_.get(), EV_READ | EV_PERSIST, on_io, this));
-    events_[1].reset(event_new(base, client_.get(), EV_WRITE | EV_PERSIST, on_io, this));
-    events_[2].reset(event_new(base, server_.get(), EV_READ | EV_PERSIST, on_io, this));
-    events_[3].reset(event_new(base, server_.get(), EV_WRITE | EV_PERSIST, on_io, this));
+    client_read_.ev.reset(event_new(base, client_.get(), EV_READ | EV_PERSIST, on_io, this));
+    client_write_.ev.reset(event_new(base, client_.get(), EV_WRITE | EV_PERSIST, on_io, this));
+    server_read_.ev.reset(event_new(base, server_.get(), EV_READ | EV_PERSIST, on_io, this));
+    server_write_.ev.reset(event_new(base, server_.get(), EV_WRITE | EV_PERSIST, on_io, this));
     timeval limit = to_timeval(connect_timeout_);
-    bool made = connecting_ && events_[0] && events_[1] && events_[2] && events_[3];
+    bool made = connecting_ && client_read_.ev && client_write_.ev && server_read_.ev && server_write_.ev;
     if (!made || event_add(connecting_.get(), &limit) != 0) {
         refuse("backend", "cannot watch the connect");
         return;
     }
-    client_read_.ev = events_[0].get();
-    client_write_.ev = events_[1].get();
-    server_read_.ev = events_[2].get();
-    server_write_.ev = events_[3].get();
 }
 
 void ForwardRelay::on_connect(evutil_socket_t, short what, void* self)
@@ -237,9 +233,9 @@ void ForwardRelay::want(Interest& interest, bool on)
         return; // each change is an epoll_ctl
     interest.on = on;
     if (on)
-        event_add(interest.ev, nullptr);
+        event_add(interest.ev.get(), nullptr);
     else
-        event_del(interest.ev);
+        event_del(interest.ev.get());
 }
 
 void ForwardRelay::refuse(const char* reason, const std::string& error)
@@ -260,8 +256,8 @@ std::string ForwardRelay::moved() const { return fmt::format("up={} down={}", up
 void ForwardRelay::finish(RelayEnd end)
 {
     connecting_.reset();
-    for (Event& ev : events_)
-        ev.reset();
+    for (Interest* interest : {&client_read_, &client_write_, &server_read_, &server_write_})
+        interest->ev.reset();
     client_.reset();
     server_.reset();
     up_ = Direction{};

@@ -57,6 +57,10 @@
 
 namespace superd {
 
+// The descriptors one forwarded connection holds: client, backend, and the
+// two ends of each of two pipes.
+inline constexpr unsigned kForwardFds = 6;
+
 class ForwardRelay final : public Relay {
 public:
     // Takes the connection's fd; copies what it needs of `config`.
@@ -79,8 +83,9 @@ private:
         bool grown = false; // its pipe has been made larger (a bulk transfer)
         uint64_t moved = 0;
     };
+    // An event of one socket and way, and whether it is added.
     struct Interest {
-        event* ev = nullptr;
+        Event ev;
         bool on = false;
     };
 
@@ -114,7 +119,6 @@ private:
     // The connect, with connect_timeout as its timeout; then an event per
     // socket and way.
     Event connecting_;
-    Event events_[4];
     Interest client_read_, client_write_, server_read_, server_write_;
     // The PROXY header still to send, before any of the client's bytes.
     std::array<uint8_t, 232> header_{};
