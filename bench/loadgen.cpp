@@ -13,6 +13,8 @@
 //           [--max-connections 0] [--greeting 0] [--message "hello\n"]
 //           [--expect STRING] [--hold 0] [--timeout 5] [--no-shutdown]
 //
+// --concurrency 0 with --hold N only holds the N connections for --duration.
+//
 // --message and --expect understand \n \r \t \\ \0 and \xHH so that a shell
 // argument like "hello\n" means what it looks like.
 #include "bench/tools.h"
@@ -126,7 +128,7 @@ Options parse_args(int argc, char** argv)
         else if (flag == "--host")
             o.host = value;
         else if (flag == "--concurrency")
-            o.concurrency = kCommandLine.number<int>(flag, value, 1, 1'000'000);
+            o.concurrency = kCommandLine.number<int>(flag, value, 0, 1'000'000);
         else if (flag == "--duration")
             o.duration = kCommandLine.number<double>(flag, value, 0.001, 1e7);
         else if (flag == "--max-connections")
@@ -147,6 +149,8 @@ Options parse_args(int argc, char** argv)
     }
     if (o.port == 0)
         kCommandLine.fail("--port is required");
+    if (o.concurrency == 0 && o.hold == 0)
+        kCommandLine.fail("--concurrency 0 needs --hold");
     if (!o.expect_set)
         o.expect = o.message;
     return o;
@@ -214,7 +218,7 @@ public:
         for (uint32_t i = static_cast<uint32_t>(opt_.concurrency); i-- > 0;)
             free_.push_back(i);
 
-        std::vector<epoll_event> events(static_cast<size_t>(std::min(opt_.concurrency, 4096)));
+        std::vector<epoll_event> events(static_cast<size_t>(std::clamp(opt_.concurrency, 1, 4096)));
         for (;;) {
             int64_t now = bench::now_ns();
             while (!free_.empty() && can_start(now, end)) {
