@@ -12,16 +12,18 @@
 // datagram, never later: a reload frees the ServiceConfig while its
 // connections live on, so a builtin copies into its stream what it needs.
 //
-// This header knows nothing of the event loop beyond two names; Builtins
-// (builtins.h) owns the streams and calls the functions.
+// This header knows nothing of the event loop beyond a few names; Builtins
+// (builtins.h) owns the streams and relays and calls the functions.
 #pragma once
 
 #include "superd/config.h"
+#include "superd/fd.h"
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <random>
 #include <span>
@@ -32,6 +34,9 @@ struct bufferevent;
 struct evbuffer;
 
 namespace superd {
+
+class Relay;
+struct Connection;
 
 // Writes the daemon's metrics page (Daemon::metrics()) when asked, for the
 // metrics builtin; empty where there is no daemon (tests of Builtins alone).
@@ -46,9 +51,16 @@ struct BuiltinStream {
     bufferevent* bev;
     const MetricsSource& metrics; // Builtins' own, which outlives its streams
     uint64_t position = 0;        // where a generator has got to (chargen's next line)
+    // The file queued in the output (file's), which libevent sends from
+    // with sendfile(2), and its size when it was queued.
+    UniqueFd file{};
+    uint64_t file_size = 0;
     // Close once the output has drained: the builtin has said all it will
     // (daytime's line), or the client is done and is owed the rest.
     bool closing = false;
+    // Set by start: the connection cannot be served (file's open failed),
+    // and closes at once with this reason logged.
+    std::optional<std::string> failure{};
 
     evbuffer* input() const;
     evbuffer* output() const;
@@ -62,12 +74,18 @@ struct BuiltinKind {
     // an inetd.conf line could not give.
     bool inetd_internal = false;
 
-    // TCP. start: the connection is new (nothing has been read). on_input:
+    // TCP. start: the connection is new (nothing has been read); a start
+    // that sets `closing` with nothing queued closes it at once. on_input:
     // bytes have come in. on_drained: the output has all gone to the kernel
     // (and the stream is not closing).
     void (*start)(BuiltinStream&, const ServiceConfig&) = nullptr;
     void (*on_input)(BuiltinStream&) = nullptr;
     void (*on_drained)(BuiltinStream&) = nullptr;
+    // A row that queues a file: the socket was writable, yet sendfile(2)
+    // sent nothing (libevent reports it as an EOF while writing, and stops
+    // writing). Why the connection must end (the file shrank), or nothing
+    // when it was only the kernel's EAGAIN and writing goes on.
+    std::optional<std::string> (*on_write_stalled)(BuiltinStream&) = nullptr;
     // At the client's EOF, what is in the output is owed and still goes out
     // before the FIN (echo's backlog, daytime's line); false: the stream has
     // no end (chargen), so the connection closes at once.
@@ -82,6 +100,16 @@ struct BuiltinKind {
     // closed, so a client that connects and says nothing cannot hold it;
     // zero: never (the RFC services, whose clients may rightly stay quiet).
     std::chrono::milliseconds idle_timeout{0};
+    // A connection whose output waits and has not moved for this long is
+    // closed: its client has stopped reading (file's, whose clients rightly
+    // send nothing). Zero: never. Ignored when idle_timeout is set.
+    std::chrono::milliseconds stall_timeout{0};
+
+    // TCP, in place of all the above: the connection is handed whole to a
+    // Relay of the builtin's own (forward's splice relay), which owns its
+    // fds and says how it ended. It copies what it needs from the
+    // ServiceConfig, which a reload frees while the relay lives on.
+    std::unique_ptr<Relay> (*relay)(const ServiceConfig&, Connection&) = nullptr;
 
     // UDP: the reply to one datagram, or none.
     std::optional<std::string> (*datagram)(const ServiceConfig&, std::string_view request,

@@ -1,7 +1,9 @@
 // The builtin table: a row per builtin, the only place that lists them.
+#include "superd/builtin_file.h"
 #include "superd/builtin_kind.h"
 #include "superd/builtin_metrics.h"
 #include "superd/builtin_rfc.h"
+#include "superd/forward.h"
 
 #include <algorithm>
 #include <vector>
@@ -11,6 +13,8 @@ namespace superd {
 namespace {
 
 constexpr std::string_view kChargenSettings[] = {"allow_amplification"};
+constexpr std::string_view kFileSettings[] = {"path", "allow_amplification"};
+constexpr std::string_view kForwardSettings[] = {"forward_to", "connect_timeout", "send_proxy"};
 
 constexpr BuiltinKind kBuiltins[] = {
     {
@@ -75,6 +79,28 @@ constexpr BuiltinKind kBuiltins[] = {
         .tcp = true,
         .on_input = metrics_input,
         .idle_timeout = std::chrono::seconds(10),
+    },
+    {
+        // No idle timeout: a client that only reads says nothing for the
+        // whole transfer; one that stops reading for a minute is dropped.
+        // Autotuned send buffers: sendfile(2) is as fast as the kernel's
+        // buffer is large, and holds none of it in superd.
+        .name = "file",
+        .tcp = true,
+        .udp = true,
+        .start = file_start,
+        .on_input = discard_input,
+        .on_write_stalled = file_write_stalled,
+        .stall_timeout = std::chrono::seconds(60),
+        .datagram = file_datagram,
+        .amplifies = true, // up to 512 bytes for an empty datagram
+        .settings = kFileSettings,
+    },
+    {
+        .name = "forward",
+        .tcp = true,
+        .relay = make_forward_relay,
+        .settings = kForwardSettings,
     },
 };
 

@@ -49,13 +49,15 @@ evbuffer* BuiltinStream::output() const { return bufferevent_get_output(bev); }
 
 void discard_input(BuiltinStream& s) { evbuffer_drain(s.input(), evbuffer_get_length(s.input())); }
 
-struct Builtins::Connection {
-    Connection(Builtins* builtins, const BuiltinKind& kind, bufferevent* buffer)
-        : owner(builtins), stream{kind, buffer, builtins->metrics_}, bev(buffer)
+struct Builtins::Stream {
+    Stream(Builtins* builtins, const BuiltinKind& kind, bufferevent* buffer)
+        : owner(builtins), stream{.kind = kind, .bev = buffer, .metrics = builtins->metrics_}, bev(buffer)
     {
     }
 
     Builtins* owner;
+    // Declared before `bev`, so destroyed after it: the bufferevent lets go
+    // of a file queued in its output before the stream closes the file.
     BuiltinStream stream;
     std::string service;
     SocketAddress peer;
@@ -65,58 +67,112 @@ struct Builtins::Connection {
     bool client_done = false; // its end of the connection closed or failed
 };
 
+// A relay with the connection it serves.
+struct Builtins::Relayed {
+    std::unique_ptr<Relay> relay;
+    std::string service;
+    SocketAddress peer;
+    Clock::time_point started = Clock::now();
+    Admission::Ticket ticket;
+};
+
 Builtins::Builtins(event_base* base, OnClose on_close, MetricsSource metrics)
     : base_(base), on_close_(std::move(on_close)), metrics_(std::move(metrics)), random_(std::random_device{}())
 {
     refresh_interfaces();
 }
 
-Builtins::~Builtins() = default;
+// The relays go first: a relay's events and fds are freed before the
+// streams', all before the event base.
+Builtins::~Builtins() { relays_.clear(); }
 
-void Builtins::serve(const ServiceConfig& service, UniqueFd connection, const SocketAddress& peer,
-                     Admission::Ticket ticket)
+void Builtins::serve(const ServiceConfig& service, Connection& connection)
 {
     const BuiltinKind& kind = *service.builtin;
-    if (int size = kind.send_buffer; size > 0)
-        ::setsockopt(connection.get(), SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
-    bufferevent* bev = bufferevent_socket_new(base_, connection.get(), BEV_OPT_CLOSE_ON_FREE);
-    if (!bev) {
-        spdlog::error("failed service={} peer={} reason=\"cannot create a buffer\"", service.name, peer);
-        closed(service.name, std::move(ticket));
+    if (kind.relay) {
+        relay(service, connection);
         return;
     }
-    connection.release(); // the bufferevent closes it
-    auto c = std::make_unique<Connection>(this, kind, bev);
+    if (int size = kind.send_buffer; size > 0)
+        ::setsockopt(connection.fd.get(), SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+    bufferevent* bev = bufferevent_socket_new(base_, connection.fd.get(), BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        spdlog::error("failed service={} peer={} reason=\"cannot create a buffer\"", service.name, connection.shown);
+        closed(service.name, std::move(connection.ticket), connection.shown);
+        return;
+    }
+    connection.fd.release(); // the bufferevent closes it
+    auto c = std::make_unique<Stream>(this, kind, bev);
     c->service = service.name;
-    c->peer = peer;
-    c->ticket = std::move(ticket);
-    Connection* raw = c.get();
+    c->peer = connection.shown;
+    c->ticket = std::move(connection.ticket);
+    Stream* raw = c.get();
     live_.emplace(raw, std::move(c));
 
     bufferevent_setcb(bev, on_read, on_write, on_event, raw);
     if (kind.idle_timeout.count() > 0) {
         timeval idle = to_timeval(kind.idle_timeout);
         bufferevent_set_timeouts(bev, &idle, &idle);
+    } else if (kind.stall_timeout.count() > 0) {
+        timeval stall = to_timeval(kind.stall_timeout);
+        bufferevent_set_timeouts(bev, nullptr, &stall);
     }
     if (kind.start)
         kind.start(raw->stream, service);
+    if (raw->stream.failure) {
+        spdlog::warn("failed service={} peer={} reason=\"{}\"", raw->service, raw->peer, *raw->stream.failure);
+        close(raw);
+        return;
+    }
     // Writing is enabled once there is something to write: enabled on an
     // empty output, it would cost a wakeup and two epoll_ctl calls for
     // nothing.
     bool speaks_first = evbuffer_get_length(raw->stream.output()) > 0;
+    if (raw->stream.closing && !speaks_first) { // said all it will, which is nothing (an empty file)
+        close(raw);
+        return;
+    }
     bufferevent_enable(bev, speaks_first ? EV_READ | EV_WRITE : EV_READ);
+}
+
+void Builtins::relay(const ServiceConfig& service, Connection& connection)
+{
+    auto entry = std::make_unique<Relayed>();
+    entry->service = service.name;
+    entry->peer = connection.shown;
+    entry->ticket = std::move(connection.ticket);
+    entry->relay = service.builtin->relay(service, connection);
+    Relay* raw = entry->relay.get();
+    relays_.emplace(raw, std::move(entry));
+    raw->start(base_, [this, raw](const RelayEnd& end) { relay_closed(raw, end); });
+    // `raw` may be gone already: a backend refused at once.
+}
+
+// The relay's last act: it may be destroyed here.
+void Builtins::relay_closed(Relay* relay, const RelayEnd& end)
+{
+    auto it = relays_.find(relay);
+    if (it == relays_.end())
+        return;
+    std::unique_ptr<Relayed> gone = std::move(it->second);
+    relays_.erase(it);
+    if (!end.refusal) {
+        std::chrono::duration<double> ran = Clock::now() - gone->started;
+        spdlog::info("closed service={} peer={} ran={:.3f}s {}", gone->service, gone->peer, ran.count(), end.detail);
+    }
+    closed(gone->service, std::move(gone->ticket), gone->peer, end);
 }
 
 void Builtins::on_read(bufferevent*, void* ctx)
 {
-    auto* c = static_cast<Connection*>(ctx);
+    auto* c = static_cast<Stream*>(ctx);
     c->stream.kind.on_input(c->stream);
 }
 
 // Called when the output has drained (the low watermark is 0).
 void Builtins::on_write(bufferevent*, void* ctx)
 {
-    auto* c = static_cast<Connection*>(ctx);
+    auto* c = static_cast<Stream*>(ctx);
     if (c->stream.closing) {
         c->owner->close(c);
         return;
@@ -125,13 +181,26 @@ void Builtins::on_write(bufferevent*, void* ctx)
         c->stream.kind.on_drained(c->stream);
 }
 
-void Builtins::on_event(bufferevent*, short what, void* ctx)
+void Builtins::on_event(bufferevent* bev, short what, void* ctx)
 {
-    auto* c = static_cast<Connection*>(ctx);
-    // Nothing has moved for the row's idle timeout.
+    auto* c = static_cast<Stream*>(ctx);
+    // Nothing has moved for the row's idle timeout, or the client has
+    // taken nothing for its stall timeout.
     if (what & BEV_EVENT_TIMEOUT) {
-        spdlog::info("idle service={} peer={} (closing)", c->service, c->peer);
+        bool stalled = c->stream.kind.idle_timeout.count() == 0;
+        spdlog::info("{} service={} peer={} (closing)", stalled ? "stalled" : "idle", c->service, c->peer);
         c->owner->close(c);
+        return;
+    }
+    // libevent's word for a sendfile(2) that sent nothing: EAGAIN, or a file
+    // that ended early. Writing has stopped; the row says whether it goes on.
+    if ((what & BEV_EVENT_WRITING) && (what & BEV_EVENT_EOF) && c->stream.kind.on_write_stalled) {
+        if (auto failure = c->stream.kind.on_write_stalled(c->stream)) {
+            spdlog::warn("failed service={} peer={} reason=\"{}\"", c->service, c->peer, *failure);
+            c->owner->close(c);
+        } else {
+            bufferevent_enable(bev, EV_WRITE);
+        }
         return;
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
@@ -146,7 +215,7 @@ void Builtins::on_event(bufferevent*, short what, void* ctx)
         c->owner->close(c);
 }
 
-void Builtins::close(Connection* c)
+void Builtins::close(Stream* c)
 {
     // Input left unread makes the kernel end the connection with a reset,
     // not a FIN: a client that sent a line before reading daytime's would
@@ -161,15 +230,17 @@ void Builtins::close(Connection* c)
     std::chrono::duration<double> ran = Clock::now() - c->started;
     spdlog::info("closed service={} peer={} ran={:.3f}s", c->service, c->peer, ran.count());
     std::string service = std::move(c->service);
+    SocketAddress peer = c->peer;
     Admission::Ticket ticket = std::move(c->ticket);
     live_.erase(c);
-    closed(service, std::move(ticket));
+    closed(service, std::move(ticket), peer);
 }
 
-void Builtins::closed(const std::string& service, Admission::Ticket ticket)
+void Builtins::closed(const std::string& service, Admission::Ticket ticket, const SocketAddress& peer,
+                      const RelayEnd& end)
 {
     if (on_close_)
-        on_close_(service, std::move(ticket));
+        on_close_(service, std::move(ticket), peer, end);
 }
 
 void Builtins::refresh_interfaces()

@@ -1,8 +1,9 @@
 // Builtins: the connections of the services superd serves inside itself
-// (echo, discard, chargen, daytime, time, metrics; the table in
-// builtin_kind.h says which and how), on its event loop, with no process
-// per connection, over TCP and UDP. This is the machinery; each builtin's row supplies what it
-// does, and the service's configuration reaches those functions here.
+// (echo, discard, chargen, daytime, time, metrics, file, forward; the table
+// in builtin_kind.h says which and how), on its event loop, with no process
+// per connection, over TCP and UDP. This is the machinery; each builtin's
+// row supplies what it does, and the service's configuration reaches those
+// functions here.
 //
 // They never block the daemon. A TCP connection is a bufferevent whose
 // output is bounded by its row: echo stops reading while 64 KiB wait to be
@@ -12,6 +13,11 @@
 // would otherwise hold megabytes each of the system's TCP memory. A row with
 // an idle timeout (metrics') has its connections closed when nothing has
 // moved either way for that long: bufferevent timeouts, on the loop.
+//
+// A row with a relay (forward) is not a stream: its connection is handed
+// whole to the relay the row makes, which owns its descriptors and moves the
+// bytes itself; Builtins owns the relay and its ticket, and reports how it
+// ended (a backend that refused is a refusal the daemon counts).
 //
 // A connection keeps a copy of its service's name and whatever its builtin
 // copied at the start, never the ServiceConfig: a reload frees that while
@@ -38,6 +44,7 @@
 #include "superd/admission.h"
 #include "superd/builtin_kind.h"
 #include "superd/config.h"
+#include "superd/connection.h"
 #include "superd/event.h"
 #include "superd/fd.h"
 
@@ -65,8 +72,11 @@ const char* datagram_refusal(const SocketAddress& source, const SocketAddress& d
 
 class Builtins {
 public:
-    // A connection of service `service` has ended; `ticket` is what counted it.
-    using OnClose = std::function<void(const std::string& service, Admission::Ticket ticket)>;
+    // A connection of service `service` from `peer` has ended; `ticket` is
+    // what counted it. A relay's says how it ended (a refusal to count and
+    // log, or nothing); a stream's is empty.
+    using OnClose = std::function<void(const std::string& service, Admission::Ticket ticket, const SocketAddress& peer,
+                                       const RelayEnd& end)>;
 
     // `metrics` writes the page the metrics builtin serves.
     explicit Builtins(event_base* base, OnClose on_close = nullptr, MetricsSource metrics = nullptr);
@@ -75,9 +85,9 @@ public:
     Builtins& operator=(const Builtins&) = delete;
 
     // Takes over a TCP connection of `service` (a builtin), which must be
-    // non-blocking, and the ticket that counts it. `service` need outlive
+    // non-blocking, with the ticket that counts it. `service` need outlive
     // only this call.
-    void serve(const ServiceConfig& service, UniqueFd connection, const SocketAddress& peer, Admission::Ticket ticket);
+    void serve(const ServiceConfig& service, Connection& connection);
 
     // Answers the datagrams waiting on the UDP socket `fd` of `service` (a
     // builtin) that datagram_refusal and `admit` let through.
@@ -88,22 +98,27 @@ public:
     // The ports of all of superd's UDP sockets (at start and on reload).
     void set_udp_ports(std::vector<uint16_t> ports);
 
-    size_t connections() const { return live_.size(); }
+    size_t connections() const { return live_.size() + relays_.size(); }
 
 private:
-    struct Connection;
+    struct Stream;
+    struct Relayed;
     static void on_read(bufferevent*, void* ctx);
     static void on_write(bufferevent*, void* ctx);
     static void on_event(bufferevent*, short what, void* ctx);
-    void close(Connection* c);
+    void close(Stream* c);
+    void relay(const ServiceConfig& service, Connection& connection);
+    void relay_closed(Relay* relay, const RelayEnd& end);
 
     // The connection `service`, counted by `ticket`, has ended.
-    void closed(const std::string& service, Admission::Ticket ticket);
+    void closed(const std::string& service, Admission::Ticket ticket, const SocketAddress& peer,
+                const RelayEnd& end = {});
 
     event_base* base_;
     OnClose on_close_;
     MetricsSource metrics_;
-    std::unordered_map<Connection*, std::unique_ptr<Connection>> live_;
+    std::unordered_map<Stream*, std::unique_ptr<Stream>> live_;
+    std::unordered_map<Relay*, std::unique_ptr<Relayed>> relays_;
     std::vector<in_addr_t> broadcasts_;
     std::vector<uint16_t> udp_ports_;
     std::mt19937 random_; // chargen's datagram lengths

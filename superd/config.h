@@ -34,6 +34,7 @@
 #include "superd/address.h"
 #include "superd/identity.h"
 #include "superd/limits.h"
+#include "superd/proxy_header.h"
 #include "superd/result.h"
 
 #include <sys/types.h>
@@ -87,6 +88,13 @@ struct ServiceConfig {
     // UDP builtins whose reply can dwarf the datagram (chargen) answer only
     // with this set: a spoofed source would make them an amplifier.
     bool allow_amplification = false;
+    std::string file_path; // file: the file it sends, absolute
+    // forward: where each connection goes, how long its connect may take,
+    // and which PROXY protocol header (if any) the backend gets first.
+    SocketAddress forward_to;
+    int forward_to_line = 0;
+    std::chrono::milliseconds connect_timeout{5000};
+    ProxyVersion send_proxy = ProxyVersion::kNone;
 
     std::optional<Identity> identity;
     std::vector<std::string> env; // "NAME=value", PATH first; per-connection variables come later

@@ -1,3 +1,4 @@
+#include "superd/builtin_kind.h"
 #include "superd/config.h"
 #include "superd/config_keys.h"
 #include "superd/fd.h"
@@ -182,6 +183,20 @@ std::optional<Error> check_unique(const std::vector<ServiceConfig>& services)
                                     + "' (" + lb.text + " at " + where(other, lb.line) + ")");
             }
             listeners.add(mine, la.address, {i, k});
+        }
+    }
+    // A forward into a forward listener of superd's own would take a
+    // connection and a backend connect per connection, until no fd is left.
+    for (const ServiceConfig& mine : services) {
+        if (mine.builtin != find_builtin("forward"))
+            continue;
+        auto owner = listeners.clash(mine, mine.forward_to);
+        if (owner && services[owner->service].builtin == mine.builtin) {
+            const ServiceConfig& other = services[owner->service];
+            return error_at(mine, mine.forward_to_line,
+                            "service '" + mine.name + "': forward_to " + mine.forward_to.to_string()
+                                + " is superd's own listener of service '" + other.name
+                                + "', a forward too: each connection would forward to itself");
         }
     }
     return std::nullopt;

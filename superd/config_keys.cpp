@@ -1,5 +1,6 @@
 #include "superd/config_keys.h"
 
+#include "superd/builtin_file.h"
 #include "superd/builtin_kind.h"
 
 #include "superd/identity.h"
@@ -379,6 +380,51 @@ std::optional<Error> read_program(const Value& value, ServiceConfig& config)
     return std::nullopt;
 }
 
+std::optional<Error> read_file_path(const Value& value, ServiceConfig& config)
+{
+    if (!value)
+        return value.error_at_service("missing key 'path' (the file that builtin = \"file\" sends)");
+    auto path = value.string();
+    if (!path)
+        return Error{path.error()};
+    config.file_path = value.absolute(*path);
+    // As root, whoever may change a folder above it could put a link to
+    // /etc/shadow in its place.
+    if (superd_is_root())
+        if (auto why = untrusted_path(config.file_path))
+            return value.error("path: " + *why);
+    // Served from a descriptor opened per connection; this one only checks.
+    if (auto file = open_served_file(config.file_path); !file)
+        return value.error("path: " + file.error());
+    return std::nullopt;
+}
+
+std::optional<Error> read_forward_to(const Value& value, ServiceConfig& config)
+{
+    if (!value)
+        return value.error_at_service("missing key 'forward_to' (where builtin = \"forward\" sends each connection)");
+    auto text = value.string();
+    if (!text)
+        return Error{text.error()};
+    auto addresses = parse_listen_address(*text);
+    if (!addresses)
+        return value.error("forward_to " + addresses.error());
+    if (addresses->size() != 1)
+        return value.error("forward_to '" + *text + "' needs an address too, e.g. \"127.0.0.1:" + *text + "\"");
+    SocketAddress backend = addresses->front();
+    if (backend.is_wildcard())
+        return value.error("forward_to '" + *text + "' is a wildcard address: name the backend's own address");
+    if (backend.family() == AF_UNIX) {
+        auto resolved = parse_listen_address("unix:" + value.absolute(std::string(backend.path())));
+        if (!resolved)
+            return value.error("forward_to " + resolved.error());
+        backend = resolved->front();
+    }
+    config.forward_to = backend;
+    config.forward_to_line = Source::line_of(value.node());
+    return std::nullopt;
+}
+
 std::optional<Error> read_args(const Value& value, ServiceConfig& config)
 {
     if (!value) {
@@ -549,6 +595,14 @@ constexpr ServiceKey kServiceKeys[] = {
     {"builtin", kAnyKind | kAnyProtocol, read_builtin},
     {"allow_amplification", kBuiltin | kOwnSetting | kAnyProtocol,
      [](const V& v, C& c) { return store(v.boolean(), c.allow_amplification); }},
+    {"path", kBuiltin | kOwnSetting | kAnyProtocol, read_file_path, true},
+    {"forward_to", kBuiltin | kOwnSetting | kAnyProtocol, read_forward_to, true},
+    {"connect_timeout", kBuiltin | kOwnSetting | kAnyProtocol,
+     [](const V& v, C& c) { return store(v.duration(), c.connect_timeout); }},
+    {"send_proxy", kBuiltin | kOwnSetting | kAnyProtocol,
+     [](const V& v, C& c) {
+         return store(v.choice<ProxyVersion>({{"v1", ProxyVersion::kV1}, {"v2", ProxyVersion::kV2}}), c.send_proxy);
+     }},
     {"fd_convention", kProgram | kAnyProtocol,
      [](const V& v, C& c) {
          return store(v.choice<FdConvention>({{"inetd", FdConvention::kInetd}, {"systemd", FdConvention::kSystemd}}),
@@ -676,6 +730,9 @@ Result<ServiceConfig> read_service(const Source& src, const toml::key& name, con
         if (!service_key(key.str()))
             return src.at(key, "service '" + service + "': unknown key '" + std::string(key.str()) + "'");
 
+    // A builtin's own setting that is missing (file's path) is said last: a
+    // key set where it does not apply (forward_to on a file) explains more.
+    std::vector<const ServiceKey*> missing;
     for (const ServiceKey& key : kServiceKeys) {
         Value value(src, config, *table, key.name);
         if (!value && !key.always)
@@ -683,10 +740,17 @@ Result<ServiceConfig> read_service(const Source& src, const toml::key& name, con
         std::optional<std::string> why = not_applying(key, kind_of(config), config);
         if (why && value)
             return value.error(std::string(key.name) + *why);
+        if (!why && !value && (key.applies & kOwnSetting)) {
+            missing.push_back(&key);
+            continue;
+        }
         if (!why && key.read)
             if (auto e = key.read(value, config))
                 return *e;
     }
+    for (const ServiceKey* key : missing)
+        if (auto e = key->read(Value(src, config, *table, key->name), config))
+            return *e;
     return config;
 }
 

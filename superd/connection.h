@@ -17,11 +17,11 @@
 //
 // A Relay is what of a connection outlives its handler's start: TLS relays
 // between the client and the child's end of a socketpair, `forward` between
-// the client and a backend. A stage or handler puts it in the connection;
-// from the spawn on it belongs to the connection's Lifetime (children.h),
-// and the connection ends only once its child's session has ended and its
-// relay has closed. None is configured today: a connection without one
-// carries a null pointer and nothing more.
+// the client and a backend. A stage may put one in the connection; from the
+// spawn on it belongs to the connection's Lifetime (children.h), and the
+// connection ends only once its child's session has ended and its relay has
+// closed. The forward builtin makes its own and Builtins owns it
+// (builtins.h). A connection without one carries a null pointer.
 #pragma once
 
 #include "superd/address.h"
@@ -43,17 +43,28 @@ struct event_base;
 
 namespace superd {
 
+// How a relay ended, for its owner to count and log.
+struct RelayEnd {
+    // A refusal reason (kRefusalReasons' name: "backend", "fds") when the
+    // relay never got going; null when it ran.
+    const char* refusal = nullptr;
+    // For the log line, as key=value pairs: what it moved, or what went wrong.
+    std::string detail;
+};
+
 // Something superd runs on the loop for a connection after its handler has
 // started, until both of its ends are done.
 class Relay {
 public:
-    using Closed = std::function<void()>;
+    using Closed = std::function<void(const RelayEnd& end)>;
     // Destroying a relay (superd stops) closes its fds and cancels its
     // events; `closed` is never called afterwards.
     virtual ~Relay() = default;
-    // Begins relaying on `base`. `closed` runs once, from the loop (never
-    // within start()), when the relay is over and its fds are closed; it
-    // may destroy the relay, so it is the relay's last act.
+    // Begins relaying on `base`. `closed` runs once, when the relay is over
+    // and its fds are closed: from the loop, or within start() when it
+    // cannot begin at all (a backend refused at once). It may destroy the
+    // relay, so it is the relay's last act, and start()'s caller must not
+    // touch the relay after start() returns unless it owns it otherwise.
     virtual void start(event_base* base, Closed closed) = 0;
 };
 
@@ -64,7 +75,7 @@ struct Connection {
     SocketAddress shown;              // who log lines name: the client, or for a unix socket the socket
     std::optional<ucred> credentials; // unix sockets (SO_PEERCRED)
     Admission::Ticket ticket;
-    std::unique_ptr<Relay> relay; // none today; TLS and forward will set one
+    std::unique_ptr<Relay> relay; // for its child (TLS); none today
 };
 
 // One step of the pipeline's middle, shared by every connection of the

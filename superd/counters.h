@@ -43,9 +43,10 @@ private:
 
 // Each connection is counted once as accepted, then at most once as
 // refused_*, spawned or failed_spawn: refused_fds counts the connections
-// dropped for want of descriptors, whether accept or the spawn ran out of
-// them, and failed_spawn the spawns that failed for any other reason. A
-// builtin's connection, once admitted, is accepted and nothing more.
+// dropped for want of descriptors, whether accept, the spawn or a forward's
+// relay ran out of them, and failed_spawn the spawns that failed for any
+// other reason. A builtin's connection, once admitted, is accepted and
+// nothing more, except a forward's whose backend fails it: refused_backend.
 struct Counters {
     uint64_t accepted = 0;
     uint64_t spawned = 0;
@@ -54,6 +55,7 @@ struct Counters {
     uint64_t refused_source = 0;
     uint64_t refused_rate = 0;
     uint64_t refused_fds = 0;
+    uint64_t refused_backend = 0;
     uint64_t failed_spawn = 0;
     uint64_t exited_ok = 0;
     uint64_t exited_error = 0;
@@ -70,7 +72,7 @@ struct RefusalReason {
 };
 inline constexpr RefusalReason kRefusalReasons[] = {
     {"acl", &Counters::refused_acl},   {"limit", &Counters::refused_limit}, {"source", &Counters::refused_source},
-    {"rate", &Counters::refused_rate}, {"fds", &Counters::refused_fds},
+    {"rate", &Counters::refused_rate}, {"fds", &Counters::refused_fds},     {"backend", &Counters::refused_backend},
 };
 
 } // namespace superd

@@ -1,10 +1,13 @@
 #include "superd/daemon.h"
 
+#include "superd/forward.h"
+
 #include "superd/log.h"
 
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -138,7 +141,9 @@ std::optional<Error> Daemon::start(Config config, InheritedSockets inherited)
         return Error{std::string("cannot open /dev/null: ") + std::strerror(errno)};
     builtins_ = std::make_unique<Builtins>(
         base_.get(),
-        [this](const std::string& service, Admission::Ticket ticket) { finished(service, std::move(ticket)); },
+        [this](const std::string& service, Admission::Ticket ticket, const SocketAddress& peer, const RelayEnd& end) {
+            builtin_closed(service, std::move(ticket), peer, end);
+        },
         [this] { return metrics(); });
     // What a service leaves behind comes back to superd when its parent
     // exits: reaped, never a zombie, and counted against its connection.
@@ -286,6 +291,7 @@ std::optional<Error> Daemon::apply(Config config)
     services_ = std::move(services);
     for (auto& service : services_)
         service->state->current = service.get();
+    warn_fd_budget();
     // A service the reload removed keeps its counts (its connections run
     // on) but not its rates: one of its name that comes back starts anew.
     for (auto& [name, state] : states_)
@@ -371,16 +377,35 @@ std::string Daemon::status() const
     return line;
 }
 
+// A forward at max_instances can need more descriptors than superd may
+// open: said at load, or its connections would be refused (refused_fds)
+// without warning.
+void Daemon::warn_fd_budget() const
+{
+    rlimit nofile{};
+    if (::getrlimit(RLIMIT_NOFILE, &nofile) != 0 || nofile.rlim_cur == RLIM_INFINITY)
+        return;
+    for (const auto& service : services_) {
+        const ServiceConfig& c = service->config;
+        if (c.builtin == find_builtin("forward") && c.max_instances
+            && uint64_t{*c.max_instances} * kForwardFds > nofile.rlim_cur)
+            spdlog::warn("service={} reason=\"max_instances={} forwards hold {} descriptors each, more than superd's "
+                         "limit of {}\"",
+                         c.name, *c.max_instances, kForwardFds, nofile.rlim_cur);
+    }
+}
+
 void Daemon::log_counters()
 {
     for (const auto& [name, st] : states_) {
         const Counters& c = st.counters;
-        spdlog::info("counters service={} running={} accepted={} spawned={} refused_acl={} refused_limit={} "
-                     "refused_source={} refused_rate={} refused_fds={} failed_spawn={} exited_ok={} "
+        std::string refused;
+        for (const RefusalReason& row : kRefusalReasons)
+            refused += fmt::format(" refused_{}={}", row.name, c.*row.counter);
+        spdlog::info("counters service={} running={} accepted={} spawned={}{} failed_spawn={} exited_ok={} "
                      "exited_error={} exited_signal={} timed_out={}",
-                     name, st.admission.running(), c.accepted, c.spawned, c.refused_acl, c.refused_limit,
-                     c.refused_source, c.refused_rate, c.refused_fds, c.failed_spawn, c.exited_ok, c.exited_error,
-                     c.exited_signal, c.timed_out);
+                     name, st.admission.running(), c.accepted, c.spawned, refused, c.failed_spawn, c.exited_ok,
+                     c.exited_error, c.exited_signal, c.timed_out);
     }
     spdlog::info("counters children={} lingering={} builtin_connections={} stderr_pipes={}", children_.size(),
                  lingering_.size(), builtins_->connections(), stderr_pipes_.size());
@@ -458,13 +483,34 @@ void Daemon::refuse(Service& service, int connection, const SocketAddress& peer,
     if (why == Refusal::kLimit && connection >= 0 && !service.config.busy_message.empty())
         (void)::send(connection, service.config.busy_message.data(), service.config.busy_message.size(),
                      MSG_DONTWAIT | MSG_NOSIGNAL);
-    log_refusal(service, peer, row.name, datagram);
+    log_refusal(service.config.name, peer, row.name, datagram);
 }
 
-void Daemon::log_refusal(const Service& service, const SocketAddress& peer, std::string_view reason, bool datagram)
+void Daemon::log_refusal(const std::string& service, const SocketAddress& peer, std::string_view reason, bool datagram)
 {
-    spdlog::log(datagram ? spdlog::level::debug : spdlog::level::info, "refused service={} peer={} reason={}",
-                service.config.name, peer, reason);
+    spdlog::log(datagram ? spdlog::level::debug : spdlog::level::info, "refused service={} peer={} reason={}", service,
+                peer, reason);
+}
+
+void Daemon::builtin_closed(const std::string& name, Admission::Ticket ticket, const SocketAddress& peer,
+                            const RelayEnd& end)
+{
+    if (end.refusal) {
+        // By name: the service may have been reloaded away meanwhile.
+        ServiceState& st = states_[name];
+        for (const RefusalReason& row : kRefusalReasons)
+            if (std::string_view(row.name) == end.refusal)
+                ++(st.counters.*row.counter);
+        spdlog::info("refused service={} peer={} reason={} {}", name, peer, end.refusal, end.detail);
+        // Out of descriptors: rest the service's listeners, as a spawn that
+        // ran out of them does, rather than accept what cannot be served.
+        if (std::string_view(end.refusal) == "fds" && st.current)
+            for (Slot* slot : st.current->slots) {
+                auto rest = slot->spawn_backoff.next();
+                slot->listener->hold_for(kHoldPaced, rest);
+            }
+    }
+    finished(name, std::move(ticket));
 }
 
 void Daemon::on_connection(Slot& slot, UniqueFd fd, const SocketAddress& peer)
@@ -512,7 +558,7 @@ void Daemon::on_connection(Slot& slot, UniqueFd fd, const SocketAddress& peer)
         },
         [this, name = service.config.name](Connection& c, const Stage& stage, const std::string& reason) {
             if (Service* now = states_[name].current)
-                log_refusal(*now, c.shown, std::string(stage.name()) + ":" + reason);
+                log_refusal(now->config.name, c.shown, std::string(stage.name()) + ":" + reason);
             finished(name, std::move(c.ticket));
         });
 }
@@ -524,10 +570,7 @@ void Daemon::spawn_for(Slot& slot, Connection& connection)
            std::move(connection.relay));
 }
 
-void Daemon::serve_builtin(Slot& slot, Connection& connection)
-{
-    builtins_->serve(slot.service->config, std::move(connection.fd), connection.shown, std::move(connection.ticket));
-}
+void Daemon::serve_builtin(Slot& slot, Connection& connection) { builtins_->serve(slot.service->config, connection); }
 
 void Daemon::answer_datagrams(Slot& slot)
 {
@@ -646,7 +689,8 @@ bool Daemon::launch(Slot& slot, int socket, const Peer& peer, const SocketAddres
     const char* who = who_key(child);
     children_.add(spawned.pid, std::move(child), std::move(spawned.pidfd));
     if (relayed)
-        relayed->start(base_.get(), [this, pid = spawned.pid, relayed] { relay_closed(pid, relayed); });
+        relayed->start(base_.get(),
+                       [this, pid = spawned.pid, relayed](const RelayEnd&) { relay_closed(pid, relayed); });
     watch_sigchld();
     ++st.counters.spawned;
     if (service.config.timeout) {

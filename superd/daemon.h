@@ -156,6 +156,7 @@ private:
         pid_t pid; // its program's
         Child child;
     };
+    // In kRefusalReasons' order.
     enum class Refusal { kAcl, kLimit, kSource, kRate, kFds };
     // How a reload went, for status(), superctl and the metrics.
     struct ReloadOutcome {
@@ -175,6 +176,7 @@ private:
     // one; `trigger` says who asked, for the log.
     const ReloadOutcome& reload(std::string_view trigger);
     void log_counters();
+    void warn_fd_budget() const;
     // The service manager's one-line status (STATUS=).
     std::string status() const;
     // The metrics builtin's page: every service's counters and superd's
@@ -195,7 +197,11 @@ private:
     // Counts and logs a refusal; `connection` (or -1) gets the busy message.
     // Datagrams are logged at debug level: a flood must not flood the log.
     void refuse(Service& service, int connection, const SocketAddress& peer, Refusal why, bool datagram = false);
-    void log_refusal(const Service& service, const SocketAddress& peer, std::string_view reason, bool datagram = false);
+    void log_refusal(const std::string& service, const SocketAddress& peer, std::string_view reason,
+                     bool datagram = false);
+    // A builtin's connection has ended: how, if its relay says.
+    void builtin_closed(const std::string& name, Admission::Ticket ticket, const SocketAddress& peer,
+                        const RelayEnd& end);
     // accept() ran out of descriptors or memory.
     void shortage(Slot& slot, int error);
     void out_of_fds(Slot& slot);

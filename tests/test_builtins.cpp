@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 
@@ -19,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <random>
 #include <regex>
 #include <set>
 #include <thread>
@@ -59,6 +61,15 @@ TEST_CASE("daytime is one human-readable line (RFC 867)", "[builtins]")
 namespace {
 
 SocketAddress address_of(const std::string& host, uint16_t port) { return harness::socket_address(host, port); }
+
+// Hands Builtins an accepted TCP connection from 127.0.0.1:1.
+void serve(Builtins& builtins, const ServiceConfig& service, UniqueFd fd, Admission::Ticket ticket)
+{
+    SocketAddress peer = address_of("127.0.0.1", 1);
+    Connection connection{std::move(fd),     peer,   address_of("127.0.0.1", 2), peer, std::nullopt,
+                          std::move(ticket), nullptr};
+    builtins.serve(service, connection);
+}
 
 // A datagram's fate: refused (the reason) or answered (nullptr).
 std::string fate(const std::string& from, uint16_t from_port, const std::string& to, std::vector<uint16_t> ours,
@@ -198,8 +209,7 @@ TEST_CASE("A chargen client that never reads holds a small, fixed send buffer", 
     UniqueFd server(::accept4((*listener)->fd(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
     REQUIRE(server);
     int fd = server.get();
-    builtins.serve(builtin_service("chargen", Protocol::kTcp), std::move(server), address_of("127.0.0.1", 1),
-                   Admission::Ticket{});
+    serve(builtins, builtin_service("chargen", Protocol::kTcp), std::move(server), Admission::Ticket{});
 
     // Left to itself, the kernel grows a fast connection's send buffer to
     // megabytes while the client does not read.
@@ -224,15 +234,18 @@ TEST_CASE("The builtin table is the one list of builtins, each row complete", "[
         INFO(kind.name);
         CHECK(names.insert(kind.name).second);
         CHECK(find_builtin(kind.name) == &kind);
-        // A protocol it serves has the functions that serve it.
-        CHECK(kind.tcp == (kind.on_input != nullptr));
+        // A protocol it serves has the functions that serve it: a stream's,
+        // or a relay.
+        CHECK(kind.tcp == (kind.on_input != nullptr || kind.relay != nullptr));
+        CHECK_FALSE((kind.on_input && kind.relay));
         CHECK(kind.udp == (kind.datagram != nullptr));
         CHECK((kind.tcp || kind.udp));
         CHECK_FALSE(protocol_problem(kind, Protocol::kTcp).has_value() != !kind.tcp);
         CHECK_FALSE(protocol_problem(kind, Protocol::kUdp).has_value() != !kind.udp);
         CHECK(protocol_problem(kind, Protocol::kUnix).has_value());
     }
-    CHECK(names == std::set<std::string_view>{"echo", "discard", "chargen", "daytime", "time", "metrics"});
+    CHECK(names
+          == std::set<std::string_view>{"echo", "discard", "chargen", "daytime", "time", "metrics", "file", "forward"});
     CHECK(find_builtin("qotd") == nullptr);
     CHECK(find_builtin("") == nullptr);
     CHECK(inetd_internal_names() == "echo, discard, chargen, daytime and time");
@@ -294,10 +307,11 @@ TEST_CASE("A builtin connection outlives the ServiceConfig it was served from", 
     EventBase base(event_base_new());
     const std::string name = "a-service-name-too-long-for-the-small-string-buffer";
     std::vector<std::string> closed;
-    Builtins builtins(base.get(), [&](const std::string& service, Admission::Ticket ticket) {
-        closed.push_back(service);
-        ticket.end();
-    });
+    Builtins builtins(base.get(),
+                      [&](const std::string& service, Admission::Ticket ticket, const SocketAddress&, const RelayEnd&) {
+                          closed.push_back(service);
+                          ticket.end();
+                      });
     Admission admission;
     TcpPair pair;
     {
@@ -306,7 +320,7 @@ TEST_CASE("A builtin connection outlives the ServiceConfig it was served from", 
         admission.configure(*config, Clock::now());
         Admission::Ticket ticket;
         REQUIRE_FALSE(admission.admit(address_of("127.0.0.1", 1), Clock::now(), ticket));
-        builtins.serve(*config, std::move(pair.server), address_of("127.0.0.1", 1), std::move(ticket));
+        serve(builtins, *config, std::move(pair.server), std::move(ticket));
     }
     CHECK(builtins.connections() == 1);
     CHECK(admission.running() == 1);
@@ -326,8 +340,7 @@ TEST_CASE("Each stream builtin is served by its row over a real connection", "[b
     SECTION("echo returns what came, then FIN after the client's")
     {
         TcpPair pair;
-        builtins.serve(builtin_service("echo", Protocol::kTcp), std::move(pair.server), address_of("127.0.0.1", 1),
-                       Admission::Ticket{});
+        serve(builtins, builtin_service("echo", Protocol::kTcp), std::move(pair.server), Admission::Ticket{});
         std::string big(200 * 1024, 'e'); // over the 64 KiB bound: reading stops and resumes
         std::thread writer([&] {
             harness::send_all(pair.client.get(), big);
@@ -340,8 +353,7 @@ TEST_CASE("Each stream builtin is served by its row over a real connection", "[b
     SECTION("discard answers nothing and closes at the client's EOF")
     {
         TcpPair pair;
-        builtins.serve(builtin_service("discard", Protocol::kTcp), std::move(pair.server), address_of("127.0.0.1", 1),
-                       Admission::Ticket{});
+        serve(builtins, builtin_service("discard", Protocol::kTcp), std::move(pair.server), Admission::Ticket{});
         harness::send_all(pair.client.get(), "into the void\n");
         ::shutdown(pair.client.get(), SHUT_WR);
         CHECK(read_until_closed(base.get(), pair.client.get(), builtins).empty());
@@ -349,8 +361,7 @@ TEST_CASE("Each stream builtin is served by its row over a real connection", "[b
     SECTION("chargen streams its lines in order until the client goes")
     {
         TcpPair pair;
-        builtins.serve(builtin_service("chargen", Protocol::kTcp), std::move(pair.server), address_of("127.0.0.1", 1),
-                       Admission::Ticket{});
+        serve(builtins, builtin_service("chargen", Protocol::kTcp), std::move(pair.server), Admission::Ticket{});
         std::string expected;
         for (uint64_t i = 0; i < 1000; ++i)
             expected += rfc::chargen_line(i);
@@ -373,8 +384,7 @@ TEST_CASE("Each stream builtin is served by its row over a real connection", "[b
         for (const char* name : {"daytime", "time"}) {
             TcpPair pair;
             harness::send_all(pair.client.get(), "what time is it?\n");
-            builtins.serve(builtin_service(name, Protocol::kTcp), std::move(pair.server), address_of("127.0.0.1", 1),
-                           Admission::Ticket{});
+            serve(builtins, builtin_service(name, Protocol::kTcp), std::move(pair.server), Admission::Ticket{});
             std::string reply = read_until_closed(base.get(), pair.client.get(), builtins);
             INFO(name);
             CHECK(builtins.connections() == 0);
@@ -393,11 +403,10 @@ TEST_CASE("Builtins frees the connections still open when it is destroyed", "[bu
     TcpPair echo, chargen;
     int closed = 0;
     {
-        Builtins builtins(base.get(), [&](const std::string&, Admission::Ticket) { ++closed; });
-        builtins.serve(builtin_service("echo", Protocol::kTcp), std::move(echo.server), address_of("127.0.0.1", 1),
-                       Admission::Ticket{});
-        builtins.serve(builtin_service("chargen", Protocol::kTcp), std::move(chargen.server),
-                       address_of("127.0.0.1", 1), Admission::Ticket{});
+        Builtins builtins(base.get(), [&](const std::string&, Admission::Ticket, const SocketAddress&,
+                                          const RelayEnd&) { ++closed; });
+        serve(builtins, builtin_service("echo", Protocol::kTcp), std::move(echo.server), Admission::Ticket{});
+        serve(builtins, builtin_service("chargen", Protocol::kTcp), std::move(chargen.server), Admission::Ticket{});
         CHECK(builtins.connections() == 2);
         event_base_loop(base.get(), EVLOOP_ONCE | EVLOOP_NONBLOCK);
     }
@@ -418,4 +427,102 @@ TEST_CASE("Builtins frees the connections still open when it is destroyed", "[bu
     };
     sees_end(chargen.client.get());
     sees_end(echo.client.get());
+}
+
+namespace {
+
+// The file builtin's service for the file at `path`, with its row copied
+// into `row` so that a test may shorten a timeout.
+ServiceConfig file_service(const std::string& path, BuiltinKind& row)
+{
+    ServiceConfig config = builtin_service("file", Protocol::kTcp);
+    row = *config.builtin;
+    config.builtin = &row;
+    config.file_path = path;
+    return config;
+}
+
+std::string random_bytes(size_t size)
+{
+    std::mt19937 random(42);
+    std::string bytes(size, '\0');
+    for (char& c : bytes)
+        c = static_cast<char>(random());
+    return bytes;
+}
+
+} // namespace
+
+TEST_CASE("file sends the whole file, then a FIN, and an empty one nothing", "[builtins]")
+{
+    harness::TempDir dir;
+    EventBase base(event_base_new());
+    Builtins builtins(base.get());
+    BuiltinKind row = *find_builtin("file");
+    const std::string contents = random_bytes(3 * 1024 * 1024 + 17);
+    for (const std::string& text : {contents, std::string()}) {
+        TcpPair pair;
+        serve(builtins, file_service(dir.write("f", text), row), std::move(pair.server), {});
+        std::string got = read_until_closed(base.get(), pair.client.get(), builtins);
+        CHECK(got.size() == text.size());
+        CHECK(got == text);
+        CHECK(builtins.connections() == 0);
+    }
+}
+
+TEST_CASE("file fails a connection at once when its file has gone or is not a regular file", "[builtins]")
+{
+    harness::TempDir dir;
+    EventBase base(event_base_new());
+    std::vector<std::string> closed;
+    Builtins builtins(base.get(), [&](const std::string& service, Admission::Ticket, const SocketAddress&,
+                                      const RelayEnd&) { closed.push_back(service); });
+    BuiltinKind row = *find_builtin("file");
+    for (const std::string& path : {(dir.path() / "gone").string(), dir.path().string()}) {
+        TcpPair pair;
+        serve(builtins, file_service(path, row), std::move(pair.server), {});
+        // Closed within serve(): nothing was queued.
+        CHECK(builtins.connections() == 0);
+        CHECK(read_until_closed(base.get(), pair.client.get(), builtins).empty());
+    }
+    CHECK(closed.size() == 2);
+}
+
+TEST_CASE("A file that shrinks under a transfer ends it, where libevent would leave it stuck", "[builtins]")
+{
+    // libevent reports a sendfile(2) that sends nothing (past the end of a
+    // shrunk file) as an EOF while writing, and stops writing.
+    harness::TempDir dir;
+    EventBase base(event_base_new());
+    Builtins builtins(base.get());
+    BuiltinKind row = *find_builtin("file");
+    std::string path = dir.write("sparse", "");
+    REQUIRE(::truncate(path.c_str(), 256 * 1024 * 1024) == 0);
+    TcpPair pair;
+    serve(builtins, file_service(path, row), std::move(pair.server), {});
+    // The kernel's buffers fill while the client reads nothing.
+    for (int i = 0; i < 200; ++i)
+        event_base_loop(base.get(), EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    REQUIRE(builtins.connections() == 1);
+    REQUIRE(::truncate(path.c_str(), 4096) == 0);
+    std::string got = read_until_closed(base.get(), pair.client.get(), builtins);
+    CHECK(builtins.connections() == 0);
+    CHECK(got.size() > 4096);
+    CHECK(got.size() < 256u * 1024 * 1024);
+}
+
+TEST_CASE("A file client that stops reading is dropped after the stall timeout", "[builtins]")
+{
+    harness::TempDir dir;
+    EventBase base(event_base_new());
+    Builtins builtins(base.get());
+    BuiltinKind row;
+    std::string path = dir.write("sparse", "");
+    REQUIRE(::truncate(path.c_str(), 256 * 1024 * 1024) == 0);
+    ServiceConfig service = file_service(path, row);
+    row.stall_timeout = std::chrono::milliseconds(200);
+    TcpPair pair;
+    serve(builtins, service, std::move(pair.server), {});
+    run_until(base.get(), [&] { return builtins.connections() == 0; });
+    CHECK(builtins.connections() == 0);
 }

@@ -129,7 +129,7 @@ public:
     explicit FakeRelay(int& destroyed) : destroyed_(destroyed) {}
     ~FakeRelay() override { ++destroyed_; }
     void start(event_base*, Closed closed) override { closed_ = std::move(closed); }
-    void close() { closed_(); }
+    void close() { closed_(superd::RelayEnd{}); }
 
 private:
     int& destroyed_;
@@ -172,7 +172,7 @@ TEST_CASE("A relayed connection is over when its session has ended and its relay
         superd::Lifetime life(admission.count_unadmitted(), std::make_unique<FakeRelay>(destroyed));
         auto* relay = static_cast<FakeRelay*>(life.relay());
         int ends = 0;
-        relay->start(nullptr, [&] {
+        relay->start(nullptr, [&](const superd::RelayEnd&) {
             if (life.relay_closed() && life.ticket().end())
                 ++ends;
         });

@@ -705,7 +705,7 @@ TEST_CASE("As root, files, folders and programs others could change are refused"
     }
 }
 
-TEST_CASE("allow_setuid is for programs, allow_amplification for chargen alone", "[config]")
+TEST_CASE("allow_setuid is for programs, allow_amplification for the builtins that amplify", "[config]")
 {
     Fixture f;
     const std::string head = "[service.a]\nlisten = [\"127.0.0.1:7000\"]\n"; // lines 1-2
@@ -730,6 +730,99 @@ TEST_CASE("allow_setuid is for programs, allow_amplification for chargen alone",
                Catch::Contains("allow_setuid does not apply to a builtin"));
     CHECK_THAT(f.error_at(head + "program = \"prog\"\nallow_setuid = 1\n", 4),
                Catch::Contains("allow_setuid must be true or false"));
+}
+
+TEST_CASE("file takes a readable regular file, at its line", "[config]")
+{
+    Fixture f;
+    const std::string head = "[service.motd]\nlisten = [\"127.0.0.1:7000\"]\nbuiltin = \"file\"\n"; // lines 1-3
+    f.dir.write("motd", "hello\n");
+    auto config = f.load(head + "path = \"motd\"\n");
+    INFO((config.ok() ? std::string() : config.error()));
+    REQUIRE(config.ok());
+    CHECK(config->services[0].file_path == (f.dir.path() / "motd").string());
+
+    CHECK(f.error_at(head, 1) == "service 'motd': missing key 'path' (the file that builtin = \"file\" sends)");
+    CHECK(f.error_at(head + "path = \"gone\"\n", 4)
+          == "service 'motd': path: open " + (f.dir.path() / "gone").string() + ": No such file or directory");
+    CHECK(f.error_at(head + "path = \"sub\"\n", 4)
+          == "service 'motd': path: " + (f.dir.path() / "sub").string() + " is not a regular file");
+    // A FIFO is refused without waiting for a writer.
+    std::string fifo = (f.dir.path() / "fifo").string();
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    CHECK(f.error_at(head + "path = \"fifo\"\n", 4) == "service 'motd': path: " + fifo + " is not a regular file");
+    // A setting of the file builtin's own, anywhere else.
+    CHECK(f.error_at("[service.e]\nlisten = [\"127.0.0.1:7000\"]\nbuiltin = \"echo\"\npath = \"motd\"\n", 4)
+          == "service 'e': path applies only to builtin = \"file\"");
+    CHECK(f.error_at("[service.p]\nlisten = [\"127.0.0.1:7000\"]\nprogram = \"prog\"\npath = \"motd\"\n", 4)
+          == "service 'p': path applies only to builtin = \"file\"");
+    // A key where it does not apply says more than the key that is missing.
+    CHECK(f.error_at(head + "forward_to = \"127.0.0.1:80\"\n", 4)
+          == "service 'motd': forward_to applies only to builtin = \"forward\"");
+}
+
+TEST_CASE("forward takes a backend address, a timeout and a PROXY version", "[config]")
+{
+    Fixture f;
+    const std::string head = "[service.web]\nlisten = [\"127.0.0.1:7000\"]\nbuiltin = \"forward\"\n"; // lines 1-3
+    auto config = f.load(head + "forward_to = \"127.0.0.1:8080\"\n");
+    INFO((config.ok() ? std::string() : config.error()));
+    REQUIRE(config.ok());
+    const superd::ServiceConfig& web = config->services[0];
+    CHECK(web.forward_to.to_string() == "127.0.0.1:8080");
+    CHECK(web.connect_timeout == std::chrono::seconds(5));
+    CHECK(web.send_proxy == superd::ProxyVersion::kNone);
+
+    config = f.load(head + "forward_to = \"[::1]:8080\"\nconnect_timeout = \"250ms\"\nsend_proxy = \"v2\"\n");
+    REQUIRE(config.ok());
+    CHECK(config->services[0].forward_to.to_string() == "[::1]:8080");
+    CHECK(config->services[0].connect_timeout == std::chrono::milliseconds(250));
+    CHECK(config->services[0].send_proxy == superd::ProxyVersion::kV2);
+    config = f.load(head + "forward_to = \"unix:sub/backend.sock\"\nsend_proxy = \"v1\"\n");
+    REQUIRE(config.ok());
+    CHECK(config->services[0].forward_to.to_string() == "unix:" + (f.dir.path() / "sub/backend.sock").string());
+    CHECK(config->services[0].send_proxy == superd::ProxyVersion::kV1);
+
+    CHECK(f.error_at(head, 1)
+          == "service 'web': missing key 'forward_to' (where builtin = \"forward\" sends each connection)");
+    CHECK(f.error_at(head + "forward_to = \"8080\"\n", 4)
+          == "service 'web': forward_to '8080' needs an address too, e.g. \"127.0.0.1:8080\"");
+    CHECK(f.error_at(head + "forward_to = \"0.0.0.0:8080\"\n", 4)
+          == "service 'web': forward_to '0.0.0.0:8080' is a wildcard address: name the backend's own address");
+    CHECK_THAT(f.error_at(head + "forward_to = \"example.com:80\"\n", 4),
+               Catch::StartsWith("service 'web': forward_to "));
+    CHECK_THAT(f.error_at(head + "forward_to = \"unix:\"\n", 4), Catch::StartsWith("service 'web': forward_to "));
+    CHECK_THAT(f.error_at(head + "forward_to = \"127.0.0.1:8080\"\nsend_proxy = \"v3\"\n", 5),
+               Catch::Contains("send_proxy must be one of"));
+    CHECK_THAT(f.error_at(head + "forward_to = \"127.0.0.1:8080\"\nconnect_timeout = \"0s\"\n", 5),
+               Catch::StartsWith("service 'web': connect_timeout"));
+    CHECK(f.error_at("[service.w]\nlisten = [\"127.0.0.1:7000\"]\nprotocol = \"udp\"\nbuiltin = \"forward\"\n", 4)
+          == "service 'w': builtin 'forward' serves TCP only");
+    CHECK(f.error_at("[service.e]\nlisten = [\"127.0.0.1:7000\"]\nbuiltin = \"echo\"\nsend_proxy = \"v1\"\n", 4)
+          == "service 'e': send_proxy applies only to builtin = \"forward\"");
+}
+
+TEST_CASE("A forward into a forward listener of superd's own is refused: it would loop", "[config]")
+{
+    Fixture f;
+    // Into itself, and into another forward through a wildcard listener.
+    CHECK(f.error_at("[service.web]\nlisten = [\"127.0.0.1:7000\"]\nbuiltin = \"forward\"\n"
+                     "forward_to = \"127.0.0.1:7000\"\n",
+                     4)
+          == "service 'web': forward_to 127.0.0.1:7000 is superd's own listener of service 'web', a forward too: "
+             "each connection would forward to itself");
+    CHECK_THAT(f.error_at("[service.a]\nlisten = [\"0.0.0.0:7001\"]\nbuiltin = \"forward\"\n"
+                          "forward_to = \"127.0.0.1:7002\"\n"
+                          "[service.b]\nlisten = [\"127.0.0.1:7002\"]\nbuiltin = \"forward\"\n"
+                          "forward_to = \"127.0.0.1:7001\"\n",
+                          4),
+               Catch::StartsWith("service 'a': forward_to 127.0.0.1:7002 is superd's own listener of service 'b'"));
+    // Into another kind of service of superd's own is a forward like any.
+    auto config = f.load("[service.echo]\nlisten = [\"127.0.0.1:7003\"]\nbuiltin = \"echo\"\n"
+                         "[service.web]\nlisten = [\"127.0.0.1:7004\"]\nbuiltin = \"forward\"\n"
+                         "forward_to = \"127.0.0.1:7003\"\n");
+    INFO((config.ok() ? std::string() : config.error()));
+    CHECK(config.ok());
 }
 
 TEST_CASE("Resource limits and durations too large are errors, never wrapped around", "[config]")
@@ -971,7 +1064,7 @@ std::set<std::string> table_keys()
 TEST_CASE("The README's config reference lists every key of the table, and no other", "[config]")
 {
     std::set<std::string> table = table_keys();
-    CHECK(table.size() == 42);
+    CHECK(table.size() == 46);
     CHECK(readme_keys() == table);
 }
 

@@ -3,6 +3,7 @@
 #include "superd/address.h"
 #include "superd/config.h"
 #include "superd/inetd_conf.h"
+#include "superd/proxy_header.h"
 
 #include <catch2/catch.hpp>
 
@@ -29,6 +30,11 @@ TEST_CASE("Inputs that once crashed a parser stay harmless", "[fuzz]")
             ++checked;
         } else if (name.rfind("address-", 0) == 0) {
             (void)superd::parse_listen_address(text.str());
+            ++checked;
+        } else if (name.rfind("proxy_header-", 0) == 0) {
+            std::string bytes = text.str();
+            (void)superd::parse_proxy_header({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()},
+                                             superd::ProxyAccept::kAny);
             ++checked;
         }
     }
