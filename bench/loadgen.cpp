@@ -1,14 +1,19 @@
 // loadgen: closed-loop TCP load generator, single-threaded on epoll. Keeps
 // CONCURRENCY connections in flight; each connects, optionally reads a
 // greeting of N bytes, sends MESSAGE, half-closes, reads to EOF and checks
-// the reply equals EXPECT. Prints one machine-readable line on stdout:
+// the reply equals EXPECT. With --no-shutdown it does not half-close: it
+// reads exactly as many bytes as EXPECT has, checks them and closes, for
+// forwarders that end a connection at its first EOF either way (as
+// systemd-socket-proxyd does), which would drop the reply. Prints one machine-readable line on stdout:
 //   conn_per_s=... completed=... errors=... p50_us=... p99_us=... max_us=... held=... seconds=...
 // Exit status: 0 no errors, 1 errors, 2 bad command line.
 //
 //   g++ -std=c++20 -O2 -I. -o loadgen bench/loadgen.cpp
 //   loadgen --port P [--host 127.0.0.1] [--concurrency 16] [--duration 10]
 //           [--max-connections 0] [--greeting 0] [--message "hello\n"]
-//           [--expect STRING] [--hold 0] [--timeout 5]
+//           [--expect STRING] [--hold 0] [--timeout 5] [--no-shutdown]
+//
+// --concurrency 0 with --hold N only holds the N connections for --duration.
 //
 // --message and --expect understand \n \r \t \\ \0 and \xHH so that a shell
 // argument like "hello\n" means what it looks like.
@@ -48,33 +53,13 @@ struct Options {
     bool expect_set = false;
     long long hold = 0;
     double timeout = 5.0;
+    bool no_shutdown = false;
 };
 
-[[noreturn]] void usage(const char* why)
-{
-    if (why)
-        std::fprintf(stderr, "loadgen: %s\n", why);
-    std::fprintf(stderr, "usage: loadgen --port P [--host 127.0.0.1] [--concurrency 16] [--duration 10]\n"
-                         "               [--max-connections 0] [--greeting 0] [--message \"hello\\n\"]\n"
-                         "               [--expect STRING] [--hold 0] [--timeout 5]\n");
-    std::exit(2);
-}
-
-template <typename T>
-T parse_number(std::string_view flag, std::string_view text, T low, T high)
-{
-    T value{};
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc{} || end != text.data() + text.size() || !(value >= low && value <= high)) {
-        std::string why = "bad value for ";
-        why += flag;
-        why += ": '";
-        why += text;
-        why += "'";
-        usage(why.c_str());
-    }
-    return value;
-}
+const bench::CommandLine kCommandLine{"loadgen",
+                                      "usage: loadgen --port P [--host 127.0.0.1] [--concurrency 16] [--duration 10]\n"
+                                      "               [--max-connections 0] [--greeting 0] [--message \"hello\\n\"]\n"
+                                      "               [--expect STRING] [--hold 0] [--timeout 5] [--no-shutdown]\n"};
 
 int hex_digit(char c)
 {
@@ -133,46 +118,42 @@ Options parse_args(int argc, char** argv)
     Options o;
     for (int i = 1; i < argc; ++i) {
         std::string_view flag = argv[i];
-        if (flag == "-h" || flag == "--help")
-            usage(nullptr);
-        if (i + 1 >= argc)
-            usage(("missing value for " + std::string(flag)).c_str());
-        std::string_view value = argv[++i];
+        if (flag == "--no-shutdown") {
+            o.no_shutdown = true;
+            continue;
+        }
+        std::string_view value = kCommandLine.value_of(argc, argv, i);
         if (flag == "--port")
-            o.port = parse_number<int>(flag, value, 1, 65535);
+            o.port = kCommandLine.number<int>(flag, value, 1, 65535);
         else if (flag == "--host")
             o.host = value;
         else if (flag == "--concurrency")
-            o.concurrency = parse_number<int>(flag, value, 1, 1'000'000);
+            o.concurrency = kCommandLine.number<int>(flag, value, 0, 1'000'000);
         else if (flag == "--duration")
-            o.duration = parse_number<double>(flag, value, 0.001, 1e7);
+            o.duration = kCommandLine.number<double>(flag, value, 0.001, 1e7);
         else if (flag == "--max-connections")
-            o.max_connections = parse_number<long long>(flag, value, 0, 1LL << 50);
+            o.max_connections = kCommandLine.number<long long>(flag, value, 0, 1LL << 50);
         else if (flag == "--greeting")
-            o.greeting = parse_number<long long>(flag, value, 0, 1LL << 40);
+            o.greeting = kCommandLine.number<long long>(flag, value, 0, 1LL << 40);
         else if (flag == "--message")
             o.message = unescape(value);
         else if (flag == "--expect") {
             o.expect = unescape(value);
             o.expect_set = true;
         } else if (flag == "--hold")
-            o.hold = parse_number<long long>(flag, value, 0, 10'000'000);
+            o.hold = kCommandLine.number<long long>(flag, value, 0, 10'000'000);
         else if (flag == "--timeout")
-            o.timeout = parse_number<double>(flag, value, 0.001, 1e7);
+            o.timeout = kCommandLine.number<double>(flag, value, 0.001, 1e7);
         else
-            usage(("unknown option " + std::string(flag)).c_str());
+            kCommandLine.fail("unknown option " + std::string(flag));
     }
     if (o.port == 0)
-        usage("--port is required");
+        kCommandLine.fail("--port is required");
+    if (o.concurrency == 0 && o.hold == 0)
+        kCommandLine.fail("--concurrency 0 needs --hold");
     if (!o.expect_set)
         o.expect = o.message;
     return o;
-}
-
-int64_t now_ns()
-{
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-        .count();
 }
 
 enum class Phase { Idle, Connecting, Greeting, Sending, Reading, HeldConnecting, Held };
@@ -217,8 +198,8 @@ enum class Step { Pending, Ok, Failed };
 
 class LoadGen {
 public:
-    LoadGen(const Options& o, const sockaddr_storage& addr, socklen_t addr_len)
-        : opt_(o), addr_(addr), addr_len_(addr_len), timeout_ns_(static_cast<int64_t>(o.timeout * 1e9)),
+    LoadGen(const Options& o, const bench::Address& to)
+        : opt_(o), to_(to), timeout_ns_(static_cast<int64_t>(o.timeout * 1e9)),
           conns_(static_cast<size_t>(o.concurrency) + static_cast<size_t>(o.hold))
     {
         epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
@@ -232,19 +213,19 @@ public:
     {
         size_t held = open_held();
 
-        const int64_t t0 = now_ns();
+        const int64_t t0 = bench::now_ns();
         const int64_t end = t0 + static_cast<int64_t>(opt_.duration * 1e9);
         for (uint32_t i = static_cast<uint32_t>(opt_.concurrency); i-- > 0;)
             free_.push_back(i);
 
-        std::vector<epoll_event> events(static_cast<size_t>(std::min(opt_.concurrency, 4096)));
+        std::vector<epoll_event> events(static_cast<size_t>(std::clamp(opt_.concurrency, 1, 4096)));
         for (;;) {
-            int64_t now = now_ns();
+            int64_t now = bench::now_ns();
             while (!free_.empty() && can_start(now, end)) {
                 uint32_t idx = free_.back();
                 free_.pop_back();
                 start(idx);
-                now = now_ns();
+                now = bench::now_ns();
             }
             if (active_ == 0 && !can_start(now, end))
                 break;
@@ -272,9 +253,9 @@ public:
                 if (s != Step::Pending)
                     finish(idx, s == Step::Ok, kind);
             }
-            expire(now_ns());
+            expire(bench::now_ns());
         }
-        const double seconds = static_cast<double>(now_ns() - t0) / 1e9;
+        const double seconds = static_cast<double>(bench::now_ns() - t0) / 1e9;
 
         std::sort(latencies_us_.begin(), latencies_us_.end());
         auto pct = [&](double p) -> long long {
@@ -313,20 +294,8 @@ private:
     int begin_connect(uint32_t idx)
     {
         Conn& c = conns_[idx];
-        c.fd = ::socket(addr_.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (c.fd < 0)
-            return -1;
-        c.start_ns = now_ns();
-        if (::connect(c.fd, reinterpret_cast<const sockaddr*>(&addr_), addr_len_) < 0 && errno != EINPROGRESS)
-            return -1;
-        // Edge-triggered: each phase runs its syscalls until EAGAIN, so one
-        // registration serves the whole connection without epoll_ctl(MOD) churn.
-        epoll_event ev{};
-        ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-        ev.data.u64 = (static_cast<uint64_t>(c.gen) << 32) | idx;
-        if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, c.fd, &ev) < 0)
-            return -1;
-        return 0;
+        c.start_ns = bench::now_ns();
+        return bench::start_connect(to_, epfd_, (static_cast<uint64_t>(c.gen) << 32) | idx, c.fd) ? 0 : -1;
     }
 
     void start(uint32_t idx)
@@ -351,7 +320,7 @@ private:
     {
         Conn& c = conns_[idx];
         if (ok)
-            latencies_us_.push_back((now_ns() - c.start_ns + 500) / 1000);
+            latencies_us_.push_back((bench::now_ns() - c.start_ns + 500) / 1000);
         else
             ++error_counts_[kind];
         if (c.fd >= 0)
@@ -435,11 +404,13 @@ private:
                     }
                     break;
                 }
-                if (::shutdown(c.fd, SHUT_WR) < 0) {
+                if (!opt_.no_shutdown && ::shutdown(c.fd, SHUT_WR) < 0) {
                     kind = classify(errno);
                     return Step::Failed;
                 }
                 c.phase = Phase::Reading;
+                if (opt_.no_shutdown && opt_.expect.empty())
+                    return Step::Ok;
                 break;
             }
             case Phase::Reading: {
@@ -448,7 +419,17 @@ private:
                     // Keep at most one byte beyond the expectation: enough to know it is wrong.
                     size_t room = opt_.expect.size() + 1 - std::min(c.got.size(), opt_.expect.size() + 1);
                     c.got.append(buffer, std::min(room, static_cast<size_t>(n)));
+                    if (opt_.no_shutdown && c.got.size() >= opt_.expect.size()) {
+                        if (c.got == opt_.expect)
+                            return Step::Ok;
+                        kind = Mismatch;
+                        return Step::Failed;
+                    }
                 } else if (n == 0) {
+                    if (opt_.no_shutdown) {
+                        kind = EarlyEof;
+                        return Step::Failed;
+                    }
                     if (c.got == opt_.expect)
                         return Step::Ok;
                     kind = Mismatch;
@@ -489,18 +470,12 @@ private:
         }
 
         size_t held = 0;
-        const int64_t deadline = now_ns() + timeout_ns_;
+        const int64_t deadline = bench::now_ns() + timeout_ns_;
         std::vector<epoll_event> events(1024);
         while (pending > 0) {
-            int64_t left = deadline - now_ns();
-            if (left <= 0)
+            int n = bench::wait_until(epfd_, events, deadline, "loadgen");
+            if (n < 0)
                 break;
-            int n = ::epoll_wait(epfd_, events.data(), static_cast<int>(events.size()),
-                                 static_cast<int>(std::min<int64_t>((left + 999'999) / 1'000'000, 1000)));
-            if (n < 0 && errno != EINTR) {
-                std::perror("loadgen: epoll_wait");
-                break;
-            }
             for (int i = 0; i < n; ++i) {
                 Conn& c = conns_[static_cast<uint32_t>(events[i].data.u64)];
                 if (c.phase != Phase::HeldConnecting)
@@ -532,8 +507,7 @@ private:
     }
 
     const Options& opt_;
-    sockaddr_storage addr_;
-    socklen_t addr_len_;
+    bench::Address to_;
     int64_t timeout_ns_;
     int epfd_ = -1;
     std::vector<Conn> conns_; // [0, concurrency) clients, then the held connections
@@ -555,21 +529,10 @@ int main(int argc, char** argv)
     // send() uses MSG_NOSIGNAL; this is only a backstop so a reset peer can never kill us.
     std::signal(SIGPIPE, SIG_IGN);
 
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    addrinfo* res = nullptr;
-    std::string port = std::to_string(opt.port);
-    if (int rc = ::getaddrinfo(opt.host.c_str(), port.c_str(), &hints, &res); rc != 0 || !res) {
-        std::fprintf(stderr, "loadgen: cannot resolve '%s': %s\n", opt.host.c_str(), ::gai_strerror(rc));
+    std::optional<bench::Address> address = bench::resolve(opt.host, opt.port, "loadgen");
+    if (!address)
         return 2;
-    }
-    sockaddr_storage addr{};
-    std::memcpy(&addr, res->ai_addr, res->ai_addrlen);
-    socklen_t addr_len = res->ai_addrlen;
-    ::freeaddrinfo(res);
 
-    LoadGen gen(opt, addr, addr_len);
+    LoadGen gen(opt, *address);
     return gen.run();
 }

@@ -70,6 +70,8 @@ bool flush(int fd, Conn& c)
 
 void on_event(int fd, uint32_t events)
 {
+    if (static_cast<size_t>(fd) >= conns.size() || !conns[static_cast<size_t>(fd)])
+        return; // closed earlier in the same batch of events
     Conn& c = *conns[static_cast<size_t>(fd)];
     if (!c.pending.empty()) {
         // Waiting for EPOLLOUT: reading is paused until the backlog drains, so a
@@ -122,51 +124,14 @@ int main(int argc, char** argv)
 
     bench::raise_nofile();
     int listener = bench::listen_loopback(*port, SOCK_NONBLOCK, "ref_echo");
-    if (listener < 0)
+    if (listener < 0 || (epfd = bench::epoll_with(listener, "ref_echo")) < 0)
         return 1;
-
-    epfd = ::epoll_create1(EPOLL_CLOEXEC);
-    if (epfd < 0) {
-        std::perror("ref_echo: epoll_create1");
-        return 1;
-    }
-    epoll_event lev{};
-    lev.events = EPOLLIN;
-    lev.data.fd = listener;
-    ::epoll_ctl(epfd, EPOLL_CTL_ADD, listener, &lev);
-
-    std::vector<epoll_event> events(1024);
-    for (;;) {
-        int n = ::epoll_wait(epfd, events.data(), static_cast<int>(events.size()), -1);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            std::perror("ref_echo: epoll_wait");
-            return 1;
-        }
-        for (int i = 0; i < n; ++i) {
-            int fd = events[i].data.fd;
-            if (fd != listener) {
-                if (static_cast<size_t>(fd) < conns.size() && conns[static_cast<size_t>(fd)])
-                    on_event(fd, events[i].events);
-                continue;
-            }
-            for (;;) {
-                int conn = ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                if (conn < 0) {
-                    if (errno == EMFILE || errno == ENFILE)
-                        std::perror("ref_echo: accept4"); // level-triggered: retried next round
-                    break; // EAGAIN: drained; anything else: try again on the next wakeup
-                }
-                if (static_cast<size_t>(conn) >= conns.size())
-                    conns.resize(static_cast<size_t>(conn) + 1024);
-                conns[static_cast<size_t>(conn)] = std::make_unique<Conn>();
-                epoll_event ev{};
-                ev.events = EPOLLIN;
-                ev.data.fd = conn;
-                if (::epoll_ctl(epfd, EPOLL_CTL_ADD, conn, &ev) < 0)
-                    close_conn(conn);
-            }
-        }
-    }
+    auto accepted = [](int conn) {
+        if (static_cast<size_t>(conn) >= conns.size())
+            conns.resize(static_cast<size_t>(conn) + 1024);
+        conns[static_cast<size_t>(conn)] = std::make_unique<Conn>();
+        if (!bench::watch(epfd, conn, EPOLLIN))
+            close_conn(conn);
+    };
+    return bench::serve(epfd, listener, "ref_echo", accepted, on_event);
 }

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <csignal>
+#include <random>
 #include <regex>
 #include <thread>
 
@@ -15,11 +16,13 @@ namespace {
 
 std::string bench(const std::string& tool) { return std::string(BENCH_DIR) + "/" + tool; }
 
-void check_run(uint16_t port)
+void check_run(uint16_t port, const std::vector<std::string>& extra = {})
 {
-    auto run = run_command({bench("loadgen"), "--port", std::to_string(port), "--concurrency", "8", "--duration", "20",
-                            "--max-connections", "300"},
-                           60s);
+    std::vector<std::string> argv{
+        bench("loadgen"),    "--port", std::to_string(port), "--concurrency", "8", "--duration", "20",
+        "--max-connections", "300"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto run = run_command(argv, 60s);
     INFO(run.output);
     CHECK(run.status == 0);
     CHECK(std::regex_search(
@@ -57,6 +60,23 @@ void wait_listening(uint16_t port)
     FAIL("nothing listens on port " << port);
 }
 
+// A fetch run's summary line, for `bytes` in all over `connections`, without errors.
+std::regex fetch_summary(long long bytes, int connections)
+{
+    return std::regex("bytes=" + std::to_string(bytes) + R"( seconds=[0-9.]+ mb_per_s=[0-9.]+ connections=)"
+                      + std::to_string(connections) + " errors=0");
+}
+
+std::string random_bytes(size_t size)
+{
+    std::mt19937 gen(13);
+    std::uniform_int_distribution<int> byte(0, 255);
+    std::string out(size, '\0');
+    for (auto& c : out)
+        c = static_cast<char>(byte(gen));
+    return out;
+}
+
 } // namespace
 
 TEST_CASE("The load generator drives superd's spawned and builtin services", "[bench][integration]")
@@ -78,6 +98,50 @@ TEST_CASE("The reference servers answer the load generator", "[bench][integratio
     wait_listening(echo_port);
     check_run(spawn_port);
     check_run(echo_port);
+    check_run(echo_port, {"--no-shutdown"});
+}
+
+TEST_CASE("The file reference serves its file whole by sendfile and by copy, and fetch counts it",
+          "[bench][integration]")
+{
+    TempDir dir;
+    const std::string content = random_bytes(3'000'000);
+    const std::string path = dir.write("file", content);
+    for (std::string mode : {"", "--copy"}) {
+        INFO("ref_file " << mode);
+        uint16_t port = free_port();
+        std::vector<std::string> argv{bench("ref_file"), std::to_string(port), path};
+        if (!mode.empty())
+            argv.push_back(mode);
+        Reference server(argv);
+        wait_listening(port);
+
+        UniqueFd fd = connect_tcp(port);
+        CHECK(read_to_eof(fd.get()) == content);
+
+        auto run =
+            run_command({bench("fetch"), "--port", std::to_string(port), "--connections", "4", "--repeat", "2"}, 60s);
+        INFO(run.output);
+        CHECK(run.status == 0);
+        CHECK(std::regex_search(run.output, fetch_summary(8 * 3'000'000LL, 8)));
+    }
+}
+
+TEST_CASE("fetch sends, half-closes and counts the echo, and reports a refused port", "[bench][integration]")
+{
+    uint16_t port = free_port();
+    Reference echoer({bench("ref_echo"), std::to_string(port)});
+    wait_listening(port);
+    auto run =
+        run_command({bench("fetch"), "--port", std::to_string(port), "--connections", "2", "--send", "1000000"}, 60s);
+    INFO(run.output);
+    CHECK(run.status == 0);
+    CHECK(std::regex_search(run.output, fetch_summary(2'000'000, 2)));
+
+    auto refused = run_command({bench("fetch"), "--port", std::to_string(free_port()), "--connections", "3"}, 30s);
+    INFO(refused.output);
+    CHECK(refused.status == 1);
+    CHECK_THAT(refused.output, Catch::Contains("errors=3"));
 }
 
 TEST_CASE("The load generator counts a refused port as errors and does not hang", "[bench][integration]")
