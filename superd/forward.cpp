@@ -26,6 +26,8 @@ constexpr int kBulkPipe = 1 << 20;
 // Passes of one direction per wakeup: a fast pair of sockets must not keep
 // the loop from everyone else. Level-triggered events bring it back.
 constexpr int kPasses = 16;
+// A read shorter than this is taken as all the socket had.
+constexpr size_t kShortRead = 16 * 1024;
 
 std::string error_text(const char* what, int error) { return std::string(what) + ": " + std::strerror(error); }
 
@@ -124,18 +126,27 @@ void ForwardRelay::connected()
     down_.to = client_.get();
     if (send_proxy_ != ProxyVersion::kNone)
         header_length_ = write_header();
-    pump();
+    pump(true, true);
 }
 
-void ForwardRelay::on_io(evutil_socket_t, short, void* self) { static_cast<ForwardRelay*>(self)->pump(); }
+// Only the direction the event is for: the other's socket has not said it
+// is ready, and a splice there would only meet EAGAIN.
+void ForwardRelay::on_io(evutil_socket_t fd, short what, void* self)
+{
+    auto* relay = static_cast<ForwardRelay*>(self);
+    bool client = fd == relay->client_.get();
+    bool up = client ? (what & EV_READ) : (what & EV_WRITE);
+    bool down = client ? (what & EV_WRITE) : (what & EV_READ);
+    relay->pump(up, down);
+}
 
-void ForwardRelay::pump()
+void ForwardRelay::pump(bool up, bool down)
 {
     std::optional<std::string> failure = send_header();
-    if (!failure)
-        failure = pump(up_, header_at_ == header_length_);
-    if (!failure)
-        failure = pump(down_, true);
+    if (!failure && up)
+        failure = pump(up_, down_, header_at_ == header_length_);
+    if (!failure && down)
+        failure = pump(down_, up_, true);
     if (failure) {
         abort(*failure);
         return;
@@ -150,22 +161,22 @@ void ForwardRelay::pump()
     want(client_write_, down_.queued > 0);
 }
 
-std::optional<std::string> ForwardRelay::pump(Direction& d, bool may_write)
+std::optional<std::string> ForwardRelay::pump(Direction& d, const Direction& other, bool may_write)
 {
     for (int pass = 0; pass < kPasses; ++pass) {
-        bool progress = false;
+        size_t read = 0;
         // Only into an empty pipe: EAGAIN then means the socket is empty,
         // never that the pipe has no slot left.
         if (!d.ended && d.queued == 0) {
             ssize_t n =
                 ::splice(d.from, nullptr, d.pipe_write.get(), nullptr, kSpliceMax, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (n > 0)
-                d.queued += static_cast<size_t>(n);
+                read = static_cast<size_t>(n);
             else if (n == 0)
                 d.ended = true;
             else if (errno != EAGAIN && errno != EINTR)
                 return error_text(d.from_name, errno);
-            progress = n >= 0;
+            d.queued += read;
         }
         if (d.queued > 0 && may_write) {
             ssize_t n =
@@ -173,7 +184,6 @@ std::optional<std::string> ForwardRelay::pump(Direction& d, bool may_write)
             if (n > 0) {
                 d.queued -= static_cast<size_t>(n);
                 d.moved += static_cast<uint64_t>(n);
-                progress = true;
                 if (d.moved >= kBulk && !d.grown) {
                     // Past /proc/sys/fs/pipe-max-size, or the user's pipe
                     // pages, the kernel refuses: the pipe stays as it is.
@@ -184,13 +194,18 @@ std::optional<std::string> ForwardRelay::pump(Direction& d, bool may_write)
                 return error_text(d.to_name, errno);
             }
         }
-        // The source's EOF, carried across once all it sent has gone.
-        if (d.ended && d.queued == 0 && !d.shut) {
+        // The source's EOF, carried across once all it sent (and the PROXY
+        // header before it) has gone. When
+        // the other way is over too, the relay closes both sockets now,
+        // and the close says it.
+        if (d.ended && d.queued == 0 && !d.shut && may_write) {
             d.shut = true;
-            if (::shutdown(d.to, SHUT_WR) != 0 && errno != ENOTCONN)
+            if (!other.shut && ::shutdown(d.to, SHUT_WR) != 0 && errno != ENOTCONN)
                 return error_text(d.to_name, errno);
         }
-        if (!progress)
+        // Again only after a full read that has all gone: a short read was
+        // likely all there was, and the loop says when more comes.
+        if (d.ended || d.queued > 0 || read < kShortRead)
             break;
     }
     return std::nullopt;

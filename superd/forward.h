@@ -93,10 +93,11 @@ private:
     static void on_connect(evutil_socket_t, short what, void* self);
 
     void connected();
-    // Moves what can be moved; an error ends the relay (and `this`).
-    void pump();
+    // Moves what can be moved up (client to backend) and down; an error
+    // ends the relay (and `this`).
+    void pump(bool up, bool down);
     // The reason a direction failed, or nothing.
-    std::optional<std::string> pump(Direction& d, bool may_write);
+    std::optional<std::string> pump(Direction& d, const Direction& other, bool may_write);
     // Writes the PROXY header into header_; returns its length.
     size_t write_header();
     std::optional<std::string> send_header();
