@@ -35,6 +35,7 @@ struct evbuffer;
 
 namespace superd {
 
+class PipePool;
 class Relay;
 struct Connection;
 
@@ -108,8 +109,9 @@ struct BuiltinKind {
     // TCP, in place of all the above: the connection is handed whole to a
     // Relay of the builtin's own (forward's splice relay), which owns its
     // fds and says how it ended. It copies what it needs from the
-    // ServiceConfig, which a reload frees while the relay lives on.
-    std::unique_ptr<Relay> (*relay)(const ServiceConfig&, Connection&) = nullptr;
+    // ServiceConfig, which a reload frees while the relay lives on, and
+    // takes its pipes from the pool, which outlives it.
+    std::unique_ptr<Relay> (*relay)(const ServiceConfig&, Connection&, PipePool&) = nullptr;
 
     // UDP: the reply to one datagram, or none.
     std::optional<std::string> (*datagram)(const ServiceConfig&, std::string_view request,

@@ -141,7 +141,7 @@ void Builtins::relay(const ServiceConfig& service, Connection& connection)
     entry->service = service.name;
     entry->peer = connection.shown;
     entry->ticket = std::move(connection.ticket);
-    entry->relay = service.builtin->relay(service, connection);
+    entry->relay = service.builtin->relay(service, connection, pipes_);
     Relay* raw = entry->relay.get();
     relays_.emplace(raw, std::move(entry));
     raw->start(base_, [this, raw](const RelayEnd& end) { relay_closed(raw, end); });

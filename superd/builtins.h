@@ -47,6 +47,7 @@
 #include "superd/connection.h"
 #include "superd/event.h"
 #include "superd/fd.h"
+#include "superd/pipe_pool.h"
 
 #include <event2/bufferevent.h>
 #include <netinet/in.h>
@@ -99,6 +100,8 @@ public:
     void set_udp_ports(std::vector<uint16_t> ports);
 
     size_t connections() const { return live_.size() + relays_.size(); }
+    // Empty pipes kept for the next forward, two descriptors each.
+    size_t pooled_pipes() const { return pipes_.size(); }
 
 private:
     struct Stream;
@@ -117,6 +120,7 @@ private:
     event_base* base_;
     OnClose on_close_;
     MetricsSource metrics_;
+    PipePool pipes_; // before the relays, which give theirs back when they end
     std::unordered_map<Stream*, std::unique_ptr<Stream>> live_;
     std::unordered_map<Relay*, std::unique_ptr<Relayed>> relays_;
     std::vector<in_addr_t> broadcasts_;

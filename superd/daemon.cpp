@@ -407,8 +407,9 @@ void Daemon::log_counters()
                      name, st.admission.running(), c.accepted, c.spawned, refused, c.failed_spawn, c.exited_ok,
                      c.exited_error, c.exited_signal, c.timed_out);
     }
-    spdlog::info("counters children={} lingering={} builtin_connections={} stderr_pipes={}", children_.size(),
-                 lingering_.size(), builtins_->connections(), stderr_pipes_.size());
+    spdlog::info("counters children={} lingering={} builtin_connections={} stderr_pipes={} pooled_pipes={}",
+                 children_.size(), lingering_.size(), builtins_->connections(), stderr_pipes_.size(),
+                 builtins_->pooled_pipes());
 }
 
 void Daemon::on_signal(evutil_socket_t signal, short, void* self)

@@ -46,9 +46,9 @@ void reset_on_close(int fd)
 
 } // namespace
 
-ForwardRelay::ForwardRelay(const ServiceConfig& config, Connection& connection)
+ForwardRelay::ForwardRelay(const ServiceConfig& config, Connection& connection, PipePool& pipes)
     : backend_(config.forward_to), connect_timeout_(config.connect_timeout), send_proxy_(config.send_proxy),
-      peer_(connection.peer), local_(connection.local), client_(std::move(connection.fd))
+      peer_(connection.peer), local_(connection.local), pipes_(pipes), client_(std::move(connection.fd))
 {
 }
 
@@ -111,14 +111,13 @@ void ForwardRelay::connected()
 {
     connecting_.reset();
     for (Direction* d : {&up_, &down_}) {
-        int ends[2];
-        if (::pipe2(ends, O_NONBLOCK | O_CLOEXEC) != 0) {
+        auto pipe = pipes_.take();
+        if (!pipe) {
             int e = errno;
             refuse(e == EMFILE || e == ENFILE ? "fds" : "backend", error_text("pipe", e));
             return;
         }
-        d->pipe_read = UniqueFd(ends[0]);
-        d->pipe_write = UniqueFd(ends[1]);
+        d->pipe = std::move(*pipe);
     }
     up_.from = client_.get();
     up_.to = server_.get();
@@ -169,7 +168,7 @@ std::optional<std::string> ForwardRelay::pump(Direction& d, const Direction& oth
         // never that the pipe has no slot left.
         if (!d.ended && d.queued == 0) {
             ssize_t n =
-                ::splice(d.from, nullptr, d.pipe_write.get(), nullptr, kSpliceMax, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+                ::splice(d.from, nullptr, d.pipe.write.get(), nullptr, kSpliceMax, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (n > 0)
                 read = static_cast<size_t>(n);
             else if (n == 0)
@@ -180,14 +179,14 @@ std::optional<std::string> ForwardRelay::pump(Direction& d, const Direction& oth
         }
         if (d.queued > 0 && may_write) {
             ssize_t n =
-                ::splice(d.pipe_read.get(), nullptr, d.to, nullptr, d.queued, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+                ::splice(d.pipe.read.get(), nullptr, d.to, nullptr, d.queued, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (n > 0) {
                 d.queued -= static_cast<size_t>(n);
                 d.moved += static_cast<uint64_t>(n);
                 if (d.moved >= kBulk && !d.grown) {
                     // Past /proc/sys/fs/pipe-max-size, or the user's pipe
                     // pages, the kernel refuses: the pipe stays as it is.
-                    ::fcntl(d.pipe_write.get(), F_SETPIPE_SZ, kBulkPipe);
+                    ::fcntl(d.pipe.write.get(), F_SETPIPE_SZ, kBulkPipe);
                     d.grown = true;
                 }
             } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
@@ -275,15 +274,19 @@ void ForwardRelay::finish(RelayEnd end)
         interest->ev.reset();
     client_.reset();
     server_.reset();
+    // An empty pipe of the default size serves the next connection.
+    for (Direction* d : {&up_, &down_})
+        if (d->pipe.read && d->queued == 0 && !d->grown)
+            pipes_.give(std::move(d->pipe));
     up_ = Direction{};
     down_ = Direction{};
     Closed closed = std::move(closed_);
     closed(end); // may destroy `this`
 }
 
-std::unique_ptr<Relay> make_forward_relay(const ServiceConfig& config, Connection& connection)
+std::unique_ptr<Relay> make_forward_relay(const ServiceConfig& config, Connection& connection, PipePool& pipes)
 {
-    return std::make_unique<ForwardRelay>(config, connection);
+    return std::make_unique<ForwardRelay>(config, connection, pipes);
 }
 
 } // namespace superd

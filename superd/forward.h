@@ -35,7 +35,8 @@
 // and not a clean end of a truncated reply.
 //
 // Six descriptors a connection: the client, the backend and two pipes (the
-// pipes made once the backend has answered). Out of descriptors, the relay
+// pipes taken once the backend has answered, from a pool of empty ones that
+// the relays give back). Out of descriptors, the relay
 // ends as a refusal ("fds"). A pipe starts at the kernel's 64 KiB; one
 // whose direction turns out to be a bulk transfer (1 MiB moved) grows to
 // 1 MiB, which takes a bulk transfer from about 0.85 to about 1.4 GB/s on
@@ -47,6 +48,7 @@
 #include "superd/connection.h"
 #include "superd/event.h"
 #include "superd/fd.h"
+#include "superd/pipe_pool.h"
 
 #include <array>
 #include <chrono>
@@ -63,8 +65,9 @@ inline constexpr unsigned kForwardFds = 6;
 
 class ForwardRelay final : public Relay {
 public:
-    // Takes the connection's fd; copies what it needs of `config`.
-    ForwardRelay(const ServiceConfig& config, Connection& connection);
+    // Takes the connection's fd; copies what it needs of `config`; takes
+    // its pipes from `pipes` and gives them back, empty, when it ends.
+    ForwardRelay(const ServiceConfig& config, Connection& connection, PipePool& pipes);
     ~ForwardRelay() override;
 
     void start(event_base* base, Closed closed) override;
@@ -76,7 +79,7 @@ private:
         const char* to_name;
         int from = -1;
         int to = -1;
-        UniqueFd pipe_read{}, pipe_write{};
+        Pipe pipe{};
         size_t queued = 0;  // bytes in the pipe
         bool ended = false; // `from` has said EOF
         bool shut = false;  // ...and `to` has been told (SHUT_WR)
@@ -112,6 +115,7 @@ private:
     std::chrono::milliseconds connect_timeout_;
     ProxyVersion send_proxy_;
     SocketAddress peer_, local_;
+    PipePool& pipes_;
     Closed closed_;
 
     UniqueFd client_, server_;
@@ -127,6 +131,6 @@ private:
 };
 
 // The forward row's relay function (builtin_kind.h).
-std::unique_ptr<Relay> make_forward_relay(const ServiceConfig& config, Connection& connection);
+std::unique_ptr<Relay> make_forward_relay(const ServiceConfig& config, Connection& connection, PipePool& pipes);
 
 } // namespace superd
