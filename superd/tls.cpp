@@ -111,7 +111,8 @@ std::string utc_text(const ASN1_TIME* time)
 }
 
 // The certificate's validity against `now`: an error if it has ended or not
-// begun, a warning for the leaf if it ends within kTlsExpiryWarning.
+// begun, a warning if it ends within kTlsExpiryWarning (a chain's
+// certificate that ends breaks every handshake as surely as the leaf).
 std::optional<Error> check_validity(X509* cert, bool leaf, std::string_view file, Clock::time_point now,
                                     std::vector<std::string>& warnings)
 {
@@ -125,7 +126,7 @@ std::optional<Error> check_validity(X509* cert, bool leaf, std::string_view file
     if (X509_cmp_time(not_before, &at) >= 0)
         return Error{fmt::format("{}: {} is not valid before {}", file, which, utc_text(not_before))};
     std::time_t soon = Clock::to_time_t(now + kTlsExpiryWarning);
-    if (leaf && X509_cmp_time(not_after, &soon) <= 0) {
+    if (X509_cmp_time(not_after, &soon) <= 0) {
         std::tm end{};
         ASN1_TIME_to_tm(not_after, &end);
         auto left = std::chrono::duration_cast<std::chrono::hours>(Clock::from_time_t(timegm(&end)) - now);

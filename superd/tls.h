@@ -14,8 +14,8 @@
 // Load refuses what would fail or leak later: a key that does not match
 // the certificate; a key file that group or others may read (as OpenSSH
 // refuses one); a certificate of the chain that has expired or is not yet
-// valid. A leaf certificate that expires within kTlsExpiryWarning is loaded
-// with a warning. Every error names the file and carries OpenSSL's reasons.
+// valid. A certificate of the chain that expires within kTlsExpiryWarning is
+// loaded with a warning. Every error names the file and carries OpenSSL's reasons.
 //
 // tls_environment(): the handshake's facts under mod_ssl's names, as
 // "NAME=value" strings for a spawned program's environment. Every value is
@@ -50,7 +50,7 @@ struct TlsSettings {
     bool operator==(const TlsSettings&) const = default;
 };
 
-// A leaf certificate closer than this to its end is loaded with a warning.
+// A certificate of the chain closer than this to its end is loaded with a warning.
 inline constexpr std::chrono::hours kTlsExpiryWarning{14 * 24};
 
 struct SslFree {

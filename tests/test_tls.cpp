@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <fstream>
 #include <optional>
 #include <string>
 #include <thread>
@@ -353,6 +354,18 @@ TEST_CASE("A certificate that has expired or is not yet valid is refused, one th
     CHECK_THAT(warnings[0], Catch::Contains("expires in 0 days"));
     warnings.clear();
     REQUIRE(TlsContext::load(pki.server(), warnings, now + 15 * 24h).ok());
+    CHECK(warnings.empty());
+
+    // The chain's other certificates are checked too, and named.
+    std::ofstream(pki.path("chain.pem")) << std::ifstream(pki.path("server.pem")).rdbuf()
+                                         << std::ifstream(pki.path("ca.pem")).rdbuf();
+    TlsSettings chain = pki.server();
+    chain.cert = pki.path("chain.pem");
+    REQUIRE(TlsContext::load(chain, warnings, now + 20 * 24h).ok());
+    REQUIRE(warnings.size() == 2);
+    CHECK_THAT(warnings[1], Catch::Contains("the chain's certificate CN=Test CA expires in"));
+    warnings.clear();
+    REQUIRE(TlsContext::load(chain, warnings).ok());
     CHECK(warnings.empty());
 }
 
