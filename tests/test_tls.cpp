@@ -326,6 +326,17 @@ TEST_CASE("A key that does not match the certificate is refused with OpenSSL's r
                           && Catch::Contains(settings.cert) && Catch::Contains("error:"));
 }
 
+TEST_CASE("An encrypted private key is refused: no one is there to type its passphrase")
+{
+    Pki pki;
+    openssl(
+        {"ec", "-in", pki.path("server.key"), "-aes256", "-passout", "pass:secret", "-out", pki.path("locked.key")});
+    ::chmod(pki.path("locked.key").c_str(), 0600);
+    TlsSettings settings = pki.server();
+    settings.key = pki.path("locked.key");
+    CHECK_THAT(load_error(settings), Catch::Contains(settings.key) && Catch::Contains("not encrypted"));
+}
+
 TEST_CASE("A certificate that has expired or is not yet valid is refused, one that expires soon warns")
 {
     Pki pki;
