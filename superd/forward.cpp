@@ -194,9 +194,8 @@ std::optional<std::string> ForwardRelay::pump(Direction& d, const Direction& oth
             }
         }
         // The source's EOF, carried across once all it sent (and the PROXY
-        // header before it) has gone. When
-        // the other way is over too, the relay closes both sockets now,
-        // and the close says it.
+        // header before it) has gone. When the other way is over too, the
+        // relay closes both sockets now, and the close says it.
         if (d.ended && d.queued == 0 && !d.shut && may_write) {
             d.shut = true;
             if (!other.shut && ::shutdown(d.to, SHUT_WR) != 0 && errno != ENOTCONN)
