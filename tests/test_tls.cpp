@@ -5,26 +5,30 @@
 // socketpair.
 #include "superd/tls.h"
 
-#include "harness.h"
+#include "tests/tls_certs.h"
 
-#include <pthread.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 
-#include <openssl/err.h>
-
 #include <catch2/catch.hpp>
 
 #include <algorithm>
-#include <cctype>
 #include <fstream>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+using harness::Client;
+using harness::client_context;
+using harness::client_session;
+using harness::lower_hex_fingerprint;
+using harness::NoSigpipe;
+using harness::openssl;
+using harness::Pki;
+using harness::thread_errors;
+using harness::UniqueSslCtx;
 using superd::TlsContext;
 using superd::TlsSettings;
 using superd::TlsVersion;
@@ -34,68 +38,6 @@ using superd::UniqueSsl;
 namespace {
 
 using namespace std::chrono_literals;
-
-void openssl(std::vector<std::string> args)
-{
-    args.insert(args.begin(), "/usr/bin/openssl"); // Debian's openssl package
-    harness::Finished done = harness::run_command(args);
-    INFO(done.output);
-    REQUIRE(done.status == 0);
-}
-
-std::string openssl_output(std::vector<std::string> args)
-{
-    args.insert(args.begin(), "/usr/bin/openssl"); // Debian's openssl package
-    harness::Finished done = harness::run_command(args);
-    INFO(done.output);
-    REQUIRE(done.status == 0);
-    return done.output;
-}
-
-// A CA and the certificates it signs, all ECDSA P-256, in a folder of
-// their own, starting with server.pem for CN=localhost. Keys are made 0600,
-// as a careful administrator's are.
-class Pki {
-public:
-    Pki() : Pki("Test CA") {}
-    explicit Pki(const std::string& ca_name)
-    {
-        openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
-                 path("ca.key"), "-subj", "/CN=" + ca_name, "-days", "30", "-out", path("ca.pem")});
-        ::chmod(path("ca.key").c_str(), 0600);
-        issue("server", "/CN=localhost");
-    }
-
-    std::string path(const std::string& name) const { return (dir_.path() / name).string(); }
-
-    // NAME.pem and NAME.key: `subject` ("/O=Example/CN=alice") signed by
-    // the CA, valid from now for `days` (negative: ended already).
-    void issue(const std::string& name, const std::string& subject, int days = 30, const std::string& serial = "")
-    {
-        openssl({"req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
-                 path(name + ".key"), "-subj", subject, "-utf8", "-out", path(name + ".csr")});
-        ::chmod(path(name + ".key").c_str(), 0600);
-        std::vector<std::string> sign{
-            "x509",   "-req",         "-in",   path(name + ".csr"),  "-CA",  path("ca.pem"),
-            "-CAkey", path("ca.key"), "-days", std::to_string(days), "-out", path(name + ".pem")};
-        if (!serial.empty()) {
-            sign.push_back("-set_serial");
-            sign.push_back(serial);
-        }
-        openssl(sign);
-    }
-
-    TlsSettings server(const std::string& name = "server") const
-    {
-        TlsSettings settings;
-        settings.cert = path(name + ".pem");
-        settings.key = path(name + ".key");
-        return settings;
-    }
-
-private:
-    harness::TempDir dir_;
-};
 
 // The context `settings` load, which must load without a warning.
 std::shared_ptr<TlsContext> loaded(const TlsSettings& settings)
@@ -123,63 +65,6 @@ std::optional<std::string> env_value(const std::vector<std::string>& env, const 
             return entry.substr(name.size() + 1);
     return std::nullopt;
 }
-
-// This thread's OpenSSL errors, as one line, the queue emptied.
-std::string thread_errors()
-{
-    std::string text;
-    while (unsigned long code = ERR_get_error()) {
-        char line[256];
-        ERR_error_string_n(code, line, sizeof line);
-        text += line;
-        text += "\n";
-    }
-    return text;
-}
-
-// While it lives, a write to a closed socket on this thread fails with
-// EPIPE instead of killing the test process: either side of a refused
-// handshake may still be writing when the other closes. SIGPIPE is blocked
-// (a write's SIGPIPE goes to the thread that wrote), and one left pending
-// is taken before the mask is restored.
-class NoSigpipe {
-public:
-    NoSigpipe()
-    {
-        sigset_t pipe;
-        sigemptyset(&pipe);
-        sigaddset(&pipe, SIGPIPE);
-        pthread_sigmask(SIG_BLOCK, &pipe, &old_);
-    }
-    ~NoSigpipe()
-    {
-        sigset_t pipe;
-        sigemptyset(&pipe);
-        sigaddset(&pipe, SIGPIPE);
-        timespec now{0, 0};
-        while (sigtimedwait(&pipe, nullptr, &now) == SIGPIPE) {
-        }
-        pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-    }
-    NoSigpipe(const NoSigpipe&) = delete;
-    NoSigpipe& operator=(const NoSigpipe&) = delete;
-
-private:
-    sigset_t old_;
-};
-
-struct CtxFree {
-    void operator()(SSL_CTX* ctx) const { SSL_CTX_free(ctx); }
-};
-
-struct Client {
-    std::string ca{};   // trusted for the server's certificate
-    std::string cert{}; // with key: the client's certificate
-    std::string key{};
-    std::string sni{};
-    std::vector<std::string> alpn{};
-    bool tls12_only = false;
-};
 
 struct Outcome {
     bool server_ok = false;
@@ -226,31 +111,9 @@ Outcome handshake(const TlsContext& context, const Client& client)
         ::shutdown(server_end.get(), SHUT_RDWR); // the client reads EOF, not its timeout
     });
 
-    std::unique_ptr<SSL_CTX, CtxFree> ctx(SSL_CTX_new(TLS_client_method()));
-    UniqueSsl ssl;
-    bool ready = ctx && SSL_CTX_load_verify_locations(ctx.get(), client.ca.c_str(), nullptr) == 1;
-    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
-    if (client.tls12_only)
-        ready = ready && SSL_CTX_set_max_proto_version(ctx.get(), TLS1_2_VERSION) == 1;
-    if (!client.cert.empty())
-        ready = ready && SSL_CTX_use_certificate_file(ctx.get(), client.cert.c_str(), SSL_FILETYPE_PEM) == 1
-                && SSL_CTX_use_PrivateKey_file(ctx.get(), client.key.c_str(), SSL_FILETYPE_PEM) == 1;
-    if (ready)
-        ssl.reset(SSL_new(ctx.get()));
-    ready = ssl && SSL_set_fd(ssl.get(), client_end.get()) == 1;
-    if (ready && !client.sni.empty())
-        // SSL_set_tlsext_host_name, whose macro casts in C's way.
-        ready = SSL_ctrl(ssl.get(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-                         const_cast<char*>(client.sni.c_str()))
-                == 1;
-    if (ready && !client.alpn.empty()) {
-        std::string wire;
-        for (const std::string& name : client.alpn)
-            wire += static_cast<char>(name.size()) + name;
-        ready = SSL_set_alpn_protos(ssl.get(), reinterpret_cast<const unsigned char*>(wire.data()),
-                                    static_cast<unsigned int>(wire.size()))
-                == 0; // 0 is success here
-    }
+    UniqueSslCtx ctx = client_context(client);
+    UniqueSsl ssl = ctx ? client_session(ctx.get(), client, client_end.get()) : nullptr;
+    bool ready = ssl != nullptr;
     char byte = 0;
     if (ready && SSL_connect(ssl.get()) == 1) {
         outcome.client_protocol = SSL_get_version(ssl.get());
@@ -276,17 +139,6 @@ Outcome served(const TlsContext& context, const Client& client)
     REQUIRE(outcome.server_ok);
     REQUIRE(outcome.client_ok);
     return outcome;
-}
-
-std::string lower_hex_fingerprint(const std::string& cert)
-{
-    // "sha256 Fingerprint=AB:CD:..." (the case of the prefix varies by version)
-    std::string output = openssl_output({"x509", "-in", cert, "-noout", "-fingerprint", "-sha256"});
-    std::string hex;
-    for (char c : output.substr(output.find('=') + 1))
-        if (std::isxdigit(static_cast<unsigned char>(c)))
-            hex += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return hex;
 }
 
 } // namespace
