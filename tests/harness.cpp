@@ -66,7 +66,7 @@ int wait_exit(pid_t pid, std::chrono::milliseconds limit)
 pid_t start_process(const std::vector<std::string>& args, const std::string& log_path, bool hostile_signals,
                     bool command = false, unsigned long max_fds = 0, const std::vector<std::string>& wrapper = {},
                     int stderr_fd = -1, const std::vector<int>& inherit_fds = {},
-                    const std::vector<std::string>& extra_env = {})
+                    const std::vector<std::string>& extra_env = {}, int stdin_fd = -1)
 {
     // Orphaned services become ours, so they can be reaped by pid at the end.
     ::prctl(PR_SET_CHILD_SUBREAPER, 1);
@@ -119,7 +119,7 @@ pid_t start_process(const std::vector<std::string>& args, const std::string& log
         int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (log < 0 || null < 0)
             ::_exit(126);
-        ::dup2(null, 0);
+        ::dup2(stdin_fd >= 0 ? stdin_fd : null, 0);
         ::dup2(log, 1);
         ::dup2(stderr_fd >= 0 ? stderr_fd : log, 2);
         if (hostile_signals) {
@@ -731,9 +731,17 @@ void kill_and_reap(pid_t pid)
     wait_exit(pid, 5s);
 }
 
-Process::Process(const std::vector<std::string>& argv) : log_path_((dir_.path() / "output").string())
+Process::Process(const std::vector<std::string>& argv, bool with_input) : log_path_((dir_.path() / "output").string())
 {
-    pid_ = start_process(argv, log_path_, false, true);
+    UniqueFd read_end;
+    if (with_input) {
+        int fds[2];
+        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+            fail("socketpair");
+        read_end.reset(fds[0]);
+        input_.reset(fds[1]);
+    }
+    pid_ = start_process(argv, log_path_, false, true, 0, {}, -1, {}, {}, read_end.get());
 }
 
 Process::~Process()

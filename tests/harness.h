@@ -209,12 +209,15 @@ Finished run_command(const std::vector<std::string>& argv, std::chrono::millisec
 // Kills `pid` and its process group, and reaps `pid` if it is our child.
 void kill_and_reap(pid_t pid);
 
-// A helper process a test starts (a backend, a server to compare with), its
-// stdout and stderr in a file of its own. When it goes out of scope it gets
-// SIGTERM, then SIGKILL if it has not exited within 5 s, and is reaped.
+// A helper process a test starts (a backend, a server to compare with, a
+// client), its stdout and stderr in a file of its own, its stdin /dev/null
+// or, `with_input`, a socket the test writes to with send_all() (a socket
+// rather than a pipe: if the process has gone, that fails instead of
+// raising SIGPIPE). When it goes out of scope it gets SIGTERM, then SIGKILL
+// if it has not exited within 5 s, and is reaped.
 class Process {
 public:
-    explicit Process(const std::vector<std::string>& argv);
+    explicit Process(const std::vector<std::string>& argv, bool with_input = false);
     ~Process();
     Process(const Process&) = delete;
     Process& operator=(const Process&) = delete;
@@ -223,11 +226,15 @@ public:
     std::string output() const;
     // True once it has exited (it is reaped then).
     bool exited();
+    // With `with_input`: the test's end of its stdin; close_input() is its EOF.
+    int input() const { return input_.get(); }
+    void close_input() { input_.reset(); }
 
 private:
     TempDir dir_;
     std::string log_path_;
     pid_t pid_ = -1;
+    UniqueFd input_;
 };
 
 // Asks `condition` every 10 ms until it holds (true) or `limit` passes (false).
