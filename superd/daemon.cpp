@@ -394,11 +394,12 @@ void Daemon::warn_fd_budget() const
         return;
     for (const auto& service : services_) {
         const ServiceConfig& c = service->config;
-        if (c.builtin == find_builtin("forward") && c.max_instances
-            && uint64_t{*c.max_instances} * kForwardFds > nofile.rlim_cur)
-            spdlog::warn("service={} reason=\"max_instances={} forwards hold {} descriptors each, more than superd's "
-                         "limit of {}\"",
-                         c.name, *c.max_instances, kForwardFds, nofile.rlim_cur);
+        // A forward's six; TLS's client socket and its end of the socketpair.
+        unsigned held = (c.builtin == find_builtin("forward") ? kForwardFds : 0) + (c.tls ? 2 : 0);
+        if (held > 0 && c.max_instances && uint64_t{*c.max_instances} * held > nofile.rlim_cur)
+            spdlog::warn("service={} reason=\"max_instances={} connections hold {} descriptors each in superd, more "
+                         "than its limit of {}\"",
+                         c.name, *c.max_instances, held, nofile.rlim_cur);
     }
 }
 
