@@ -122,6 +122,9 @@ int main(int argc, char** argv)
     if (check) {
         for (const std::string& file : config->files)
             std::printf("%s: ok\n", file.c_str());
+        for (const superd::ServiceConfig& service : config->services)
+            for (const std::string& warning : service.tls_warnings)
+                std::printf("warning: service '%s': %s\n", service.name.c_str(), warning.c_str());
         std::printf("%zu services on %zu listeners\n", config->services.size(), config->listener_count());
         return 0;
     }
