@@ -340,16 +340,19 @@ public:
         return out;
     }
 
-    // Sends close_notify, then reads until the server's: true when it came
-    // with nothing before it.
-    bool close()
+    // True when what comes next is the server's close_notify.
+    bool at_close_notify()
     {
-        if (SSL_shutdown(ssl_.get()) < 0)
-            return false;
         char byte;
         int got = SSL_read(ssl_.get(), &byte, 1);
         return got <= 0 && SSL_get_error(ssl_.get(), got) == SSL_ERROR_ZERO_RETURN;
     }
+
+    // Sends close_notify, then reads until the server's: true when it came
+    // with nothing before it.
+    bool close() { return SSL_shutdown(ssl_.get()) >= 0 && at_close_notify(); }
+
+    SSL* native() const { return ssl_.get(); }
 
     std::string server_fingerprint() const
     {
@@ -410,6 +413,39 @@ TEST_CASE("TLS echo with openssl s_client: lines round-trip, and its EOF ends th
     CHECK(tls_counters(superd, "echo") == "accepted=1 spawned=1 refused_tls=0 exited_ok=1");
     INFO(client.output());
     CHECK(client.output().find("verify error") == std::string::npos);
+}
+
+TEST_CASE("A program that shuts down its write side gives the client close_notify, and still reads the client",
+          "[tls][integration]")
+{
+    Pki pki;
+    TempDir scripts;
+    std::string received = (scripts.path() / "received").string();
+    // Says one line, shuts its socket's write side, then keeps what the
+    // client sends until the client's EOF.
+    std::string program = scripts.write("half.py", R"PY(
+import os, socket, sys
+peer = socket.socket(fileno=os.dup(0))
+peer.sendall(b"ready\n")
+peer.shutdown(socket.SHUT_WR)
+data = b""
+while chunk := peer.recv(65536):
+    data += chunk
+open(sys.argv[1], "wb").write(data)
+)PY");
+    uint16_t port = free_port();
+    Superd superd(tls_service("half", port, program_toml(kPython, {"python3", program, received}), pki));
+    NoSigpipe no_sigpipe;
+
+    TlsConnection connection(port, {.ca = pki.path("ca.pem")});
+    REQUIRE(connection.handshake());
+    CHECK(connection.read(6) == "ready\n");
+    CHECK(connection.at_close_notify());
+    CHECK(connection.send("after your close_notify\n"));
+    CHECK(SSL_shutdown(connection.native()) >= 0);
+    REQUIRE(superd.wait_for_log("exited service=half"));
+    CHECK(tls_counters(superd, "half") == "accepted=1 spawned=1 refused_tls=0 exited_ok=1");
+    CHECK(read_file(received) == "after your close_notify\n");
 }
 
 TEST_CASE("A TLS program sees HTTPS, the protocol, cipher, SNI, ALPN and the real client, and a socketpair on fd 0",
