@@ -906,6 +906,7 @@ void Daemon::session_over(pid_t pid, Child& child)
     spdlog::debug("relaying service={} pid={} {}={}", child.service, pid, who_key(child), child.endpoint);
     Relay* relay = child.life.relay();
     relaying_.emplace(relay, Relaying{pid, std::move(child)});
+    relay->service_ended(); // may close it, and end the connection, now
 }
 
 void Daemon::relay_closed(pid_t pid, Relay* relay)
