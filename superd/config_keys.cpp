@@ -620,6 +620,9 @@ std::optional<Error> read_busy_message(const Value& value, ServiceConfig& config
     auto message = value.string();
     if (message && config.on_limit != OnLimit::kReject)
         return value.error("busy_message goes with on_limit = \"reject\"");
+    // Sent before any handshake, it would reach a TLS client as garbage.
+    if (message && config.tls)
+        return value.error("busy_message is plaintext, which a TLS client cannot read (the refusal closes it)");
     return store(message, config.busy_message);
 }
 
