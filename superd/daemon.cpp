@@ -51,7 +51,7 @@ const char* signal_name(int signal)
 
 SocketSpec spec_for(const ServiceConfig& service, const ListenAddress& listen)
 {
-    return SocketSpec{service.protocol,    listen.address,     service.backlog,
+    return SocketSpec{service.protocol,    listen.address,     service.backlog,   service.reuse_port,
                       service.socket_mode, service.socket_uid, service.socket_gid};
 }
 
