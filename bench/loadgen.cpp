@@ -347,8 +347,10 @@ private:
         else
             ++error_counts_[kind];
         if (c.ssl) {
-            if (ok && opt_.no_shutdown)
+            if (ok && opt_.no_shutdown) {
                 SSL_shutdown(c.ssl.get()); // the client's close_notify; the server's is not waited for
+                ERR_clear_error();         // whatever it met is no later connection's error
+            }
             c.ssl.reset();
         }
         if (c.fd >= 0)
