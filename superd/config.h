@@ -40,6 +40,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -57,6 +58,24 @@ struct ResourceLimit {
     int resource;   // RLIMIT_NOFILE, ...
     uint64_t value; // RLIM_INFINITY for "unlimited"
 };
+
+enum class TlsVersion { k1_2, k1_3 };
+
+// [service.NAME.tls]: superd terminates TLS for the service (tls.h).
+struct TlsSettings {
+    std::string cert;      // PEM chain, leaf first
+    std::string key;       // PEM private key (RSA, ECDSA or Ed25519), mode 0600 or stricter
+    std::string client_ca; // empty: no client certificate asked for; else required and verified
+    TlsVersion min_version = TlsVersion::k1_2;
+    std::vector<std::string> alpn; // the server's preference order; empty: no ALPN
+    std::chrono::milliseconds handshake_timeout{10000};
+
+    // Equal settings can still load a different context (the files behind
+    // them may have been replaced): a reload loads again regardless.
+    bool operator==(const TlsSettings&) const = default;
+};
+
+class TlsContext;
 
 // A row of the builtin table (builtin_kind.h), which holds the lookup by name.
 struct BuiltinKind;
@@ -95,6 +114,12 @@ struct ServiceConfig {
     int forward_to_line = 0;
     std::chrono::milliseconds connect_timeout{5000};
     ProxyVersion send_proxy = ProxyVersion::kNone;
+    // TLS in front of the service: its settings and the context loaded from
+    // them when the file was read (the files are read again on each load);
+    // a certificate about to expire is a warning, logged when it is applied.
+    std::optional<TlsSettings> tls;
+    std::shared_ptr<const TlsContext> tls_context;
+    std::vector<std::string> tls_warnings;
 
     std::optional<Identity> identity;
     std::vector<std::string> env; // "NAME=value", PATH first; per-connection variables come later

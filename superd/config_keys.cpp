@@ -4,6 +4,7 @@
 #include "superd/builtin_kind.h"
 
 #include "superd/identity.h"
+#include "superd/tls.h"
 #include "superd/trust.h"
 
 #include <sys/resource.h>
@@ -107,17 +108,24 @@ std::optional<Error> store(Result<T> parsed, Field& field)
 // value's own line.
 class Value {
 public:
-    Value(const Source& src, const ServiceConfig& service, const toml::table& table, std::string_view key)
-        : src_(src), service_(service), table_(table), key_(key), node_(table.get(key))
+    Value(const Source& src, const ServiceConfig& service, const toml::table& table, std::string_view key,
+          std::string prefix = "")
+        : src_(src), service_(service), table_(table), key_(key), prefix_(std::move(prefix)), node_(table.get(key))
     {
     }
 
     // Another key of the same table, for rows that read two keys together.
-    Value other(std::string_view key) const { return Value(src_, service_, table_, key); }
+    Value other(std::string_view key) const { return Value(src_, service_, table_, key, prefix_); }
+    // A key of the table this value is ([service.NAME.tls]), named in
+    // messages as "tls.cert".
+    Value within(const toml::table& table, std::string_view key) const
+    {
+        return Value(src_, service_, table, key, this->key() + ".");
+    }
 
     explicit operator bool() const { return node_ != nullptr; }
     const toml::node& node() const { return *node_; }
-    std::string key() const { return std::string(key_); }
+    std::string key() const { return std::string(prefix_) + std::string(key_); }
 
     Error error(const std::string& message) const { return error_at(*node_, message); }
     Error error_at(const toml::node& node, const std::string& message) const
@@ -301,6 +309,7 @@ private:
     const ServiceConfig& service_;
     const toml::table& table_;
     std::string_view key_;
+    std::string prefix_; // the table's own key and a dot, for a key of a sub-table
     const toml::node* node_;
 };
 
@@ -425,6 +434,59 @@ std::optional<Error> read_forward_to(const Value& value, ServiceConfig& config)
     return std::nullopt;
 }
 
+// [service.NAME.tls]: read whole, then loaded, so that a certificate that
+// cannot serve is an error at this line now rather than a failed handshake
+// later; a reload reads the files again (a rotated certificate).
+std::optional<Error> read_tls(const Value& value, ServiceConfig& config)
+{
+    const toml::table* table = value.node().as_table();
+    if (!table)
+        return value.error("tls must be a table: [service." + config.name + ".tls] with cert and key");
+    constexpr std::string_view kKeys[] = {"cert", "key", "client_ca", "min_version", "alpn", "handshake_timeout"};
+    for (const auto& [key, node] : *table)
+        if (std::find(std::begin(kKeys), std::end(kKeys), key.str()) == std::end(kKeys))
+            return value.error_at(node, "unknown key 'tls." + std::string(key.str()) + "'");
+
+    TlsSettings settings;
+    auto path = [&](std::string_view key, std::string& out, bool required) -> std::optional<Error> {
+        Value v = value.within(*table, key);
+        if (!v)
+            return required ? std::optional(value.error("tls needs '" + std::string(key) + "'")) : std::nullopt;
+        auto text = v.string();
+        if (!text)
+            return Error{text.error()};
+        out = v.absolute(*text);
+        return std::nullopt;
+    };
+    if (auto e = path("cert", settings.cert, true))
+        return e;
+    if (auto e = path("key", settings.key, true))
+        return e;
+    if (auto e = path("client_ca", settings.client_ca, false))
+        return e;
+    if (Value v = value.within(*table, "min_version"))
+        if (auto e = store(v.choice<TlsVersion>({{"1.2", TlsVersion::k1_2}, {"1.3", TlsVersion::k1_3}}),
+                           settings.min_version))
+            return e;
+    if (Value v = value.within(*table, "alpn")) {
+        auto names = v.strings(false);
+        if (!names)
+            return Error{names.error()};
+        for (auto& [name, line] : *names)
+            settings.alpn.push_back(std::move(name));
+    }
+    if (Value v = value.within(*table, "handshake_timeout"))
+        if (auto e = store(v.duration(), settings.handshake_timeout))
+            return e;
+
+    auto context = TlsContext::load(settings, config.tls_warnings);
+    if (!context)
+        return value.error("tls: " + context.error());
+    config.tls = std::move(settings);
+    config.tls_context = std::move(*context);
+    return std::nullopt;
+}
+
 std::optional<Error> read_args(const Value& value, ServiceConfig& config)
 {
     if (!value) {
@@ -469,6 +531,10 @@ std::optional<Error> read_environment(const Value& env, ServiceConfig& config)
             return env.error_at(at, "'" + name + "' is not a valid environment variable name");
         if (std::find(std::begin(kReservedEnv), std::end(kReservedEnv), name) != std::end(kReservedEnv))
             return env.error_at(at, name + " is set by superd for each connection");
+        if (config.tls
+            && std::find(std::begin(kTlsEnvironmentNames), std::end(kTlsEnvironmentNames), name)
+                   != std::end(kTlsEnvironmentNames))
+            return env.error_at(at, name + " is set by superd for each TLS connection");
         for (const std::string& existing : added)
             if (existing.compare(0, name.size() + 1, name + "=") == 0)
                 return env.error_at(at, name + " is set twice (env and pass_env)");
@@ -609,6 +675,7 @@ constexpr ServiceKey kServiceKeys[] = {
                       c.fd_convention);
      }},
     {"mode", kProgram | kAnyProtocol, read_mode, true},
+    {"tls", kAccepted | kStream, read_tls}, // before env, which may not set its variables
     {"allow_setuid", kProgram | kAnyProtocol, [](const V& v, C& c) { return store(v.boolean(), c.allow_setuid); }},
     {"program", kProgram | kAnyProtocol, read_program, true},
     {"args", kProgram | kAnyProtocol, read_args, true},

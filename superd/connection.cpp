@@ -1,10 +1,11 @@
 #include "superd/connection.h"
 
+#include <string>
 #include <utility>
 
 namespace superd {
 
-void Pipeline::run(Connection connection, std::span<Stage* const> stages, Next next, Failed failed)
+void Pipeline::run(Connection connection, std::span<const std::shared_ptr<Stage>> stages, Next next, Failed failed)
 {
     if (stages.empty()) {
         next(connection);
@@ -13,12 +14,13 @@ void Pipeline::run(Connection connection, std::span<Stage* const> stages, Next n
     auto owned = std::make_unique<Flight>();
     Flight* flight = owned.get();
     flight->connection = std::move(connection);
-    flight->stages = stages;
+    flight->stages.assign(stages.begin(), stages.end());
     flight->next = std::move(next);
     flight->failed = std::move(failed);
     flight->deadline = timers_.timer([this, flight] {
         flight->run.reset(); // cancels what the stage waits for
-        stage_done(flight, "timeout");
+        auto ms = flight->stages[flight->at]->deadline().count();
+        stage_done(flight, "timed out after " + std::to_string(ms) + "ms");
     });
     flights_.emplace(flight, std::move(owned));
     advance(flight);

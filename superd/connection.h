@@ -6,22 +6,28 @@
 // Admission (admission.h) decides and hands out the Ticket that counts the
 // connection; the connection carries it, and then whatever serves it (a
 // child, a builtin) does, until it ends. The stages are asynchronous steps
-// between admission and the handler, each with a deadline: reading a PROXY
-// protocol header, a TLS handshake. None is configured today, and with none
-// the daemon calls the handler at once, on the stack, as before: the path of
-// a connection costs no allocation and no system call more than it did.
+// between admission and the handler, each with a deadline: a TLS handshake
+// (tls_stage.h), reading a PROXY protocol header. A service without any
+// has the daemon call the handler at once, on the stack: its connections
+// cost no allocation and no system call more for the stages existing.
 //
 // A Pipeline owns the connections that are in a stage, with their fds and
 // tickets, until each one is handed on, fails, or runs out of time; the
-// last two close it and report why. Destroying the pipeline cancels them all.
+// last two close it and report why. Destroying the pipeline cancels them
+// all. A connection keeps its service's stages alive (shared ownership)
+// while it is in one: a reload may replace the service meanwhile.
 //
-// A Relay is what of a connection outlives its handler's start: TLS relays
-// between the client and the child's end of a socketpair, `forward` between
-// the client and a backend. A stage may put one in the connection; from the
-// spawn on it belongs to the connection's Lifetime (children.h), and the
-// connection ends only once its child's session has ended and its relay has
-// closed. The forward builtin makes its own and Builtins owns it
-// (builtins.h). A connection without one carries a null pointer.
+// A stage may change what the handler gets: TLS hands it the plaintext end
+// of a socketpair in place of the client's socket, with the facts of the
+// handshake for a program's environment, and puts a Relay in the
+// connection. A Relay is what of a connection outlives its handler's
+// start: TLS relays between the client and the service's end of the
+// socketpair, `forward` between the client and a backend. From the spawn on
+// a child's relay belongs to the connection's Lifetime (children.h), and
+// the connection ends only once its child's session has ended and its relay
+// has closed; a builtin's TLS relay belongs to the daemon. The forward
+// builtin makes its own and Builtins owns it (builtins.h). A connection
+// without one carries a null pointer.
 #pragma once
 
 #include "superd/address.h"
@@ -38,6 +44,7 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 struct event_base;
 
@@ -75,7 +82,8 @@ struct Connection {
     SocketAddress shown;              // who log lines name: the client, or for a unix socket the socket
     std::optional<ucred> credentials; // unix sockets (SO_PEERCRED)
     Admission::Ticket ticket;
-    std::unique_ptr<Relay> relay; // for its child (TLS); none today
+    std::unique_ptr<Relay> relay;         // set by a stage (TLS): the handler starts it
+    std::vector<std::string> environment; // "NAME=value" for a program, from the stages (TLS)
 };
 
 // One step of the pipeline's middle, shared by every connection of the
@@ -90,7 +98,8 @@ public:
         virtual ~Run() = default;
     };
     // Called once by a run: no reason when the stage is done and the
-    // connection goes on, else why it is refused (a word for the log).
+    // connection goes on, else why it is refused (for the log line's
+    // error="...").
     using Done = std::function<void(std::optional<std::string> failure)>;
 
     virtual ~Stage() = default;
@@ -113,15 +122,16 @@ public:
     Pipeline(const Pipeline&) = delete;
     Pipeline& operator=(const Pipeline&) = delete;
 
-    // Takes `connection` through `stages` (which must outlive it), then to
-    // `next`; with no stages, `next` runs before run() returns.
-    void run(Connection connection, std::span<Stage* const> stages, Next next, Failed failed);
+    // Takes `connection` through `stages`, then to `next`; with no stages,
+    // `next` runs before run() returns. A run past its stage's deadline
+    // fails with "timed out after Nms".
+    void run(Connection connection, std::span<const std::shared_ptr<Stage>> stages, Next next, Failed failed);
     size_t in_progress() const { return flights_.size(); }
 
 private:
     struct Flight {
         Connection connection;
-        std::span<Stage* const> stages;
+        std::vector<std::shared_ptr<Stage>> stages; // its own: the service's may go by a reload
         size_t at = 0;
         Next next;
         Failed failed;

@@ -3,6 +3,7 @@
 #include "superd/forward.h"
 
 #include "superd/log.h"
+#include "superd/tls_stage.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -263,6 +264,13 @@ std::optional<Error> Daemon::apply(Config config)
                 StderrBudget::keep_or_make(state.current ? state.current->stderr_budget : nullptr, base_.get(), sc.name,
                                            sc.stderr_rate, sc.stderr_burst, now);
         service->state = &state;
+        // TLS: a context loaded with this configuration, so a reload serves
+        // new connections with the files as they are now.
+        if (sc.tls_context) {
+            service->stages.push_back(std::make_shared<TlsStage>(sc.tls_context));
+            for (const std::string& warning : sc.tls_warnings)
+                spdlog::warn("service={} tls=\"{}\"", sc.name, warning);
+        }
         service->config = std::move(sc);
         for (const ListenAddress& la : service->config.listen) {
             SocketSpec spec = spec_for(service->config, la);
@@ -340,9 +348,8 @@ void Daemon::watch(Slot& slot)
         base_.get(), timers_,
         Listener::AcceptHooks{
             [this, s](UniqueFd fd, const SocketAddress& peer) { on_connection(*s, std::move(fd), peer); },
-            [this, s] { return may_accept(*s); },
-            [this, s](int error) { shortage(*s, error); },
-            bool(service.config.builtin),
+            [this, s] { return may_accept(*s); }, [this, s](int error) { shortage(*s, error); },
+            bool(service.config.builtin) || !service.stages.empty(), // the loop reads them itself
         });
 }
 
@@ -487,6 +494,18 @@ void Daemon::refuse(Service& service, int connection, const SocketAddress& peer,
     log_refusal(service.config.name, peer, row.name, datagram);
 }
 
+namespace {
+
+// A refusal that is not admission's, by its name in kRefusalReasons.
+void count_refusal(Counters& counters, std::string_view reason)
+{
+    for (const RefusalReason& row : kRefusalReasons)
+        if (row.name == reason)
+            ++(counters.*row.counter);
+}
+
+} // namespace
+
 void Daemon::log_refusal(const std::string& service, const SocketAddress& peer, std::string_view reason, bool datagram)
 {
     spdlog::log(datagram ? spdlog::level::debug : spdlog::level::info, "refused service={} peer={} reason={}", service,
@@ -499,9 +518,7 @@ void Daemon::builtin_closed(const std::string& name, Admission::Ticket ticket, c
     if (end.refusal) {
         // By name: the service may have been reloaded away meanwhile.
         ServiceState& st = states_[name];
-        for (const RefusalReason& row : kRefusalReasons)
-            if (std::string_view(row.name) == end.refusal)
-                ++(st.counters.*row.counter);
+        count_refusal(st.counters, end.refusal);
         spdlog::info("refused service={} peer={} reason={} {}", name, peer, end.refusal, end.detail);
         // Out of descriptors: rest the service's listeners, as a spawn that
         // ran out of them does, rather than accept what cannot be served.
@@ -523,7 +540,7 @@ void Daemon::on_connection(Slot& slot, UniqueFd fd, const SocketAddress& peer)
 
     // On the stack: with no stages, the connection is served before this
     // returns, and costs no allocation.
-    Connection connection{std::move(fd), peer, listener.address(), peer, std::nullopt, {}, nullptr};
+    Connection connection{std::move(fd), peer, listener.address(), peer, std::nullopt, {}, nullptr, {}};
     // A wildcard listener learns which local address the client reached.
     if (connection.local.is_wildcard()) {
         connection.local.length = sizeof connection.local.storage;
@@ -558,20 +575,33 @@ void Daemon::on_connection(Slot& slot, UniqueFd fd, const SocketAddress& peer)
                 (this->*now->kind->serve)(*now->slots.front(), c);
         },
         [this, name = service.config.name](Connection& c, const Stage& stage, const std::string& reason) {
-            if (Service* now = states_[name].current)
-                log_refusal(now->config.name, c.shown, std::string(stage.name()) + ":" + reason);
+            // By name: the service may have been reloaded away meanwhile.
+            count_refusal(states_[name].counters, stage.name());
+            spdlog::info("refused service={} peer={} reason={} error=\"{}\"", name, c.shown, stage.name(), reason);
             finished(name, std::move(c.ticket));
         });
 }
 
 void Daemon::spawn_for(Slot& slot, Connection& connection)
 {
-    Peer who{&connection.peer, &connection.local, connection.credentials};
+    Peer who{&connection.peer, &connection.local, connection.credentials, connection.environment};
     launch(slot, connection.fd.get(), who, connection.shown, "", std::move(connection.ticket),
            std::move(connection.relay));
 }
 
-void Daemon::serve_builtin(Slot& slot, Connection& connection) { builtins_->serve(slot.service->config, connection); }
+void Daemon::serve_builtin(Slot& slot, Connection& connection)
+{
+    // Behind TLS the builtin serves its end of the relay's socketpair, and
+    // the relay is superd's: it ends when both sides have, apart from the
+    // builtin's ticket.
+    if (connection.relay) {
+        set_nonblocking(connection.fd.get(), true);
+        Relay* relay = connection.relay.get();
+        tls_relays_.emplace(relay, std::move(connection.relay));
+        relay->start(base_.get(), [this, relay](const RelayEnd&) { tls_relays_.erase(relay); });
+    }
+    builtins_->serve(slot.service->config, connection);
+}
 
 void Daemon::answer_datagrams(Slot& slot)
 {

@@ -123,7 +123,7 @@ private:
         ServiceConfig config;
         const Kind* kind = nullptr;        // the row of kKinds that serves it
         std::unique_ptr<Spawner> launcher; // null for builtins
-        std::vector<Stage*> stages;        // between admission and the handler; none today
+        std::vector<std::shared_ptr<Stage>> stages; // between admission and the handler (TLS)
         std::vector<Slot*> slots;
         ServiceState* state = nullptr;               // in states_, by name: found once per load, not per connection
         std::shared_ptr<StderrBudget> stderr_budget; // stderr = "log": lines a second, for all its children
@@ -262,6 +262,8 @@ private:
     std::unordered_map<pid_t, Lingering> lingering_;
     // Connections whose session has ended while their relay is still open.
     std::unordered_map<Relay*, Relaying> relaying_;
+    // The TLS relays of builtins' connections, until each has closed.
+    std::unordered_map<Relay*, std::unique_ptr<Relay>> tls_relays_;
     std::unique_ptr<Timer> orphan_sweep_;   // sweep_orphans(), every kOrphanSweep
     std::vector<std::string> config_files_; // every file the running configuration was read from
     std::unique_ptr<ControlServer> control_;

@@ -20,4 +20,23 @@ struct EventDeleter {
 using EventBase = std::unique_ptr<event_base, EventBaseDeleter>;
 using Event = std::unique_ptr<event, EventDeleter>;
 
+// An event that is added only while it is wanted, for relays that watch a
+// socket's reading and writing apart. Each change is an epoll_ctl, so only
+// a change of wish makes one.
+struct Interest {
+    Event ev;
+    bool on = false;
+
+    void want(bool wanted)
+    {
+        if (on == wanted)
+            return;
+        on = wanted;
+        if (wanted)
+            event_add(ev.get(), nullptr);
+        else
+            event_del(ev.get());
+    }
+};
+
 } // namespace superd

@@ -6,6 +6,8 @@
 // Move-only: ownership passes explicitly; the destructor closes.
 #pragma once
 
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <utility>
@@ -52,5 +54,22 @@ private:
 // (its connection, /dev/null, a pipe) get low numbers: the child then copies
 // only the bottom of the table (see launcher.cpp).
 int move_high(int fd);
+
+// Sets or clears O_NONBLOCK, a flag of the open socket or file (shared
+// with whoever else holds it), not of the fd.
+inline void set_nonblocking(int fd, bool on)
+{
+    int flags = ::fcntl(fd, F_GETFL);
+    if (flags >= 0 && ((flags & O_NONBLOCK) != 0) != on)
+        ::fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK);
+}
+
+// Closing this socket sends a reset, not a FIN: the peer sees a failure,
+// not a clean end of something cut short.
+inline void reset_on_close(int fd)
+{
+    linger hard{1, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+}
 
 } // namespace superd

@@ -37,13 +37,6 @@ void no_delay(int fd)
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
 }
 
-// Closing this socket sends a reset, not a FIN.
-void reset_on_close(int fd)
-{
-    linger hard{1, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
-}
-
 } // namespace
 
 ForwardRelay::ForwardRelay(const ServiceConfig& config, Connection& connection, PipePool& pipes)
@@ -154,10 +147,10 @@ void ForwardRelay::pump(bool up, bool down)
         finish(RelayEnd{nullptr, moved()});
         return;
     }
-    want(client_read_, !up_.ended && up_.queued == 0);
-    want(server_write_, up_.queued > 0 || header_at_ < header_length_);
-    want(server_read_, !down_.ended && down_.queued == 0);
-    want(client_write_, down_.queued > 0);
+    client_read_.want(!up_.ended && up_.queued == 0);
+    server_write_.want(up_.queued > 0 || header_at_ < header_length_);
+    server_read_.want(!down_.ended && down_.queued == 0);
+    client_write_.want(down_.queued > 0);
 }
 
 std::optional<std::string> ForwardRelay::pump(Direction& d, const Direction& other, bool may_write)
@@ -238,17 +231,6 @@ std::optional<std::string> ForwardRelay::send_header()
         }
     }
     return std::nullopt;
-}
-
-void ForwardRelay::want(Interest& interest, bool on)
-{
-    if (interest.on == on)
-        return; // each change is an epoll_ctl
-    interest.on = on;
-    if (on)
-        event_add(interest.ev.get(), nullptr);
-    else
-        event_del(interest.ev.get());
 }
 
 void ForwardRelay::refuse(const char* reason, const std::string& error)

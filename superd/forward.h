@@ -86,12 +86,6 @@ private:
         bool grown = false; // its pipe has been made larger (a bulk transfer)
         uint64_t moved = 0;
     };
-    // An event of one socket and way, and whether it is added.
-    struct Interest {
-        Event ev;
-        bool on = false;
-    };
-
     static void on_io(evutil_socket_t, short, void* self);
     static void on_connect(evutil_socket_t, short what, void* self);
 
@@ -104,7 +98,6 @@ private:
     // Writes the PROXY header into header_; returns its length.
     size_t write_header();
     std::optional<std::string> send_header();
-    void want(Interest& interest, bool on);
     void refuse(const char* reason, const std::string& error);
     void abort(const std::string& error);
     // The relay's last act: closes everything and reports.

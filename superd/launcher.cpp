@@ -249,6 +249,13 @@ SpawnResult Launcher::spawn(const SpawnIo& io, const Peer& peer)
     plan.program = program_.c_str();
     plan.argv = argv_.data();
     plan.envp = envp_.data();
+    if (!peer.environment.empty()) {
+        connection_envp_.assign(envp_.begin(), envp_.end() - 1);
+        for (const std::string& var : peer.environment)
+            connection_envp_.push_back(const_cast<char*>(var.c_str()));
+        connection_envp_.push_back(nullptr);
+        plan.envp = connection_envp_.data();
+    }
     plan.io = io;
     plan.systemd = systemd_;
     plan.listen_pid = systemd_ ? listen_pid_.data() : nullptr;

@@ -42,6 +42,7 @@
 
 #include <array>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,8 @@ struct Peer {
     const SocketAddress* remote = nullptr;
     const SocketAddress* local = nullptr;
     std::optional<ucred> credentials; // unix sockets (SO_PEERCRED)
+    // More "NAME=value" for this connection's program (TLS's facts).
+    std::span<const std::string> environment;
 };
 
 struct SpawnResult {
@@ -99,6 +102,7 @@ private:
     std::vector<std::string> args_;
     std::vector<char*> argv_;
     std::vector<std::string> fixed_env_;
+    std::vector<char*> connection_envp_; // envp_ and a connection's own, when it has any
     std::array<EnvSlot, kMaxSlots> slots_{};
     EnvSlot listen_pid_{}; // "LISTEN_PID=", completed by the child
     std::vector<char*> envp_;

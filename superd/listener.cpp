@@ -36,15 +36,6 @@ constexpr int kBacklog = INT_MAX;
 // The longest superd's own accept can wait on a socket it once lent.
 constexpr std::chrono::microseconds kLentAcceptLimit(10'000);
 
-// Sets or clears O_NONBLOCK, a flag of the socket (shared with whoever holds
-// it), not of the fd.
-void set_nonblocking(int fd, bool on)
-{
-    int flags = ::fcntl(fd, F_GETFL);
-    if (flags >= 0 && ((flags & O_NONBLOCK) != 0) != on)
-        ::fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK);
-}
-
 // accept() honours SO_RCVTIMEO on Linux: a bound on an accept that blocks.
 void set_receive_timeout(int fd, std::chrono::microseconds limit)
 {

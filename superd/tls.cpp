@@ -26,7 +26,7 @@ namespace superd {
 
 namespace {
 
-using Clock = std::chrono::system_clock;
+using SystemClock = std::chrono::system_clock;
 
 struct CtxFree {
     void operator()(SSL_CTX* ctx) const { SSL_CTX_free(ctx); }
@@ -113,10 +113,10 @@ std::string utc_text(const ASN1_TIME* time)
 // The certificate's validity against `now`: an error if it has ended or not
 // begun, a warning if it ends within kTlsExpiryWarning (a chain's
 // certificate that ends breaks every handshake as surely as the leaf).
-std::optional<Error> check_validity(X509* cert, bool leaf, std::string_view file, Clock::time_point now,
+std::optional<Error> check_validity(X509* cert, bool leaf, std::string_view file, SystemClock::time_point now,
                                     std::vector<std::string>& warnings)
 {
-    std::time_t at = Clock::to_time_t(now);
+    std::time_t at = SystemClock::to_time_t(now);
     std::string which = leaf ? std::string("the certificate")
                              : fmt::format("the chain's certificate {}", rfc2253(X509_get_subject_name(cert)));
     const ASN1_TIME* not_after = X509_get0_notAfter(cert);
@@ -125,11 +125,11 @@ std::optional<Error> check_validity(X509* cert, bool leaf, std::string_view file
         return Error{fmt::format("{}: {} expired on {}", file, which, utc_text(not_after))};
     if (X509_cmp_time(not_before, &at) >= 0)
         return Error{fmt::format("{}: {} is not valid before {}", file, which, utc_text(not_before))};
-    std::time_t soon = Clock::to_time_t(now + kTlsExpiryWarning);
+    std::time_t soon = SystemClock::to_time_t(now + kTlsExpiryWarning);
     if (X509_cmp_time(not_after, &soon) <= 0) {
         std::tm end{};
         ASN1_TIME_to_tm(not_after, &end);
-        auto left = std::chrono::duration_cast<std::chrono::hours>(Clock::from_time_t(timegm(&end)) - now);
+        auto left = std::chrono::duration_cast<std::chrono::hours>(SystemClock::from_time_t(timegm(&end)) - now);
         warnings.push_back(
             fmt::format("{}: {} expires in {} days, on {}", file, which, left.count() / 24, utc_text(not_after)));
     }
@@ -205,7 +205,7 @@ TlsContext::TlsContext(SSL_CTX* ctx, TlsSettings settings, std::string alpn_wire
 TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
 
 Result<std::shared_ptr<TlsContext>> TlsContext::load(const TlsSettings& settings, std::vector<std::string>& warnings,
-                                                     Clock::time_point now)
+                                                     SystemClock::time_point now)
 {
     ERR_clear_error();
     Result<std::string> wire = alpn_wire(settings.alpn);
@@ -221,7 +221,14 @@ Result<std::shared_ptr<TlsContext>> TlsContext::load(const TlsSettings& settings
     // Compression leaks plaintext lengths (CRIME); renegotiation is an
     // attack surface no service behind superd needs. Session tickets stay:
     // resumption saves returning clients a full handshake.
-    SSL_CTX_set_options(ctx.get(), SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    // A client that closes without close_notify (many HTTP clients do) ends
+    // its input as a plain TCP client does: the service reads EOF, as it
+    // would without TLS, rather than the connection failing.
+    SSL_CTX_set_options(ctx.get(), SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    // The relay (tls_stage.h) writes what it has and carries on with the
+    // rest; OpenSSL's own buffers go back while a connection is idle.
+    SSL_CTX_set_mode(ctx.get(),
+                     SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
 
     if (SSL_CTX_use_certificate_chain_file(ctx.get(), settings.cert.c_str()) != 1)
         return failed(settings.cert, "cannot load the certificate chain");
@@ -291,6 +298,30 @@ int TlsContext::select_alpn(SSL*, const unsigned char** out, unsigned char* outl
 }
 
 UniqueSsl TlsContext::new_session() const { return UniqueSsl(SSL_new(ctx_)); }
+
+std::string tls_failure(SSL* ssl, int result)
+{
+    int saved = errno;
+    int code = SSL_get_error(ssl, result);
+    std::string reasons;
+    while (unsigned long error = ERR_get_error()) {
+        const char* reason = ERR_reason_error_string(error);
+        if (!reasons.empty())
+            reasons += "; ";
+        reasons += reason ? reason : fmt::format("error {:08X}", error);
+    }
+    ERR_clear_error();
+    long verified = SSL_get_verify_result(ssl);
+    if (verified != X509_V_OK)
+        reasons += fmt::format("{}({})", reasons.empty() ? "" : " ", X509_verify_cert_error_string(verified));
+    if (!reasons.empty())
+        return reasons;
+    if (code == SSL_ERROR_SYSCALL)
+        return saved != 0 ? std::string(std::strerror(saved)) : "the client closed the connection";
+    if (code == SSL_ERROR_ZERO_RETURN)
+        return "the client closed the connection";
+    return fmt::format("TLS error {}", code);
+}
 
 std::vector<std::string> tls_environment(SSL* ssl)
 {

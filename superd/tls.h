@@ -23,6 +23,7 @@
 // certificate) cannot add a variable or a line.
 #pragma once
 
+#include "superd/config.h"
 #include "superd/result.h"
 
 #include <openssl/ssl.h>
@@ -34,21 +35,6 @@
 #include <vector>
 
 namespace superd {
-
-enum class TlsVersion { k1_2, k1_3 };
-
-struct TlsSettings {
-    std::string cert;      // PEM chain, leaf first
-    std::string key;       // PEM private key (RSA, ECDSA or Ed25519), mode 0600 or stricter
-    std::string client_ca; // empty: no client certificate asked for; else required and verified
-    TlsVersion min_version = TlsVersion::k1_2;
-    std::vector<std::string> alpn; // the server's preference order; empty: no ALPN
-    std::chrono::milliseconds handshake_timeout{10000};
-
-    // Equal settings can still load a different context (the files behind
-    // them may have been replaced): a reload loads again regardless.
-    bool operator==(const TlsSettings&) const = default;
-};
 
 // A certificate of the chain closer than this to its end is loaded with a warning.
 inline constexpr std::chrono::hours kTlsExpiryWarning{14 * 24};
@@ -90,6 +76,13 @@ private:
     TlsSettings settings_;
     std::string alpn_wire_; // the ALPN list in the protocol's encoding: length-prefixed names
 };
+
+// Why an operation on `ssl` that returned `result` failed, as one line:
+// OpenSSL's reasons in their short form ("wrong version number"), with the
+// verification's result when a certificate failed it, or the system's
+// error. Call it at once (it reads errno and OpenSSL's error queue, which it
+// leaves empty).
+std::string tls_failure(SSL* ssl, int result);
 
 // Every name tls_environment() may set, for the list of variables a
 // service's configuration may not set itself.

@@ -67,7 +67,7 @@ void serve(Builtins& builtins, const ServiceConfig& service, UniqueFd fd, Admiss
 {
     SocketAddress peer = address_of("127.0.0.1", 1);
     Connection connection{std::move(fd),     peer,   address_of("127.0.0.1", 2), peer, std::nullopt,
-                          std::move(ticket), nullptr};
+                          std::move(ticket), nullptr, {}};
     builtins.serve(service, connection);
 }
 

@@ -761,6 +761,34 @@ TEST_CASE("file takes a readable regular file, at its line", "[config]")
           == "service 'motd': forward_to applies only to builtin = \"forward\"");
 }
 
+TEST_CASE("tls is a table of a TCP or unix nowait service, each mistake at its line", "[config]")
+{
+    Fixture f;
+    const std::string echo = "[service.e]\nlisten = [\"127.0.0.1:7000\"]\nbuiltin = \"echo\"\n"; // lines 1-3
+    CHECK(f.error_at(echo + "[service.e.tls]\nkey = \"k.pem\"\n", 4) == "service 'e': tls needs 'cert'");
+    CHECK(f.error_at(echo + "[service.e.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nciphers = \"ALL\"\n", 7)
+          == "service 'e': unknown key 'tls.ciphers'");
+    CHECK(f.error_at(echo + "tls = \"on\"\n", 4)
+          == "service 'e': tls must be a table: [service.e.tls] with cert and key");
+    CHECK(f.error_at(echo + "[service.e.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nmin_version = \"1.1\"\n", 7)
+          == "service 'e': tls.min_version must be one of \"1.2\", \"1.3\"");
+    CHECK(f.error_at(echo + "[service.e.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nalpn = \"h2\"\n", 7)
+          == "service 'e': tls.alpn must be a list of strings");
+    // The files are read at load: one that is missing is named, relative
+    // paths from the file's folder.
+    CHECK_THAT(f.error_at(echo + "[service.e.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n", 4),
+               Catch::StartsWith("service 'e': tls: " + (f.dir.path() / "c.pem").string() + ": "));
+    // No TLS over UDP, and a wait service's program accepts its own.
+    CHECK(f.error_at("[service.u]\nlisten = [\"127.0.0.1:7000\"]\nprotocol = \"udp\"\nbuiltin = \"echo\"\n"
+                     "[service.u.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+                     5)
+          == "service 'u': tls is for stream sockets (tcp, unix)");
+    CHECK(f.error_at("[service.w]\nlisten = [\"127.0.0.1:7000\"]\nprogram = \"prog\"\nmode = \"wait\"\n"
+                     "[service.w.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+                     5)
+          == "service 'w': tls does not apply to mode = \"wait\" (its program accepts the connections itself)");
+}
+
 TEST_CASE("forward takes a backend address, a timeout and a PROXY version", "[config]")
 {
     Fixture f;
@@ -1064,7 +1092,7 @@ std::set<std::string> table_keys()
 TEST_CASE("The README's config reference lists every key of the table, and no other", "[config]")
 {
     std::set<std::string> table = table_keys();
-    CHECK(table.size() == 46);
+    CHECK(table.size() == 47);
     CHECK(readme_keys() == table);
 }
 

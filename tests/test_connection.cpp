@@ -112,18 +112,20 @@ TEST_CASE("Stages run in order, then the handler gets the connection", "[connect
 {
     fake::FakeTimers time;
     Pipeline pipeline(nullptr, time);
-    TimedStage now(time, 0ms), soon(time, 200ms), later(time, 300ms);
-    std::vector<Stage*> stages{&now, &soon, &later};
+    auto now = std::make_shared<TimedStage>(time, 0ms);
+    auto soon = std::make_shared<TimedStage>(time, 200ms);
+    auto later = std::make_shared<TimedStage>(time, 300ms);
+    std::vector<std::shared_ptr<Stage>> stages{now, soon, later};
     Admission admission;
     Outcome outcome;
     pipeline.run(with_ticket(admission), stages, serve_into(outcome), fail_into(outcome));
-    CHECK(now.started == 1);
-    CHECK(soon.started == 1);
-    CHECK(later.started == 0);
+    CHECK(now->started == 1);
+    CHECK(soon->started == 1);
+    CHECK(later->started == 0);
     CHECK(pipeline.in_progress() == 1);
     CHECK(admission.running() == 1); // counted while in a stage
     time.advance(200ms);
-    CHECK(later.started == 1);
+    CHECK(later->started == 1);
     CHECK(outcome.served.empty());
     time.advance(300ms);
     CHECK(outcome.served == std::vector<std::string>{"fd"});
@@ -136,15 +138,16 @@ TEST_CASE("A stage that fails refuses the connection with its reason and ends it
 {
     fake::FakeTimers time;
     Pipeline pipeline(nullptr, time);
-    TimedStage bad_header(time, 10ms, "bad-header"), never(time, 0ms);
-    std::vector<Stage*> stages{&bad_header, &never};
+    auto bad_header = std::make_shared<TimedStage>(time, 10ms, "bad-header");
+    auto never = std::make_shared<TimedStage>(time, 0ms);
+    std::vector<std::shared_ptr<Stage>> stages{bad_header, never};
     Admission admission;
     Outcome outcome;
     pipeline.run(with_ticket(admission), stages, serve_into(outcome), fail_into(outcome));
     time.advance(10ms);
     CHECK(outcome.failed == std::vector<std::string>{"timed:bad-header"});
     CHECK(outcome.served.empty());
-    CHECK(never.started == 0);
+    CHECK(never->started == 0);
     CHECK(admission.running() == 0);
     CHECK(pipeline.in_progress() == 0);
 }
@@ -153,8 +156,8 @@ TEST_CASE("A stage that fails at once is refused at once", "[connection]")
 {
     fake::FakeTimers time;
     Pipeline pipeline(nullptr, time);
-    TimedStage bad(time, 0ms, "no");
-    std::vector<Stage*> stages{&bad};
+    auto bad = std::make_shared<TimedStage>(time, 0ms, "no");
+    std::vector<std::shared_ptr<Stage>> stages{bad};
     Outcome outcome;
     pipeline.run(Connection{}, stages, serve_into(outcome), fail_into(outcome));
     CHECK(outcome.failed == std::vector<std::string>{"timed:no"});
@@ -165,16 +168,16 @@ TEST_CASE("A stage over its deadline is cancelled and the connection refused", "
 {
     fake::FakeTimers time;
     Pipeline pipeline(nullptr, time);
-    TimedStage slow(time, 10s, std::nullopt, 500ms);
-    std::vector<Stage*> stages{&slow};
+    auto slow = std::make_shared<TimedStage>(time, 10s, std::nullopt, 500ms);
+    std::vector<std::shared_ptr<Stage>> stages{slow};
     Admission admission;
     Outcome outcome;
     pipeline.run(with_ticket(admission), stages, serve_into(outcome), fail_into(outcome));
     time.advance(499ms);
     CHECK(outcome.failed.empty());
     time.advance(1ms);
-    CHECK(outcome.failed == std::vector<std::string>{"timed:timeout"});
-    CHECK(slow.cancelled == 1);
+    CHECK(outcome.failed == std::vector<std::string>{"timed:timed out after 500ms"});
+    CHECK(slow->cancelled == 1);
     CHECK(admission.running() == 0);
     time.advance(1h);
     CHECK(outcome.served.empty()); // the cancelled run never calls back
@@ -184,19 +187,36 @@ TEST_CASE("Destroying the pipeline cancels the connections in a stage", "[connec
 {
     fake::FakeTimers time;
     Admission admission;
-    TimedStage slow(time, 10s);
-    std::vector<Stage*> stages{&slow};
+    auto slow = std::make_shared<TimedStage>(time, 10s);
+    std::vector<std::shared_ptr<Stage>> stages{slow};
     Outcome outcome;
     {
         Pipeline pipeline(nullptr, time);
         pipeline.run(with_ticket(admission), stages, serve_into(outcome), fail_into(outcome));
         CHECK(admission.running() == 1);
     }
-    CHECK(slow.cancelled == 1);
+    CHECK(slow->cancelled == 1);
     CHECK(admission.running() == 0);
     time.advance(1h);
     CHECK(outcome.served.empty());
     CHECK(outcome.failed.empty());
+}
+
+TEST_CASE("A connection in a stage keeps the stage alive when its service lets go of it", "[connection]")
+{
+    fake::FakeTimers time;
+    Pipeline pipeline(nullptr, time);
+    auto slow = std::make_shared<TimedStage>(time, 100ms);
+    std::weak_ptr<TimedStage> watched = slow;
+    std::vector<std::shared_ptr<Stage>> stages{slow};
+    Outcome outcome;
+    pipeline.run(Connection{}, stages, serve_into(outcome), fail_into(outcome));
+    stages.clear(); // a reload replaced the service and its stages
+    slow.reset();
+    CHECK_FALSE(watched.expired());
+    time.advance(100ms);
+    CHECK(outcome.served.size() == 1);
+    CHECK(watched.expired()); // and freed once the last connection has left it
 }
 
 namespace {
@@ -246,8 +266,7 @@ TEST_CASE("A stage reads its connection on the event loop before the handler", "
     EventBase base(event_base_new());
     EventTimers timers(base.get());
     Pipeline pipeline(base.get(), timers);
-    LineStage line;
-    std::vector<Stage*> stages{&line};
+    std::vector<std::shared_ptr<Stage>> stages{std::make_shared<LineStage>()};
     for (const char* sent : {"OK\n", "NO\n"}) {
         int pair[2];
         REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) == 0);

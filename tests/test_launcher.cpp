@@ -51,7 +51,8 @@ TEST_CASE("A spawned service gets the connection on 0/1/2, a clean environment a
     auto remote = harness::socket_address("::ffff:192.0.2.7", 4000);
     auto local = parse("127.0.0.1:7007");
     Launcher launcher(probe_service());
-    auto result = launcher.spawn(superd::SpawnIo{theirs.get(), -1, -1}, superd::Peer{&remote, &local, std::nullopt});
+    auto result =
+        launcher.spawn(superd::SpawnIo{theirs.get(), -1, -1}, superd::Peer{&remote, &local, std::nullopt, {}});
 
     ::sigprocmask(SIG_SETMASK, &previous, nullptr);
     ::signal(SIGPIPE, SIG_DFL);
@@ -96,9 +97,37 @@ TEST_CASE("A program that cannot be executed is a spawn error, not a child", "[s
     Launcher launcher(config);
     auto remote = parse("127.0.0.1:1");
     auto local = parse("127.0.0.1:2");
-    auto result = launcher.spawn(superd::SpawnIo{theirs.get(), -1, -1}, superd::Peer{&remote, &local, std::nullopt});
+    auto result =
+        launcher.spawn(superd::SpawnIo{theirs.get(), -1, -1}, superd::Peer{&remote, &local, std::nullopt, {}});
     CHECK(result.error == ENOENT);
     CHECK(std::string(result.step) == "exec");
     CHECK(result.pid == -1);
     CHECK(::waitpid(-1, nullptr, WNOHANG) < 0); // nothing to reap
+}
+
+TEST_CASE("A connection's own variables (TLS's) follow the service's and the address variables", "[spawn]")
+{
+    auto remote = parse("127.0.0.1:4000");
+    auto local = parse("127.0.0.1:7443");
+    Launcher launcher(probe_service());
+    std::vector<std::string> tls{"HTTPS=on", "SSL_PROTOCOL=TLSv1.3"};
+    for (bool with_tls : {true, false}) {
+        superd::Peer peer{&remote, &local, std::nullopt, {}};
+        if (with_tls)
+            peer.environment = tls;
+        int fds[2];
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+        superd::UniqueFd mine(fds[0]), child(fds[1]);
+        auto result = launcher.spawn(superd::SpawnIo{child.get(), -1, -1}, peer);
+        REQUIRE(result.error == 0);
+        child.reset();
+        ::shutdown(mine.get(), SHUT_WR);
+        std::string report = harness::read_to_eof(mine.get());
+        REQUIRE(::waitpid(result.pid, nullptr, 0) == result.pid);
+        auto env = harness::lines_with_prefix(report, "env: ");
+        INFO(report);
+        CHECK(std::count(env.begin(), env.end(), "HTTPS=on") == (with_tls ? 1 : 0));
+        CHECK(std::count(env.begin(), env.end(), "SSL_PROTOCOL=TLSv1.3") == (with_tls ? 1 : 0));
+        CHECK(std::count(env.begin(), env.end(), "TCPREMOTEPORT=4000") == 1);
+    }
 }
