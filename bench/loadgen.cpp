@@ -4,7 +4,18 @@
 // the reply equals EXPECT. With --no-shutdown it does not half-close: it
 // reads exactly as many bytes as EXPECT has, checks them and closes, for
 // forwarders that end a connection at its first EOF either way (as
-// systemd-socket-proxyd does), which would drop the reply. Prints one machine-readable line on stdout:
+// systemd-socket-proxyd does), which would drop the reply.
+//
+// With --tls CAFILE each connection is a TLS client (bench/tls_client.h):
+// a full handshake (no resumption) verified against CAFILE, then the same
+// exchange through TLS, where the half-close is the client's close_notify
+// and the end of the reply is the server's; with --no-shutdown the client
+// sends its close_notify after the reply and closes. A server that ends a
+// connection without a close_notify counts as an error (unclean_eof). The
+// --hold connections stay plain TCP connects. The plain path does no TLS
+// work at all: the two paths are separate functions.
+//
+// Prints one machine-readable line on stdout:
 //   conn_per_s=... completed=... errors=... p50_us=... p99_us=... max_us=... held=... seconds=...
 // Exit status: 0 no errors, 1 errors, 2 bad command line.
 //
@@ -12,11 +23,13 @@
 //   loadgen --port P [--host 127.0.0.1] [--concurrency 16] [--duration 10]
 //           [--max-connections 0] [--greeting 0] [--message "hello\n"]
 //           [--expect STRING] [--hold 0] [--timeout 5] [--no-shutdown]
+//           [--tls CAFILE]
 //
 // --concurrency 0 with --hold N only holds the N connections for --duration.
 //
 // --message and --expect understand \n \r \t \\ \0 and \xHH so that a shell
 // argument like "hello\n" means what it looks like.
+#include "bench/tls_client.h"
 #include "bench/tools.h"
 
 #include <netdb.h>
@@ -54,12 +67,14 @@ struct Options {
     long long hold = 0;
     double timeout = 5.0;
     bool no_shutdown = false;
+    std::string tls_ca; // empty: plain TCP
 };
 
 const bench::CommandLine kCommandLine{"loadgen",
                                       "usage: loadgen --port P [--host 127.0.0.1] [--concurrency 16] [--duration 10]\n"
                                       "               [--max-connections 0] [--greeting 0] [--message \"hello\\n\"]\n"
-                                      "               [--expect STRING] [--hold 0] [--timeout 5] [--no-shutdown]\n"};
+                                      "               [--expect STRING] [--hold 0] [--timeout 5] [--no-shutdown]\n"
+                                      "               [--tls CAFILE]\n"};
 
 int hex_digit(char c)
 {
@@ -144,6 +159,8 @@ Options parse_args(int argc, char** argv)
             o.hold = kCommandLine.number<long long>(flag, value, 0, 10'000'000);
         else if (flag == "--timeout")
             o.timeout = kCommandLine.number<double>(flag, value, 0.001, 1e7);
+        else if (flag == "--tls")
+            o.tls_ca = value;
         else
             kCommandLine.fail("unknown option " + std::string(flag));
     }
@@ -156,12 +173,12 @@ Options parse_args(int argc, char** argv)
     return o;
 }
 
-enum class Phase { Idle, Connecting, Greeting, Sending, Reading, HeldConnecting, Held };
+enum class Phase { Idle, Connecting, Handshake, Greeting, Sending, Reading, HeldConnecting, Held };
 
 // Error kinds are only for the stderr breakdown; stdout carries the total.
-enum ErrorKind { Refused, Reset, Timeout, Mismatch, EarlyEof, Other, ErrorKinds };
-constexpr std::array<const char*, ErrorKinds> error_names{"refused",  "reset",     "timeout",
-                                                          "mismatch", "early_eof", "other"};
+enum ErrorKind { Refused, Reset, Timeout, Mismatch, EarlyEof, Tls, UncleanEof, Other, ErrorKinds };
+constexpr std::array<const char*, ErrorKinds> error_names{"refused",   "reset", "timeout",     "mismatch",
+                                                          "early_eof", "tls",   "unclean_eof", "other"};
 
 ErrorKind classify(int err)
 {
@@ -186,6 +203,7 @@ struct Conn {
     size_t sent = 0;
     std::string got;
     int64_t start_ns = 0;
+    bench::UniqueSsl ssl; // with --tls only
 };
 
 struct Deadline {
@@ -198,8 +216,9 @@ enum class Step { Pending, Ok, Failed };
 
 class LoadGen {
 public:
-    LoadGen(const Options& o, const bench::Address& to)
-        : opt_(o), to_(to), timeout_ns_(static_cast<int64_t>(o.timeout * 1e9)),
+    // `tls` (not owned) is the client context of --tls; null for plain TCP.
+    LoadGen(const Options& o, const bench::Address& to, SSL_CTX* tls)
+        : opt_(o), to_(to), tls_(tls), timeout_ns_(static_cast<int64_t>(o.timeout * 1e9)),
           conns_(static_cast<size_t>(o.concurrency) + static_cast<size_t>(o.hold))
     {
         epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
@@ -249,7 +268,7 @@ public:
                 if (c.gen != gen || c.phase == Phase::Idle)
                     continue; // stale: this slot's connection already finished in this batch
                 ErrorKind kind = Other;
-                Step s = drive(c, events[i].events, kind);
+                Step s = tls_ ? drive_tls(c, events[i].events, kind) : drive(c, events[i].events, kind);
                 if (s != Step::Pending)
                     finish(idx, s == Step::Ok, kind);
             }
@@ -312,6 +331,10 @@ private:
             finish(idx, false, classify(errno));
             return;
         }
+        if (tls_ && !(c.ssl = bench::tls_client_session(tls_, c.fd))) {
+            finish(idx, false, Tls);
+            return;
+        }
         // The timeout is the same for every connection, so deadlines arrive in order.
         deadlines_.push_back({c.start_ns + timeout_ns_, idx, c.gen});
     }
@@ -323,6 +346,13 @@ private:
             latencies_us_.push_back((bench::now_ns() - c.start_ns + 500) / 1000);
         else
             ++error_counts_[kind];
+        if (c.ssl) {
+            if (ok && opt_.no_shutdown) {
+                SSL_shutdown(c.ssl.get()); // the client's close_notify; the server's is not waited for
+                ERR_clear_error();         // whatever it met is no later connection's error
+            }
+            c.ssl.reset();
+        }
         if (c.fd >= 0)
             ::close(c.fd);
         c.fd = -1;
@@ -354,6 +384,46 @@ private:
         return err;
     }
 
+    // Whether a connect has finished: Ok once it has, Pending while it has not.
+    static Step connected(const Conn& c, uint32_t events, ErrorKind& kind)
+    {
+        if (int err = socket_error(c.fd); err != 0) {
+            kind = classify(err);
+            return Step::Failed;
+        }
+        if (events & (EPOLLERR | EPOLLHUP))
+            return Step::Failed;
+        return (events & EPOLLOUT) ? Step::Ok : Step::Pending;
+    }
+
+    // Takes `n` bytes of the reply: Pending while more is to be read, Ok or
+    // Failed once a --no-shutdown client has as much as it expects.
+    Step take(Conn& c, const char* data, size_t n, ErrorKind& kind) const
+    {
+        // Keep at most one byte beyond the expectation: enough to know it is wrong.
+        size_t room = opt_.expect.size() + 1 - std::min(c.got.size(), opt_.expect.size() + 1);
+        c.got.append(data, std::min(room, n));
+        if (!opt_.no_shutdown || c.got.size() < opt_.expect.size())
+            return Step::Pending;
+        if (c.got == opt_.expect)
+            return Step::Ok;
+        kind = Mismatch;
+        return Step::Failed;
+    }
+
+    // The server has ended the reply.
+    Step ended(const Conn& c, ErrorKind& kind) const
+    {
+        if (opt_.no_shutdown) {
+            kind = EarlyEof;
+            return Step::Failed;
+        }
+        if (c.got == opt_.expect)
+            return Step::Ok;
+        kind = Mismatch;
+        return Step::Failed;
+    }
+
     // Advances one client as far as the socket allows.
     Step drive(Conn& c, uint32_t events, ErrorKind& kind)
     {
@@ -361,14 +431,8 @@ private:
         for (;;) {
             switch (c.phase) {
             case Phase::Connecting: {
-                if (int err = socket_error(c.fd); err != 0) {
-                    kind = classify(err);
-                    return Step::Failed;
-                }
-                if (events & (EPOLLERR | EPOLLHUP))
-                    return Step::Failed;
-                if (!(events & EPOLLOUT))
-                    return Step::Pending;
+                if (Step s = connected(c, events, kind); s != Step::Ok)
+                    return s;
                 c.phase = c.greeting_left > 0 ? Phase::Greeting : Phase::Sending;
                 break;
             }
@@ -416,24 +480,10 @@ private:
             case Phase::Reading: {
                 ssize_t n = ::recv(c.fd, buffer, sizeof buffer, 0);
                 if (n > 0) {
-                    // Keep at most one byte beyond the expectation: enough to know it is wrong.
-                    size_t room = opt_.expect.size() + 1 - std::min(c.got.size(), opt_.expect.size() + 1);
-                    c.got.append(buffer, std::min(room, static_cast<size_t>(n)));
-                    if (opt_.no_shutdown && c.got.size() >= opt_.expect.size()) {
-                        if (c.got == opt_.expect)
-                            return Step::Ok;
-                        kind = Mismatch;
-                        return Step::Failed;
-                    }
+                    if (Step s = take(c, buffer, static_cast<size_t>(n), kind); s != Step::Pending)
+                        return s;
                 } else if (n == 0) {
-                    if (opt_.no_shutdown) {
-                        kind = EarlyEof;
-                        return Step::Failed;
-                    }
-                    if (c.got == opt_.expect)
-                        return Step::Ok;
-                    kind = Mismatch;
-                    return Step::Failed;
+                    return ended(c, kind);
                 } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
                     return Step::Pending;
                 } else if (errno != EINTR) {
@@ -446,6 +496,100 @@ private:
                 return Step::Failed;
             }
         }
+    }
+
+    // drive() through TLS: the same steps, with the handshake after the
+    // connect and the close_notify as the half-close.
+    Step drive_tls(Conn& c, uint32_t events, ErrorKind& kind)
+    {
+        char buffer[16384];
+        SSL* ssl = c.ssl.get();
+        for (;;) {
+            switch (c.phase) {
+            case Phase::Connecting: {
+                if (Step s = connected(c, events, kind); s != Step::Ok)
+                    return s;
+                c.phase = Phase::Handshake;
+                break;
+            }
+            case Phase::Handshake: {
+                if (int ret = SSL_do_handshake(ssl); ret != 1)
+                    return tls_stalled(ssl, ret, kind);
+                c.phase = c.greeting_left > 0 ? Phase::Greeting : Phase::Sending;
+                break;
+            }
+            case Phase::Greeting: {
+                int want = static_cast<int>(std::min<long long>(c.greeting_left, sizeof buffer));
+                int ret = SSL_read(ssl, buffer, want);
+                if (ret <= 0)
+                    return tls_stalled(ssl, ret, kind);
+                c.greeting_left -= ret;
+                if (c.greeting_left == 0)
+                    c.phase = Phase::Sending;
+                break;
+            }
+            case Phase::Sending: {
+                if (c.sent < opt_.message.size()) {
+                    int ret =
+                        SSL_write(ssl, opt_.message.data() + c.sent, static_cast<int>(opt_.message.size() - c.sent));
+                    if (ret <= 0)
+                        return tls_stalled(ssl, ret, kind);
+                    c.sent += static_cast<size_t>(ret);
+                    break;
+                }
+                // Sends the close_notify (0: the server's is still to come).
+                if (int ret = opt_.no_shutdown ? 0 : SSL_shutdown(ssl); ret < 0)
+                    return tls_stalled(ssl, ret, kind);
+                c.phase = Phase::Reading;
+                if (opt_.no_shutdown && opt_.expect.empty())
+                    return Step::Ok;
+                break;
+            }
+            case Phase::Reading: {
+                int ret = SSL_read(ssl, buffer, sizeof buffer);
+                if (ret > 0) {
+                    if (Step s = take(c, buffer, static_cast<size_t>(ret), kind); s != Step::Pending)
+                        return s;
+                    break;
+                }
+                if (SSL_get_error(ssl, ret) == SSL_ERROR_ZERO_RETURN)
+                    return ended(c, kind);
+                return tls_stalled(ssl, ret, kind);
+            }
+            default:
+                return Step::Failed;
+            }
+        }
+    }
+
+    // What a TLS call that did not do its work means: Pending until the
+    // socket's next event, or Failed with why (an end here is early). The
+    // first TLS error's reason goes to stderr.
+    Step tls_stalled(SSL* ssl, int ret, ErrorKind& kind)
+    {
+        switch (bench::tls_io(ssl, ret)) {
+        case bench::TlsIo::Again:
+            return Step::Pending;
+        case bench::TlsIo::Done:
+        case bench::TlsIo::Closed:
+            kind = EarlyEof;
+            return Step::Failed;
+        case bench::TlsIo::Eof:
+            kind = UncleanEof;
+            return Step::Failed;
+        case bench::TlsIo::Failed:
+            break;
+        }
+        if (ERR_peek_error() == 0) {
+            kind = classify(errno); // the socket's own error
+            return Step::Failed;
+        }
+        kind = Tls;
+        std::string why = bench::tls_reason("");
+        if (!tls_error_said_)
+            std::fprintf(stderr, "loadgen: tls: %s\n", why.c_str());
+        tls_error_said_ = true;
+        return Step::Failed;
     }
 
     // Opens the --hold connections and waits (up to --timeout) for them to be
@@ -508,6 +652,8 @@ private:
 
     const Options& opt_;
     bench::Address to_;
+    SSL_CTX* tls_;
+    bool tls_error_said_ = false;
     int64_t timeout_ns_;
     int epfd_ = -1;
     std::vector<Conn> conns_; // [0, concurrency) clients, then the held connections
@@ -533,6 +679,10 @@ int main(int argc, char** argv)
     if (!address)
         return 2;
 
-    LoadGen gen(opt, *address);
+    bench::UniqueSslCtx tls;
+    if (!opt.tls_ca.empty() && !(tls = bench::tls_client_context(opt.tls_ca, "loadgen")))
+        return 2;
+
+    LoadGen gen(opt, *address, tls.get());
     return gen.run();
 }

@@ -143,6 +143,9 @@ struct ServiceConfig {
     double burst_per_source = 0;
     AccessList access;
     std::optional<int> backlog; // default: the system's maximum
+    // SO_REUSEPORT: other processes (another superd, of the same user) may
+    // listen on the same address, and the kernel spreads connections.
+    bool reuse_port = false;
 
     // Lifetime and resources of a spawned program.
     std::optional<std::chrono::milliseconds> timeout;

@@ -620,6 +620,9 @@ std::optional<Error> read_busy_message(const Value& value, ServiceConfig& config
     auto message = value.string();
     if (message && config.on_limit != OnLimit::kReject)
         return value.error("busy_message goes with on_limit = \"reject\"");
+    // Sent before any handshake, it would reach a TLS client as garbage.
+    if (message && config.tls)
+        return value.error("busy_message is plaintext, which a TLS client cannot read (the refusal closes it)");
     return store(message, config.busy_message);
 }
 
@@ -718,6 +721,7 @@ constexpr ServiceKey kServiceKeys[] = {
     {"stderr_burst", kProgram | kAnyProtocol, nullptr}, // read with stderr_rate
     {"allow", kAccepted | kAnyProtocol, read_access, true},
     {"deny", kAccepted | kAnyProtocol, nullptr}, // read with allow
+    {"reuse_port", kAnyKind | kTcp | kUdp, [](const V& v, C& c) { return store(v.boolean(), c.reuse_port); }},
     {"backlog", kAnyKind | kStream, [](const V& v, C& c) { return store(v.integer<int>(1, 65535), c.backlog); }},
     {"socket_mode", kAnyKind | kUnix, [](const V& v, C& c) { return store(v.file_mode(), c.socket_mode); }},
     {"socket_user", kAnyKind | kUnix, [](const V& v, C& c) { return v.id(resolve_uid, c.socket_uid); }},

@@ -73,6 +73,11 @@ public:
     // relay, so it is the relay's last act, and start()'s caller must not
     // touch the relay after start() returns unless it owns it otherwise.
     virtual void start(event_base* base, Closed closed) = 0;
+    // Every process of the child's session has ended (the daemon says so):
+    // nothing reads the service's end any more, and a client that neither
+    // sends nor closes must not keep the relay, and its connection, open.
+    // It may call `closed`, as its last act.
+    virtual void service_ended() {}
 };
 
 struct Connection {

@@ -51,7 +51,7 @@ const char* signal_name(int signal)
 
 SocketSpec spec_for(const ServiceConfig& service, const ListenAddress& listen)
 {
-    return SocketSpec{service.protocol,    listen.address,     service.backlog,
+    return SocketSpec{service.protocol,    listen.address,     service.backlog,   service.reuse_port,
                       service.socket_mode, service.socket_uid, service.socket_gid};
 }
 
@@ -906,6 +906,7 @@ void Daemon::session_over(pid_t pid, Child& child)
     spdlog::debug("relaying service={} pid={} {}={}", child.service, pid, who_key(child), child.endpoint);
     Relay* relay = child.life.relay();
     relaying_.emplace(relay, Relaying{pid, std::move(child)});
+    relay->service_ended(); // may close it, and end the connection, now
 }
 
 void Daemon::relay_closed(pid_t pid, Relay* relay)

@@ -183,6 +183,10 @@ Result<std::unique_ptr<Listener>> Listener::open(const SocketSpec& spec)
     int one = 1;
     if (address.family() != AF_UNIX && ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
         return failure("set SO_REUSEADDR on", spec, errno);
+    // Before bind: the kernel lets a second socket bind the address only if
+    // both have it (and one user owns both).
+    if (spec.reuse_port && ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+        return failure("set SO_REUSEPORT on", spec, errno);
     // An IPv6 socket takes IPv6 only, whatever net.ipv6.bindv6only says, so
     // that "PORT" can bind 0.0.0.0 and :: side by side on any host.
     if (address.family() == AF_INET6 && ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0)
@@ -253,6 +257,11 @@ std::optional<Error> Listener::apply_settings(const SocketSpec& spec)
         if (::listen(fd_.get(), spec_.backlog.value_or(kBacklog)) != 0)
             return failure("set the backlog of", spec_, errno);
     }
+    // The kernel decides at bind time (and caches it for the port), so a
+    // socket kept by a reload keeps what it was opened with.
+    if (spec.reuse_port != spec_.reuse_port)
+        return Error{"reuse_port = " + std::string(spec.reuse_port ? "true" : "false") + " on "
+                     + spec_.address.to_string() + " takes effect when the socket is opened again (a restart)"};
     // An adopted socket's file is its maker's (see adopt()).
     if (spec_.address.family() != AF_UNIX || !unix_file_)
         return std::nullopt;

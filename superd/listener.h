@@ -56,6 +56,7 @@ struct SocketSpec {
     Protocol protocol = Protocol::kTcp;
     SocketAddress address;
     std::optional<int> backlog; // stream sockets; default: the system's maximum
+    bool reuse_port = false;    // SO_REUSEPORT (TCP, UDP): set again at each reload
     // Unix sockets: applied at open and again at each reload.
     std::optional<mode_t> mode;
     std::optional<uid_t> uid;

@@ -1,6 +1,7 @@
 #include "superd/tls_stage.h"
 
 #include <openssl/err.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <fmt/format.h>
@@ -129,6 +130,20 @@ void TlsRelay::start(event_base* base, Closed closed)
     pump();
 }
 
+void TlsRelay::service_ended()
+{
+    if (!client_)
+        return; // over already
+    service_gone();
+    pump();
+}
+
+void TlsRelay::service_gone()
+{
+    up_.start = up_.end = 0;
+    up_.ended = up_.shut = progress_ = true;
+}
+
 void TlsRelay::on_io(evutil_socket_t, short, void* self) { static_cast<TlsRelay*>(self)->pump(); }
 
 void TlsRelay::pump()
@@ -190,8 +205,7 @@ std::optional<std::string> TlsRelay::up()
         } else if (errno != EINTR) {
             // The service reads no more (it closed, or exited): what the
             // client sends is dropped, as the kernel would drop it.
-            up_.start = up_.end = 0;
-            up_.ended = up_.shut = progress_ = true;
+            service_gone();
         }
     }
     if (up_.ended && up_.empty() && !up_.shut) {
@@ -212,7 +226,12 @@ std::optional<std::string> TlsRelay::down()
             down_.end = static_cast<size_t>(n);
             progress_ = true;
         } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-            down_.ended = progress_ = true; // its end, or a reset: the service is gone either way
+            down_.ended = progress_ = true; // its end, or a reset
+            // Closed entirely (HUP), not only its output shut: as a TCP
+            // connection closed by its program, the client is done with too.
+            pollfd hup{service_.get(), 0, 0};
+            if (!up_.shut && ::poll(&hup, 1, 0) == 1 && (hup.revents & POLLHUP))
+                service_gone();
         }
     }
     if (!down_.empty()) {

@@ -24,7 +24,11 @@
 // the service's end of input a close_notify and a FIN to the client. The
 // relay is over when both ways have ended; a reset or a TLS error on
 // either side ends it at once, resetting the client (SO_LINGER 0) and
-// closing the service's end, which then reads EOF or gets EPIPE. Every
+// closing the service's end, which then reads EOF or gets EPIPE. A service
+// that is gone entirely (its end closed by all who held it, or its
+// program's session over, as the daemon tells service_ended()) ends the
+// way from the client too: as with a TCP connection its program closed, a
+// client that neither sends nor closes cannot keep the connection. Every
 // descriptor it holds is closed when it reports that it has closed.
 //
 // The relay keeps the TlsContext its connection started with: a reload
@@ -63,6 +67,7 @@ public:
     ~TlsRelay() override;
 
     void start(event_base* base, Closed closed) override;
+    void service_ended() override;
 
 private:
     // One way through the relay and the bytes waiting in it.
@@ -81,6 +86,8 @@ private:
     // Moves what can be moved both ways, then watches what it waits for;
     // ends the relay (and `this`) when both ways are over or one failed.
     void pump();
+    // Nothing will read what the client sends: it is dropped from now on.
+    void service_gone();
     std::optional<std::string> up();   // client to service
     std::optional<std::string> down(); // service to client
     // After an SSL call that returned `result` (not a success): what it

@@ -5,6 +5,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+
 #include <csignal>
 #include <random>
 #include <regex>
@@ -16,17 +18,19 @@ namespace {
 
 std::string bench(const std::string& tool) { return std::string(BENCH_DIR) + "/" + tool; }
 
-void check_run(uint16_t port, const std::vector<std::string>& extra = {})
+// `connections` round trips through loadgen, all of them without an error.
+void check_run(uint16_t port, const std::vector<std::string>& extra = {}, int connections = 300)
 {
+    const std::string count = std::to_string(connections);
     std::vector<std::string> argv{
         bench("loadgen"),    "--port", std::to_string(port), "--concurrency", "8", "--duration", "20",
-        "--max-connections", "300"};
+        "--max-connections", count};
     argv.insert(argv.end(), extra.begin(), extra.end());
     auto run = run_command(argv, 60s);
     INFO(run.output);
     CHECK(run.status == 0);
-    CHECK(std::regex_search(
-        run.output, std::regex(R"(conn_per_s=[0-9.]+ completed=300 errors=0 p50_us=\d+ p99_us=\d+ max_us=\d+)")));
+    CHECK(std::regex_search(run.output, std::regex("conn_per_s=[0-9.]+ completed=" + count
+                                                   + R"( errors=0 p50_us=\d+ p99_us=\d+ max_us=\d+)")));
 }
 
 // A reference server started by the test, ended by pid.
@@ -75,6 +79,20 @@ std::string random_bytes(size_t size)
     for (auto& c : out)
         c = static_cast<char>(byte(gen));
     return out;
+}
+
+// A self-signed ECDSA P-256 certificate for localhost in `dir`: NAME.pem
+// (its own CA, for the clients' --tls) and NAME.key, made 0600 as superd
+// requires. Returns the certificate's path.
+std::string self_signed(const TempDir& dir, const std::string& name)
+{
+    const std::string cert = (dir.path() / (name + ".pem")).string(), key = (dir.path() / (name + ".key")).string();
+    auto made = run_command({"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                             "-nodes", "-days", "30", "-subj", "/CN=localhost", "-keyout", key, "-out", cert});
+    INFO(made.output);
+    REQUIRE(made.status == 0);
+    ::chmod(key.c_str(), 0600);
+    return cert;
 }
 
 } // namespace
@@ -151,4 +169,30 @@ TEST_CASE("The load generator counts a refused port as errors and does not hang"
                            30s);
     CHECK(run.status == 1);
     CHECK_THAT(run.output, Catch::Contains("errors=20"));
+}
+
+TEST_CASE("The load generator and fetch speak TLS to superd, and fail where the certificate is not trusted",
+          "[bench][integration]")
+{
+    TempDir dir;
+    const std::string cert = self_signed(dir, "server"), stranger = self_signed(dir, "stranger");
+    uint16_t port = free_port();
+    Superd superd(service_toml("tls-cat", {loopback(port)}, "/bin/cat") + "[service.tls-cat.tls]\ncert = \"" + cert
+                  + "\"\nkey = \"" + (dir.path() / "server.key").string() + "\"\n");
+    check_run(port, {"--tls", cert}, 100);
+    check_run(port, {"--tls", cert, "--no-shutdown"}, 100);
+
+    auto bulk = run_command(
+        {bench("fetch"), "--port", std::to_string(port), "--connections", "2", "--send", "1000000", "--tls", cert},
+        60s);
+    INFO(bulk.output);
+    CHECK(bulk.status == 0);
+    CHECK(std::regex_search(bulk.output, fetch_summary(2'000'000, 2)));
+
+    auto untrusted = run_command({bench("loadgen"), "--port", std::to_string(port), "--duration", "20",
+                                  "--max-connections", "20", "--tls", stranger},
+                                 60s);
+    INFO(untrusted.output);
+    CHECK(untrusted.status == 1);
+    CHECK_THAT(untrusted.output, Catch::Contains("tls=20") && Catch::Contains("certificate verify failed"));
 }

@@ -1092,7 +1092,7 @@ std::set<std::string> table_keys()
 TEST_CASE("The README's config reference lists every key of the table, and no other", "[config]")
 {
     std::set<std::string> table = table_keys();
-    CHECK(table.size() == 47);
+    CHECK(table.size() == 48);
     CHECK(readme_keys() == table);
 }
 

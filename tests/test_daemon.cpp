@@ -15,6 +15,7 @@
 #include <latch>
 #include <mutex>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -244,4 +245,26 @@ TEST_CASE("SIGCHLD is blocked while every child has a pidfd, and unblocked to re
     CHECK(wait_no_children(superd));
     CHECK(wait_sigchld_blocked(superd.pid(), true));
     CHECK(superd.stop() == 0);
+}
+
+TEST_CASE("Two superd with reuse_port on one port both serve it, and one without cannot start", "[daemon][integration]")
+{
+    uint16_t port = harness::free_port();
+    // The program names the superd that spawned it: its parent.
+    std::string config = "[service.who]\nlisten = [\"" + harness::loopback(port)
+                         + "\"]\nprogram = \"/bin/sh\"\nargs = [\"sh\", \"-c\", \"echo $PPID\"]\nreuse_port = true\n";
+    harness::Superd first(config);
+    harness::Superd second(config);
+    std::set<std::string> answered;
+    // The kernel picks a socket by the connection's addresses and ports: a
+    // few dozen source ports reach both (all on one has odds of 2^-39).
+    for (int i = 0; i < 40 && answered.size() < 2; ++i)
+        answered.insert(harness::round_trip(port, ""));
+    CHECK(answered == std::set<std::string>{std::to_string(first.pid()) + "\n", std::to_string(second.pid()) + "\n"});
+
+    std::string plain = "[service.who]\nlisten = [\"" + harness::loopback(port) + "\"]\nprogram = \"/bin/true\"\n";
+    harness::TempDir dir;
+    auto refused = harness::run_superd({"--config", dir.write("plain.toml", plain), "--control", ""});
+    CHECK(refused.status != 0);
+    CHECK_THAT(refused.output, Catch::Contains("Address already in use"));
 }

@@ -52,6 +52,27 @@ TEST_CASE("A taken address is refused with the address and the reason", "[listen
     CHECK_THAT(second.error(), Catch::Contains(address) && Catch::Contains("Address already in use"));
 }
 
+TEST_CASE("reuse_port lets two sockets listen on one address, both asking for it", "[listener]")
+{
+    std::string address = "127.0.0.1:" + std::to_string(harness::free_port());
+    superd::SocketSpec shared = tcp(parse(address));
+    shared.reuse_port = true;
+    auto first = Listener::open(shared);
+    REQUIRE(first.ok());
+    auto second = Listener::open(shared);
+    INFO((second.ok() ? std::string() : second.error()));
+    REQUIRE(second.ok());
+    // One that does not ask cannot join them.
+    CHECK_FALSE(Listener::open(tcp(parse(address))).ok());
+
+    // The kernel decides at bind: a reload that changes it on a kept socket
+    // is told so, and the socket keeps it.
+    auto changed = (*first)->apply_settings(tcp(parse(address)));
+    REQUIRE(changed);
+    CHECK_THAT(changed->message, Catch::Contains("reuse_port = false on " + address));
+    CHECK(Listener::open(shared).ok());
+}
+
 TEST_CASE("IPv4 and IPv6 wildcards share a port (v6only is set)", "[listener]")
 {
     uint16_t port = harness::free_port();
