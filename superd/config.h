@@ -142,6 +142,11 @@ struct ServiceConfig {
     std::optional<double> rate_per_source;
     double burst_per_source = 0;
     AccessList access;
+    // PROXY protocol on ingress (proxy_stage.h): which header comes first,
+    // from whom only, within how long. Admission then sees the header's client.
+    std::optional<ProxyAccept> proxy_protocol;
+    std::vector<Cidr> proxy_from;
+    std::chrono::milliseconds proxy_timeout{5000};
     std::optional<int> backlog; // default: the system's maximum
     // SO_REUSEPORT: other processes (another superd, of the same user) may
     // listen on the same address, and the kernel spreads connections.

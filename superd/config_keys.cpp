@@ -46,9 +46,9 @@ namespace {
 
 // Set by superd for each connection; a service cannot set them itself.
 constexpr std::string_view kReservedEnv[] = {
-    "REMOTE_ADDR", "REMOTE_PORT",  "PROTO",          "TCPREMOTEIP",    "TCPREMOTEPORT",
-    "TCPLOCALIP",  "TCPLOCALPORT", "UNIXREMOTEPID",  "UNIXREMOTEEUID", "UNIXREMOTEEGID",
-    "LISTEN_FDS",  "LISTEN_PID",   "LISTEN_FDNAMES",
+    "REMOTE_ADDR",    "REMOTE_PORT",   "PROTO",          "TCPREMOTEIP",     "TCPREMOTEPORT",   "TCPLOCALIP",
+    "TCPLOCALPORT",   "UNIXREMOTEPID", "UNIXREMOTEEUID", "UNIXREMOTEEGID",  "LISTEN_FDS",      "LISTEN_PID",
+    "LISTEN_FDNAMES", "PROXY_ADDR",    "PROXY_PORT",     "PROXY_AUTHORITY", "PROXY_UNIQUE_ID",
 };
 
 // Leading decimal digits and the unit after them: "512M" is 512 and "M".
@@ -626,6 +626,41 @@ std::optional<Error> read_busy_message(const Value& value, ServiceConfig& config
     return store(message, config.busy_message);
 }
 
+// proxy_protocol with proxy_from and proxy_timeout: a header is believed
+// only from the balancers named, so the one needs the other.
+std::optional<Error> read_proxy(const Value& value, ServiceConfig& config)
+{
+    Value from = value.other("proxy_from"), timeout = value.other("proxy_timeout");
+    if (!value) {
+        if (from || timeout) {
+            const Value& set = from ? from : timeout;
+            return set.error(set.key() + " goes with proxy_protocol");
+        }
+        return std::nullopt;
+    }
+    auto accept =
+        value.choice<ProxyAccept>({{"v1", ProxyAccept::kV1}, {"v2", ProxyAccept::kV2}, {"any", ProxyAccept::kAny}});
+    if (!accept)
+        return Error{accept.error()};
+    if (!from)
+        return value.error("proxy_protocol needs proxy_from: the balancers whose headers are believed (anyone else "
+                           "could name any client)");
+    auto items = from.strings(true);
+    if (!items)
+        return Error{items.error()};
+    for (const auto& [text, line] : *items) {
+        auto cidr = Cidr::parse(text);
+        if (!cidr)
+            return from.error_at(line, "proxy_from: " + cidr.error());
+        config.proxy_from.push_back(*cidr);
+    }
+    if (timeout)
+        if (auto e = store(timeout.duration(), config.proxy_timeout))
+            return e;
+    config.proxy_protocol = *accept;
+    return std::nullopt;
+}
+
 // allow and deny together: one access list.
 std::optional<Error> read_access(const Value& allow, ServiceConfig& config)
 {
@@ -721,6 +756,9 @@ constexpr ServiceKey kServiceKeys[] = {
     {"stderr_burst", kProgram | kAnyProtocol, nullptr}, // read with stderr_rate
     {"allow", kAccepted | kAnyProtocol, read_access, true},
     {"deny", kAccepted | kAnyProtocol, nullptr}, // read with allow
+    {"proxy_protocol", kAccepted | kTcp, read_proxy, true},
+    {"proxy_from", kAccepted | kTcp, nullptr},    // read with proxy_protocol
+    {"proxy_timeout", kAccepted | kTcp, nullptr}, // read with proxy_protocol
     {"reuse_port", kAnyKind | kTcp | kUdp, [](const V& v, C& c) { return store(v.boolean(), c.reuse_port); }},
     {"backlog", kAnyKind | kStream, [](const V& v, C& c) { return store(v.integer<int>(1, 65535), c.backlog); }},
     {"socket_mode", kAnyKind | kUnix, [](const V& v, C& c) { return store(v.file_mode(), c.socket_mode); }},
@@ -763,6 +801,8 @@ std::optional<std::string> not_applying(const ServiceKey& key, unsigned kind, co
             return " is for unix sockets (protocol = \"unix\")";
         if (protocols == kStream)
             return " is for stream sockets (tcp, unix)";
+        if (protocols == kTcp)
+            return " is for TCP only";
         return " does not apply to this protocol";
     }
     if ((key.applies & kOwnSetting) && config.builtin

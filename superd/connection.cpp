@@ -19,8 +19,9 @@ void Pipeline::run(Connection connection, std::span<const std::shared_ptr<Stage>
     flight->failed = std::move(failed);
     flight->deadline = timers_.timer([this, flight] {
         flight->run.reset(); // cancels what the stage waits for
-        auto ms = flight->stages[flight->at]->deadline().count();
-        stage_done(flight, "timed out after " + std::to_string(ms) + "ms");
+        const Stage& stage = *flight->stages[flight->at];
+        stage_done(flight, std::string(stage.awaiting()) + " timed out after "
+                               + std::to_string(stage.deadline().count()) + "ms");
     });
     flights_.emplace(flight, std::move(owned));
     advance(flight);

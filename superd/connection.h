@@ -1,15 +1,16 @@
 // Connection: one accepted connection on its way from the listener to the
 // handler of its service's kind. Every connection takes the same path:
 //
-//     accept -> admission -> stage ... stage -> handler
+//     accept -> header stage -> admission -> stage ... stage -> handler
 //
 // Admission (admission.h) decides and hands out the Ticket that counts the
 // connection; the connection carries it, and then whatever serves it (a
-// child, a builtin) does, until it ends. The stages are asynchronous steps
-// between admission and the handler, each with a deadline: a TLS handshake
-// (tls_stage.h), reading a PROXY protocol header. A service without any
-// has the daemon call the handler at once, on the stack: its connections
-// cost no allocation and no system call more for the stages existing.
+// child, a builtin) does, until it ends. The stages are asynchronous steps,
+// each with a deadline: a PROXY protocol header (proxy_stage.h) before
+// admission, since it names the client admission judges; a TLS handshake
+// (tls_stage.h) after it. A service without any has the daemon call the
+// handler at once, on the stack: its connections cost no allocation and no
+// system call more for the stages existing.
 //
 // A Pipeline owns the connections that are in a stage, with their fds and
 // tickets, until each one is handed on, fails, or runs out of time; the
@@ -106,9 +107,19 @@ public:
     // connection goes on, else why it is refused (for the log line's
     // error="...").
     using Done = std::function<void(std::optional<std::string> failure)>;
+    // A run's last act: calls `done` with `failure`, taken out of the run
+    // first, since the call may destroy the run and `done` with it.
+    static void finish(Done& done, std::optional<std::string> failure)
+    {
+        Done last = std::move(done);
+        last(std::move(failure));
+    }
 
     virtual ~Stage() = default;
     virtual const char* name() const = 0;
+    // What a run waits for, for the message when it runs out of time:
+    // "handshake timed out after 10000ms".
+    virtual const char* awaiting() const { return "stage"; }
     virtual std::chrono::milliseconds deadline() const = 0;
     // Begins the stage on `connection`, which stays where it is until `done`
     // is called; a run may read and write its fd on `base`. `done` may be

@@ -47,8 +47,8 @@ private:
 // relay ran out of them, and failed_spawn the spawns that failed for any
 // other reason. A builtin's connection, once admitted, is accepted and
 // nothing more, except a forward's whose backend fails it: refused_backend.
-// A connection whose TLS handshake fails is refused_tls, before anything
-// serves it.
+// A connection whose TLS handshake fails is refused_tls, and one whose PROXY
+// header is refused refused_proxy, before anything serves it.
 struct Counters {
     uint64_t accepted = 0;
     uint64_t spawned = 0;
@@ -58,7 +58,8 @@ struct Counters {
     uint64_t refused_rate = 0;
     uint64_t refused_fds = 0;
     uint64_t refused_backend = 0;
-    uint64_t refused_tls = 0; // a handshake that failed or did not finish in time
+    uint64_t refused_tls = 0;   // a handshake that failed or did not finish in time
+    uint64_t refused_proxy = 0; // a PROXY header from outside proxy_from, wrong, or late
     uint64_t failed_spawn = 0;
     uint64_t exited_ok = 0;
     uint64_t exited_error = 0;
@@ -76,7 +77,7 @@ struct RefusalReason {
 inline constexpr RefusalReason kRefusalReasons[] = {
     {"acl", &Counters::refused_acl},   {"limit", &Counters::refused_limit}, {"source", &Counters::refused_source},
     {"rate", &Counters::refused_rate}, {"fds", &Counters::refused_fds},     {"backend", &Counters::refused_backend},
-    {"tls", &Counters::refused_tls},
+    {"tls", &Counters::refused_tls},   {"proxy", &Counters::refused_proxy},
 };
 
 } // namespace superd

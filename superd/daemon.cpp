@@ -3,6 +3,7 @@
 #include "superd/forward.h"
 
 #include "superd/log.h"
+#include "superd/proxy_stage.h"
 #include "superd/tls_stage.h"
 
 #include <fcntl.h>
@@ -266,6 +267,8 @@ std::optional<Error> Daemon::apply(Config config)
         service->state = &state;
         // TLS: a context loaded with this configuration, so a reload serves
         // new connections with the files as they are now.
+        if (sc.proxy_protocol)
+            service->header_stages.push_back(std::make_shared<ProxyStage>(*sc.proxy_protocol, sc.proxy_timeout));
         if (sc.tls_context) {
             service->stages.push_back(std::make_shared<TlsStage>(sc.tls_context));
             for (const std::string& warning : sc.tls_warnings)
@@ -348,8 +351,10 @@ void Daemon::watch(Slot& slot)
         base_.get(), timers_,
         Listener::AcceptHooks{
             [this, s](UniqueFd fd, const SocketAddress& peer) { on_connection(*s, std::move(fd), peer); },
-            [this, s] { return may_accept(*s); }, [this, s](int error) { shortage(*s, error); },
-            bool(service.config.builtin) || !service.stages.empty(), // the loop reads them itself
+            [this, s] { return may_accept(*s); },
+            [this, s](int error) { shortage(*s, error); },
+            // The loop reads them itself.
+            bool(service.config.builtin) || !service.stages.empty() || !service.header_stages.empty(),
         });
 }
 
@@ -556,6 +561,34 @@ void Daemon::on_connection(Slot& slot, UniqueFd fd, const SocketAddress& peer)
         connection.shown = connection.local;
     }
 
+    if (service.header_stages.empty()) {
+        admit(slot, connection);
+        return; // `connection` closes here; a child has its own copy
+    }
+    // A PROXY header names the client admission is about: it is read
+    // first, from the balancers in proxy_from alone.
+    if (!std::ranges::any_of(service.config.proxy_from, [&](const Cidr& c) { return c.contains(peer); })) {
+        count_refusal(service.state->counters, "proxy");
+        spdlog::info("refused service={} peer={} reason=proxy error=\"not in proxy_from\"", service.config.name,
+                     connection.shown);
+        return;
+    }
+    const std::string& name = service.config.name;
+    pipeline_.run(
+        std::move(connection), service.header_stages,
+        [this, name](Connection& c) {
+            Service* now = states_[name].current;
+            if (now && !now->slots.empty())
+                admit(*now->slots.front(), c);
+        },
+        [this, name](Connection& c, const Stage& stage, const std::string& reason) {
+            stage_failed(name, c, stage, reason);
+        });
+}
+
+void Daemon::admit(Slot& slot, Connection& connection)
+{
+    Service& service = *slot.service;
     if (auto refusal = service.state->admission.admit(connection.shown, timers_.now(), connection.ticket)) {
         refuse(service, connection.fd.get(), connection.shown, static_cast<Refusal>(*refusal));
         return; // closing the connection tells the client
@@ -564,23 +597,30 @@ void Daemon::on_connection(Slot& slot, UniqueFd fd, const SocketAddress& peer)
     spdlog::debug("accepted service={} peer={} local={}", service.config.name, connection.shown, connection.local);
     if (service.stages.empty()) {
         (this->*service.kind->serve)(slot, connection);
-        return; // `connection` closes here; a child has its own copy
+        return;
     }
     // A stage can outlive this service (a reload): the connection goes on
     // with whatever service has its name by then.
+    const std::string& name = service.config.name;
     pipeline_.run(
         std::move(connection), service.stages,
-        [this, name = service.config.name](Connection& c) {
+        [this, name](Connection& c) {
             Service* now = states_[name].current;
             if (now && !now->slots.empty() && now->kind->serve)
                 (this->*now->kind->serve)(*now->slots.front(), c);
         },
-        [this, name = service.config.name](Connection& c, const Stage& stage, const std::string& reason) {
-            // By name: the service may have been reloaded away meanwhile.
-            count_refusal(states_[name].counters, stage.name());
-            spdlog::info("refused service={} peer={} reason={} error=\"{}\"", name, c.shown, stage.name(), reason);
-            finished(name, std::move(c.ticket));
+        [this, name](Connection& c, const Stage& stage, const std::string& reason) {
+            stage_failed(name, c, stage, reason);
         });
+}
+
+// By name: the service may have been reloaded away meanwhile.
+void Daemon::stage_failed(const std::string& name, Connection& connection, const Stage& stage,
+                          const std::string& reason)
+{
+    count_refusal(states_[name].counters, stage.name());
+    spdlog::info("refused service={} peer={} reason={} error=\"{}\"", name, connection.shown, stage.name(), reason);
+    finished(name, std::move(connection.ticket));
 }
 
 void Daemon::spawn_for(Slot& slot, Connection& connection)

@@ -121,9 +121,10 @@ private:
     static const Kind& kind_for(const ServiceConfig& config);
     struct Service {
         ServiceConfig config;
-        const Kind* kind = nullptr;        // the row of kKinds that serves it
-        std::unique_ptr<Spawner> launcher; // null for builtins
-        std::vector<std::shared_ptr<Stage>> stages; // between admission and the handler (TLS)
+        const Kind* kind = nullptr;                        // the row of kKinds that serves it
+        std::unique_ptr<Spawner> launcher;                 // null for builtins
+        std::vector<std::shared_ptr<Stage>> header_stages; // before admission (a PROXY header)
+        std::vector<std::shared_ptr<Stage>> stages;        // between admission and the handler (TLS)
         std::vector<Slot*> slots;
         ServiceState* state = nullptr;               // in states_, by name: found once per load, not per connection
         std::shared_ptr<StderrBudget> stderr_budget; // stderr = "log": lines a second, for all its children
@@ -189,6 +190,10 @@ private:
 
     bool may_accept(Slot& slot);
     void on_connection(Slot& slot, UniqueFd fd, const SocketAddress& peer);
+    // Admission, then the stages, then the handler.
+    void admit(Slot& slot, Connection& connection);
+    // A stage refused a connection of service `name`: counted, logged, ended.
+    void stage_failed(const std::string& name, Connection& connection, const Stage& stage, const std::string& reason);
     // The handlers, one per kind of service (kKinds).
     void spawn_for(Slot& slot, Connection& connection);
     void serve_builtin(Slot& slot, Connection& connection);

@@ -61,7 +61,9 @@ std::string Daemon::metrics() const
     by("superd_connections_refused_total",
        "Connections refused, by reason: acl (allow and deny), limit (max_instances or max_children), source "
        "(per_source), rate (rate limits), fds (out of file descriptors), backend (forward: the backend refused, "
-       "could not be reached or did not answer in time), tls (the TLS handshake failed or timed out).",
+       "could not be reached or did not answer in time), tls (the TLS handshake failed or timed out), proxy (a PROXY "
+       "header from outside proxy_from, malformed "
+       "or late).",
        "reason", kRefusalReasons);
     by("superd_children_exited_total",
        "Programs that exited, by outcome: ok (status 0), error (another status), signal (killed).", "outcome",

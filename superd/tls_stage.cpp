@@ -72,19 +72,15 @@ private:
         // The service's end blocks, as an accepted socket does for a
         // program (a builtin sets its own non-blocking); the relay's not.
         set_nonblocking(relay.get(), true);
-        connection_.environment = tls_environment(ssl_.get());
+        for (std::string& var : tls_environment(ssl_.get()))
+            connection_.environment.push_back(std::move(var));
         connection_.relay =
             std::make_unique<TlsRelay>(std::move(connection_.fd), std::move(ssl_), context_, std::move(relay));
         connection_.fd = std::move(service);
-        Stage::Done done = std::move(done_);
-        done(std::nullopt); // may destroy `this`
+        Stage::finish(done_, std::nullopt); // may destroy `this`
     }
 
-    void fail(std::string reason)
-    {
-        Stage::Done done = std::move(done_);
-        done(std::move(reason)); // may destroy `this`
-    }
+    void fail(std::string reason) { Stage::finish(done_, std::move(reason)); }
 
     Connection& connection_;
     std::shared_ptr<const TlsContext> context_;

@@ -52,6 +52,7 @@ public:
     explicit TlsStage(std::shared_ptr<const TlsContext> context) : context_(std::move(context)) {}
 
     const char* name() const override { return "tls"; }
+    const char* awaiting() const override { return "handshake"; }
     std::chrono::milliseconds deadline() const override { return context_->settings().handshake_timeout; }
     std::unique_ptr<Run> start(event_base* base, Connection& connection, Done done) override;
 

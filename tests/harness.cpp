@@ -489,6 +489,15 @@ superd::SocketAddress socket_address(const std::string& host, uint16_t port)
 
 std::string loopback(uint16_t port) { return "127.0.0.1:" + std::to_string(port); }
 
+uint16_t local_port(int fd)
+{
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0)
+        return 0;
+    return ntohs(reinterpret_cast<sockaddr_in&>(ss).sin_port); // same offset in sockaddr_in6
+}
+
 UniqueFd connect_tcp(uint16_t port, const std::string& host, const std::string& source)
 {
     superd::SocketAddress to = socket_address(host, port);

@@ -166,6 +166,8 @@ std::string loopback(uint16_t port);
 
 // Client side, all with deadlines.
 UniqueFd connect_tcp(uint16_t port, const std::string& host = "127.0.0.1", const std::string& source = "");
+// The local port of a connected TCP socket (IPv4 or IPv6).
+uint16_t local_port(int fd);
 // True when nothing listens on 127.0.0.1:`port` (connect fails).
 bool refused(uint16_t port);
 void send_all(int fd, const std::string& data);

@@ -789,6 +789,36 @@ TEST_CASE("tls is a table of a TCP or unix nowait service, each mistake at its l
           == "service 'w': tls does not apply to mode = \"wait\" (its program accepts the connections itself)");
 }
 
+TEST_CASE("proxy_protocol needs proxy_from, and each goes only with the other", "[config]")
+{
+    Fixture f;
+    const std::string head = "[service.e]\nlisten = [\"127.0.0.1:7000\"]\nbuiltin = \"echo\"\n"; // lines 1-3
+    auto config = f.load(head
+                         + "proxy_protocol = \"any\"\nproxy_from = [\"10.0.0.0/8\", \"::1\"]\n"
+                           "proxy_timeout = \"2s\"\n");
+    INFO((config.ok() ? std::string() : config.error()));
+    REQUIRE(config.ok());
+    const superd::ServiceConfig& e = config->services[0];
+    CHECK(e.proxy_protocol == superd::ProxyAccept::kAny);
+    CHECK(e.proxy_from.size() == 2);
+    CHECK(e.proxy_timeout == std::chrono::seconds(2));
+    CHECK_FALSE(f.load(head)->services[0].proxy_protocol);
+
+    CHECK_THAT(f.error_at(head + "proxy_protocol = \"v2\"\n", 4),
+               Catch::StartsWith("service 'e': proxy_protocol needs proxy_from"));
+    CHECK(f.error_at(head + "proxy_from = [\"10.0.0.1\"]\n", 4) == "service 'e': proxy_from goes with proxy_protocol");
+    CHECK(f.error_at(head + "proxy_timeout = \"1s\"\n", 4) == "service 'e': proxy_timeout goes with proxy_protocol");
+    CHECK_THAT(f.error_at(head + "proxy_protocol = \"v3\"\nproxy_from = [\"10.0.0.1\"]\n", 4),
+               Catch::Contains("proxy_protocol must be one of"));
+    CHECK_THAT(f.error_at(head + "proxy_protocol = \"v1\"\nproxy_from = [\"10.0.0.0/33\"]\n", 5),
+               Catch::StartsWith("service 'e': proxy_from: "));
+    CHECK(f.error_at(head + "proxy_protocol = \"v1\"\nproxy_from = \"10.0.0.1\"\nenv = { PROXY_ADDR = \"x\" }\n", 6)
+          == "service 'e': env does not apply to a builtin (it runs inside superd)");
+    CHECK(
+        f.error_at("[service.p]\nlisten = [\"127.0.0.1:7000\"]\nprogram = \"prog\"\nenv = { PROXY_PORT = \"1\" }\n", 4)
+        == "service 'p': PROXY_PORT is set by superd for each connection");
+}
+
 TEST_CASE("forward takes a backend address, a timeout and a PROXY version", "[config]")
 {
     Fixture f;
@@ -1092,7 +1122,7 @@ std::set<std::string> table_keys()
 TEST_CASE("The README's config reference lists every key of the table, and no other", "[config]")
 {
     std::set<std::string> table = table_keys();
-    CHECK(table.size() == 48);
+    CHECK(table.size() == 51);
     CHECK(readme_keys() == table);
 }
 
@@ -1140,6 +1170,7 @@ TEST_CASE("A key set where it does not apply is refused at its line, whatever th
             CHECK(f.error_at("[service.u]\nprotocol = \"udp\"\nlisten = [\"127.0.0.1:7000\"]\nbuiltin = \"echo\"\n"
                                  + setting,
                              5)
-                  == "service 'u': " + name + " is for stream sockets (tcp, unix)");
+                  == "service 'u': " + name
+                         + ((key.applies & superd::kUnix) ? " is for stream sockets (tcp, unix)" : " is for TCP only"));
     }
 }

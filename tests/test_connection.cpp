@@ -176,7 +176,7 @@ TEST_CASE("A stage over its deadline is cancelled and the connection refused", "
     time.advance(499ms);
     CHECK(outcome.failed.empty());
     time.advance(1ms);
-    CHECK(outcome.failed == std::vector<std::string>{"timed:timed out after 500ms"});
+    CHECK(outcome.failed == std::vector<std::string>{"timed:stage timed out after 500ms"});
     CHECK(slow->cancelled == 1);
     CHECK(admission.running() == 0);
     time.advance(1h);

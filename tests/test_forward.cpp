@@ -46,14 +46,6 @@ bool same(const std::string& got, const std::string& wanted)
     return got == wanted;
 }
 
-uint16_t local_port(int fd)
-{
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0);
-    return ntohs(reinterpret_cast<sockaddr_in&>(ss).sin_port); // same offset in sockaddr_in6
-}
-
 // Accepts one connection on `listener` within 5 s.
 UniqueFd accept_one(int listener)
 {
