@@ -353,6 +353,7 @@ public:
     bool close() { return SSL_shutdown(ssl_.get()) >= 0 && at_close_notify(); }
 
     SSL* native() const { return ssl_.get(); }
+    int fd() const { return fd_.get(); }
 
     std::string server_fingerprint() const
     {
@@ -784,4 +785,42 @@ TEST_CASE("tls on a UDP service or a wait service is an error at load with FILE:
         INFO(config << check.output);
         CHECK(check.status == 0);
     }
+}
+
+TEST_CASE("A client's reset, or a client idling after its program has gone, leaves no connection or descriptor",
+          "[tls][integration]")
+{
+    Pki pki;
+    uint16_t cat = free_port(), bye = free_port();
+    Superd superd(tls_service("cat", cat, program_toml("/bin/cat"), pki)
+                  + tls_service("bye", bye, program_toml("/bin/sh", {"sh", "-c", "echo bye"}), pki));
+    size_t baseline = fd_count(superd.pid());
+    Client client{pki.path("ca.pem")};
+
+    // Reset in the middle of a transfer: the relay resets too, closes its
+    // end, and cat reads EOF and exits.
+    {
+        NoSigpipe quiet;
+        TlsConnection c(cat, client);
+        REQUIRE(c.handshake());
+        REQUIRE(c.send(random_bytes(200000, 7)));
+        CHECK(c.read(1000).size() == 1000);
+        linger hard{1, 0};
+        ::setsockopt(c.fd(), SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+    }
+    CHECK(eventually([&] { return counter(superd.counters("cat"), "running") == 0; }));
+    CHECK(eventually([&] { return superd.children().empty(); }));
+
+    // The program says its line and exits; the client reads to the
+    // close_notify and then neither sends nor closes. As with a TCP
+    // connection its program closed, superd closes it: it is not counted
+    // for ever, and the client sees the end of the socket.
+    TlsConnection idle(bye, client);
+    REQUIRE(idle.handshake());
+    CHECK(idle.read(100) == "bye\n");
+    CHECK(eventually([&] { return counter(superd.counters("bye"), "running") == 0; }));
+    char byte;
+    CHECK(::recv(idle.fd(), &byte, 1, 0) == 0); // its FIN, after the close_notify
+
+    CHECK(eventually([&] { return fd_count(superd.pid()) == baseline; }));
 }
