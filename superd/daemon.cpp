@@ -265,8 +265,9 @@ std::optional<Error> Daemon::apply(Config config)
                 StderrBudget::keep_or_make(state.current ? state.current->stderr_budget : nullptr, base_.get(), sc.name,
                                            sc.stderr_rate, sc.stderr_burst, now);
         service->state = &state;
-        // TLS: a context loaded with this configuration, so a reload serves
-        // new connections with the files as they are now.
+        // The stages: a PROXY header before admission, TLS after it, with a
+        // context loaded with this configuration, so that a reload serves new
+        // connections with the certificate files as they are now.
         if (sc.proxy_protocol)
             service->header_stages.push_back(std::make_shared<ProxyStage>(*sc.proxy_protocol, sc.proxy_timeout));
         if (sc.tls_context) {
