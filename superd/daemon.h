@@ -4,10 +4,12 @@
 // launcher.h spawns, children.h reaps and times out, listener.h holds a
 // socket's events. Nothing else in superd holds mutable global state.
 //
-// Flow: a listener accepts a connection; it becomes a Connection, which
-// its service's Admission admits (access list, instances, per-source count,
-// rates) or refuses, which then goes through the service's stages (none
-// today), and last to the handler of the service's kind (the table kKinds):
+// Flow: a listener accepts a connection; it becomes a Connection, whose
+// PROXY header (if the service expects one, from proxy_from) names its
+// client; its service's Admission admits it (access list, instances,
+// per-source count, rates) or refuses it; it then goes through the
+// service's stages (a TLS handshake), and last to the handler of the
+// service's kind (the table kKinds):
 // spawn a program for it, or serve it as a builtin. Wait services and UDP
 // builtins are not accepted: their kind's handler takes the readable socket
 // itself, lending it to a child or answering its datagrams. SIGCHLD and
@@ -24,7 +26,7 @@
 // process group lives on still counts (running, max_instances,
 // max_children, its timeout) until the group is empty. What counts it is its
 // admission ticket, which moves with it from the connection to its child's
-// Lifetime. A connection with a relay (TLS, forward; none yet) lasts until
+// Lifetime. A connection with a relay (a program behind TLS) lasts until
 // its session has ended and its relay has closed, in either order: a
 // session that ends first leaves the connection in relaying_, still counted.
 //
