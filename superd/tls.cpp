@@ -110,6 +110,26 @@ std::string utc_text(const ASN1_TIME* time)
     return text;
 }
 
+// Opens `path` (`what`, for messages) to read, if it is a regular file.
+// O_NONBLOCK: a FIFO put in its place must not hang a load (or a reload,
+// with the daemon's loop) waiting for a writer; O_NOCTTY: nor a terminal
+// become superd's. OpenSSL's own loaders are then given /proc/self/fd/N,
+// the file checked here, whatever the path names by then.
+Result<UniqueFd> open_regular(const std::string& path, std::string_view what)
+{
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+    if (!fd)
+        return Error{fmt::format("{}: cannot open {}: {}", path, what, std::strerror(errno))};
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0)
+        return Error{fmt::format("{}: {}", path, std::strerror(errno))};
+    if (!S_ISREG(st.st_mode))
+        return Error{fmt::format("{}: {} is not a regular file", path, what)};
+    return fd;
+}
+
+std::string fd_path(const UniqueFd& fd) { return "/proc/self/fd/" + std::to_string(fd.get()); }
+
 // The certificate's validity against `now`: an error if it has ended or not
 // begun, a warning if it ends within kTlsExpiryWarning (a chain's
 // certificate that ends breaks every handshake as surely as the leaf).
@@ -141,14 +161,12 @@ std::optional<Error> check_validity(X509* cert, bool leaf, std::string_view file
 // with no one to type it, so an encrypted key is refused.
 Result<UniquePkey> read_private_key(const std::string& path)
 {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+    auto fd = open_regular(path, "the private key");
     if (!fd)
-        return Error{fmt::format("{}: cannot open the private key: {}", path, std::strerror(errno))};
+        return Error{fd.error()};
     struct stat st {};
-    if (::fstat(fd.get(), &st) != 0)
+    if (::fstat(fd->get(), &st) != 0)
         return Error{fmt::format("{}: {}", path, std::strerror(errno))};
-    if (!S_ISREG(st.st_mode))
-        return Error{fmt::format("{}: the private key is not a regular file", path)};
     if ((st.st_mode & 077) != 0)
         return Error{fmt::format("{}: mode {:04o} lets group or others read the private key; it must be 0600 or "
                                  "stricter (chmod 600 {})",
@@ -158,7 +176,7 @@ Result<UniquePkey> read_private_key(const std::string& path)
     std::string pem(static_cast<size_t>(st.st_size), '\0');
     size_t got = 0;
     while (got < pem.size()) {
-        ssize_t n = ::read(fd.get(), pem.data() + got, pem.size() - got);
+        ssize_t n = ::read(fd->get(), pem.data() + got, pem.size() - got);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
@@ -230,7 +248,10 @@ Result<std::shared_ptr<TlsContext>> TlsContext::load(const TlsSettings& settings
     SSL_CTX_set_mode(ctx.get(),
                      SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
 
-    if (SSL_CTX_use_certificate_chain_file(ctx.get(), settings.cert.c_str()) != 1)
+    auto cert = open_regular(settings.cert, "the certificate chain");
+    if (!cert)
+        return Error{cert.error()};
+    if (SSL_CTX_use_certificate_chain_file(ctx.get(), fd_path(*cert).c_str()) != 1)
         return failed(settings.cert, "cannot load the certificate chain");
     Result<UniquePkey> key = read_private_key(settings.key);
     if (!key)
@@ -254,7 +275,11 @@ Result<std::shared_ptr<TlsContext>> TlsContext::load(const TlsSettings& settings
             return *error;
 
     if (!settings.client_ca.empty()) {
-        const char* ca = settings.client_ca.c_str();
+        auto file = open_regular(settings.client_ca, "the client CA certificates");
+        if (!file)
+            return Error{file.error()};
+        std::string path = fd_path(*file);
+        const char* ca = path.c_str();
         if (SSL_CTX_load_verify_locations(ctx.get(), ca, nullptr) != 1)
             return failed(settings.client_ca, "cannot load the client CA certificates");
         // The CAs the server names in its request, so that a client with

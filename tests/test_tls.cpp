@@ -252,6 +252,19 @@ TEST_CASE("A missing certificate, key or client CA file is named in the error")
     CHECK_THAT(load_error(settings), Catch::Contains(settings.key) && Catch::Contains("certificate chain"));
 }
 
+TEST_CASE("A FIFO in place of a certificate, key or client CA is refused at once, never waited on")
+{
+    Pki pki;
+    std::string fifo = pki.path("fifo.pem");
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    // Opened to read, a FIFO would wait for a writer: superd's loop with it.
+    for (std::string TlsSettings::*file : {&TlsSettings::cert, &TlsSettings::key, &TlsSettings::client_ca}) {
+        TlsSettings settings = pki.server();
+        settings.*file = fifo;
+        CHECK_THAT(load_error(settings), Catch::Contains(fifo) && Catch::Contains("is not a regular file"));
+    }
+}
+
 TEST_CASE("ALPN names must be printable and at most 255 bytes")
 {
     Pki pki;
