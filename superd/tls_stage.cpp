@@ -192,10 +192,7 @@ std::optional<std::string> TlsRelay::up()
         service_full_ = false;
         if (n > 0) {
             progress_ = true;
-            up_.start += static_cast<size_t>(n);
-            up_.moved += static_cast<uint64_t>(n);
-            if (up_.empty())
-                up_.start = up_.end = 0;
+            up_.sent(static_cast<size_t>(n));
         } else if (errno == EAGAIN) {
             service_full_ = true;
         } else if (errno != EINTR) {
@@ -235,10 +232,7 @@ std::optional<std::string> TlsRelay::down()
         int n = SSL_write(ssl_.get(), down_.data + down_.start, static_cast<int>(down_.end - down_.start));
         if (n > 0) {
             progress_ = true;
-            down_.start += static_cast<size_t>(n);
-            down_.moved += static_cast<uint64_t>(n);
-            if (down_.empty())
-                down_.start = down_.end = 0;
+            down_.sent(static_cast<size_t>(n));
         } else if (auto failure = blocked(n, write_waits_)) {
             return failure;
         }

@@ -79,6 +79,14 @@ private:
         bool shut = false;  // ...and its destination has been told
         uint64_t moved = 0;
         bool empty() const { return start == end; }
+        // `n` bytes of it have been passed on.
+        void sent(size_t n)
+        {
+            start += n;
+            moved += n;
+            if (empty())
+                start = end = 0;
+        }
     };
     // What the last SSL_read, SSL_write or SSL_shutdown waits for.
     enum class Wait { kNothing, kRead, kWrite };
