@@ -17,6 +17,7 @@ constexpr Command kCommands[] = {
     {"services", "", 0, 0, Shape::Services},
     {"children", "[SERVICE]", 0, 1, Shape::Children},
     {"reload", "", 0, 0, Shape::Message},
+    {"upgrade", "", 0, 0, Shape::Message},
     {"pause", "SERVICE", 1, 1, Shape::Message},
     {"resume", "SERVICE", 1, 1, Shape::Message},
     {"kill", "PID [SIGNAL]", 1, 2, Shape::Message},

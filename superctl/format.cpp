@@ -62,6 +62,13 @@ std::string status(const json& reply)
             last_reload += "failed: ";
         last_reload += reload.at("message").get<std::string>();
     }
+    std::string last_upgrade = "none since start";
+    if (const json& upgrade = reply.value("last_upgrade", json()); upgrade.is_object()) {
+        last_upgrade = local_time(upgrade.at("time").get<double>()) + ": pid " + integer(upgrade.at("pid")) + " "
+                       + upgrade.at("state").get<std::string>();
+        if (upgrade.at("state") == "failed")
+            last_upgrade += ": " + upgrade.at("reason").get<std::string>();
+    }
     std::vector<std::pair<std::string, std::string>> lines = {
         {"pid", integer(reply.at("pid"))},
         {"version", reply.at("version").get<std::string>()},
@@ -74,6 +81,7 @@ std::string status(const json& reply)
         {"log level", reply.at("log_level").get<std::string>()},
         {"control", reply.at("control").get<std::string>()},
         {"last reload", last_reload},
+        {"last upgrade", last_upgrade},
     };
     size_t width = 0;
     for (const auto& [key, value] : lines)

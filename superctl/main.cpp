@@ -7,6 +7,7 @@
 // reply in time, a reply superd would not give).
 #include "superctl/cli.h"
 #include "superctl/client.h"
+#include "superctl/follow.h"
 #include "superctl/format.h"
 
 #include <cstdio>
@@ -39,6 +40,8 @@ int main(int argc, char** argv)
         std::fprintf(stderr, "superctl: %s\n", reply.error().c_str());
         return superctl::kExitUnreachable;
     }
+    if (invocation->command->name == "upgrade")
+        *reply = superctl::follow_upgrade(invocation->socket, *reply, invocation->timeout);
     superctl::Outcome outcome = superctl::present(*invocation, *reply);
     std::fwrite(outcome.out.data(), 1, outcome.out.size(), stdout);
     std::fwrite(outcome.err.data(), 1, outcome.err.size(), stderr);

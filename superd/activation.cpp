@@ -218,7 +218,7 @@ UniqueFd InheritedSockets::take(const SocketSpec& spec)
         spdlog::warn("adopted {} listen={} reason=\"IPV6_V6ONLY is off, so it takes IPv4 too (a socket unit "
                      "sets it with BindIPv6Only=ipv6-only)\"",
                      which(socket.number, socket.name), spec.address);
-    if (spec.mode || spec.uid || spec.gid)
+    if ((spec.mode || spec.uid || spec.gid) && !from_upgrade_)
         spdlog::warn("adopted {} listen={} reason=\"socket_mode, socket_user and socket_group are not applied: the "
                      "socket file is its maker's (SocketMode=, SocketUser=, SocketGroup= in a socket unit)\"",
                      which(socket.number, socket.name), spec.address);

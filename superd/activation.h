@@ -92,9 +92,15 @@ public:
     void close_rest();
 
     size_t size() const { return sockets_.size(); }
+    // The sockets come from the superd this one replaces (upgrade.h): their
+    // files were made by superd, with the configuration's mode and owner, so
+    // that these are not applied is nothing to warn about. They are still
+    // not removed on close, as the old superd cannot tell which it made.
+    void from_upgrade() { from_upgrade_ = true; }
 
 private:
     std::vector<Socket> sockets_;
+    bool from_upgrade_ = false;
 };
 
 // Reads and unsets the LISTEN_* variables, logs what it ignores, and

@@ -56,16 +56,6 @@ std::optional<Error> make_folder(const std::string& path)
     return std::nullopt;
 }
 
-SocketSpec spec_for(const ControlSettings& settings)
-{
-    SocketSpec spec;
-    spec.protocol = Protocol::kUnix;
-    spec.address = SocketAddress::unix_path(settings.path);
-    spec.mode = settings.group ? 0660 : 0600;
-    spec.gid = settings.group;
-    return spec;
-}
-
 } // namespace
 
 bool control_allowed(const ControlPeer& peer, std::span<const gid_t> groups, uid_t self, std::optional<gid_t> group)
@@ -91,12 +81,23 @@ ControlServer::ControlServer(event_base* base, const ControlSettings& settings, 
 
 ControlServer::~ControlServer() = default;
 
-Result<std::unique_ptr<ControlServer>> ControlServer::open(event_base* base, Timers& timers,
-                                                           const ControlSettings& settings, Handler handler)
+SocketSpec ControlServer::socket_spec(const ControlSettings& settings)
+{
+    SocketSpec spec;
+    spec.protocol = Protocol::kUnix;
+    spec.address = SocketAddress::unix_path(settings.path);
+    spec.mode = settings.group ? 0660 : 0600;
+    spec.gid = settings.group;
+    return spec;
+}
+
+Result<std::unique_ptr<ControlServer>>
+ControlServer::open(event_base* base, Timers& timers, const ControlSettings& settings, Handler handler, UniqueFd socket)
 {
     if (auto error = make_folder(settings.path))
         return *error;
-    auto listener = Listener::open(spec_for(settings));
+    auto listener =
+        socket ? Listener::adopt(std::move(socket), socket_spec(settings)) : Listener::open(socket_spec(settings));
     if (!listener)
         return Error{"control socket: " + listener.error()};
     std::unique_ptr<ControlServer> server(new ControlServer(base, settings, std::move(handler)));
@@ -114,12 +115,19 @@ std::optional<Error> ControlServer::regroup(const ControlSettings& settings)
     settings_ = settings;
     if (!listener_)
         return std::nullopt;
-    if (auto error = listener_->apply_settings(spec_for(settings)))
+    if (auto error = listener_->apply_settings(socket_spec(settings)))
         return Error{"control socket: " + error->message};
     return std::nullopt;
 }
 
 void ControlServer::close_listener() { listener_.reset(); }
+
+void ControlServer::hand_over()
+{
+    if (listener_)
+        listener_->hand_over();
+    listener_.reset();
+}
 
 void ControlServer::accepted(UniqueFd fd)
 {

@@ -79,8 +79,13 @@ public:
     // Creates the socket (and its folder, when only the last level is
     // missing, mode 0755) and serves it on `base`; `timers` must outlive
     // the server. The error names the path and the reason.
-    static Result<std::unique_ptr<ControlServer>> open(event_base* base, Timers& timers,
-                                                       const ControlSettings& settings, Handler handler);
+    // `socket`, when given, is the control socket an upgrade's old process
+    // handed over (upgrade.h), served as it is instead of a new one.
+    static Result<std::unique_ptr<ControlServer>>
+    open(event_base* base, Timers& timers, const ControlSettings& settings, Handler handler, UniqueFd socket = {});
+    // What the socket at `settings`' path is, for finding it among the
+    // inherited ones.
+    static SocketSpec socket_spec(const ControlSettings& settings);
     ~ControlServer();
     ControlServer(const ControlServer&) = delete;
     ControlServer& operator=(const ControlServer&) = delete;
@@ -90,6 +95,12 @@ public:
     // Stops accepting and removes the socket file; the connections already
     // accepted are answered until they end.
     void close_listener();
+    // Stops accepting and leaves the socket file to the process the socket
+    // was handed to (an upgrade); the connections already accepted are
+    // answered until they end.
+    void hand_over();
+    // The listening socket, -1 once closed.
+    int fd() const { return listener_ ? listener_->fd() : -1; }
 
     const ControlSettings& settings() const { return settings_; }
     size_t clients() const { return clients_.size(); }

@@ -25,7 +25,7 @@ namespace superd {
 
 namespace {
 
-constexpr int kSignals[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1};
+constexpr int kSignals[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2};
 
 // Out of memory at accept: the listener rests this long.
 constexpr std::chrono::milliseconds kOutOfMemoryPause{1000};
@@ -45,6 +45,8 @@ const char* signal_name(int signal)
         return "SIGHUP";
     case SIGUSR1:
         return "SIGUSR1";
+    case SIGUSR2:
+        return "SIGUSR2";
     default:
         return "?";
     }
@@ -127,7 +129,7 @@ Daemon::Daemon(ConfigSources sources, std::optional<rlimit> child_nofile, Daemon
     : sources_(std::move(sources)), child_nofile_(child_nofile), base_(event_base_new()),
       timers_(seams.timers ? *seams.timers : event_timers_),
       sessions_(seams.sessions ? *seams.sessions : system_sessions_), make_spawner_(std::move(seams.spawner)),
-      notifier_(std::move(seams.notifier))
+      notifier_(std::move(seams.notifier)), self_(std::move(seams.self)), replacing_(seams.replacing)
 {
 }
 
@@ -158,6 +160,9 @@ std::optional<Error> Daemon::start(Config config, InheritedSockets inherited)
     if (!orphan_sweep_->valid())
         return Error{"cannot set the timer that reaps orphans"};
     orphan_sweep_->arm(kOrphanSweep);
+    drain_check_ = timers_.timer([this] { exit_if_drained(); });
+    if (!drain_check_->valid())
+        return Error{"cannot set the timer that ends an upgraded superd"};
     children_.watch_pidfds(base_.get(), [this](ChildExit& exit) { child_exited(exit); });
 
     // Signals first, so that no child can end unnoticed.
@@ -174,6 +179,8 @@ std::optional<Error> Daemon::start(Config config, InheritedSockets inherited)
     for (const ServiceConfig& sc : config.services)
         for (const ListenAddress& la : sc.listen)
             wanted.push_back(spec_for(sc, la));
+    if (!config.control.path.empty())
+        wanted.push_back(ControlServer::socket_spec(config.control));
     if (auto error = inherited_.mismatch(wanted))
         return error;
     if (auto error = apply(std::move(config)))
@@ -182,7 +189,8 @@ std::optional<Error> Daemon::start(Config config, InheritedSockets inherited)
     for (const auto& [key, slot] : listeners_)
         spdlog::info("listening service={} listen={}", slot.service->config.name, slot.listener->address());
     spdlog::info("ready services={} listeners={} pid={}", services_.size(), listeners_.size(), getpid());
-    notifier_.ready(status());
+    if (!replacing_)
+        notifier_.ready(status());
     // Fed from the loop itself: a loop that is stuck stops feeding it.
     notifier_.start_watchdog(base_.get());
     return std::nullopt;
@@ -224,7 +232,8 @@ std::optional<Error> Daemon::apply(Config config)
     if (control_moves && !config.control.path.empty()) {
         auto opened = ControlServer::open(
             base_.get(), timers_, config.control,
-            [this](std::string_view request, const ControlPeer& peer) { return this->control(request, peer); });
+            [this](std::string_view request, const ControlPeer& peer) { return this->control(request, peer); },
+            inherited_.take(ControlServer::socket_spec(config.control)));
         if (opened)
             control = std::move(*opened);
         else if (config.control.required)
@@ -364,11 +373,13 @@ const Daemon::ReloadOutcome& Daemon::reload(std::string_view trigger)
     spdlog::info("reloading {}", trigger);
     notifier_.reloading();
     std::optional<std::string> refused;
-    auto config = load_config(sources_);
-    if (!config)
+    if (handed_to_) {
+        refused = fmt::format("this superd has handed its sockets to pid {}, which reloads", *handed_to_);
+    } else if (auto config = load_config(sources_); !config) {
         refused = config.error();
-    else if (auto error = apply(std::move(*config)))
+    } else if (auto error = apply(std::move(*config))) {
         refused = error->message;
+    }
     if (refused) {
         spdlog::error("reload failed reason=\"{}\" (the running configuration stays)", *refused);
         last_reload_ = ReloadOutcome{false, std::move(*refused), std::chrono::system_clock::now()};
@@ -426,6 +437,90 @@ void Daemon::log_counters()
                  builtins_->pooled_pipes());
 }
 
+Result<pid_t> Daemon::upgrade(std::string_view trigger)
+{
+    std::optional<std::string> refused;
+    if (handed_to_)
+        refused = fmt::format("this superd has handed its sockets to pid {} already", *handed_to_);
+    else if (upgrade_ && upgrade_->pending())
+        refused = fmt::format("an upgrade is under way (pid {})", upgrade_->pid());
+    else if (!self_)
+        refused = "this superd was not given its command line, to start again";
+    if (refused) {
+        spdlog::warn("upgrade refused {} reason=\"{}\"", trigger, *refused);
+        return Error{*refused};
+    }
+    // Every socket superd listens on; LISTEN_FDNAMES separates names with ':'.
+    std::vector<HandedSocket> sockets;
+    for (const auto& [key, slot] : listeners_) {
+        std::string name = slot.service->config.name;
+        std::replace(name.begin(), name.end(), ':', '_');
+        sockets.push_back(HandedSocket{slot.listener->fd(), std::move(name)});
+    }
+    if (control_ && control_->fd() >= 0)
+        sockets.push_back(HandedSocket{control_->fd(), "control"});
+    // superd's environment (the service manager's variables were taken out
+    // of it at start), and those the new process must find again.
+    std::vector<std::string> environment;
+    for (char** e = environ; *e; ++e)
+        environment.emplace_back(*e);
+    for (std::string& told : notifier_.environment())
+        environment.push_back(std::move(told));
+    auto started = Upgrade::start(base_.get(), timers_, *self_, sockets, environment, child_nofile_,
+                                  [this](const Upgrade::Outcome& outcome) { upgrade_done(outcome); });
+    if (!started) {
+        spdlog::error("upgrade failed {} reason=\"{}\" (this superd serves on)", trigger, started.error());
+        last_upgrade_ = UpgradeState{0, "failed", started.error(), std::chrono::system_clock::now()};
+        return Error{started.error()};
+    }
+    upgrade_ = std::move(*started);
+    spdlog::info("upgrade started pid={} program={} sockets={} {}", upgrade_->pid(), self_->program, sockets.size(),
+                 trigger);
+    last_upgrade_ = UpgradeState{upgrade_->pid(), "starting", {}, std::chrono::system_clock::now()};
+    return upgrade_->pid();
+}
+
+void Daemon::upgrade_done(const Upgrade::Outcome& outcome)
+{
+    pid_t pid = upgrade_->pid();
+    last_upgrade_ =
+        UpgradeState{pid, outcome.ready ? "ready" : "failed", outcome.reason, std::chrono::system_clock::now()};
+    if (!outcome.ready) {
+        spdlog::error("upgrade failed pid={} reason=\"{}\" (this superd serves on)", pid, outcome.reason);
+        return;
+    }
+    hand_over(pid);
+}
+
+void Daemon::hand_over(pid_t successor)
+{
+    // The sockets are one object each in the kernel, which the new process
+    // holds too: closing ours loses no connection waiting in a backlog.
+    for (auto& [key, slot] : listeners_)
+        slot.listener->hand_over();
+    if (control_)
+        control_->hand_over();
+    handed_to_ = successor;
+    notifier_.hand_over(successor);
+    spdlog::info("upgrade ready pid={} (pid {} stops accepting and exits after its last connection, running={})",
+                 successor, ::getpid(), live_children());
+    exit_if_drained();
+}
+
+void Daemon::exit_if_drained()
+{
+    if (!handed_to_)
+        return;
+    size_t controls = control_ ? control_->clients() : 0;
+    for (const auto& server : retired_controls_)
+        controls += server->clients();
+    if (live_children() > 0 || builtins_->connections() > 0 || pipeline_.in_progress() > 0 || !tls_relays_.empty()
+        || controls > 0)
+        return;
+    spdlog::info("upgraded: exiting, pid {} serves", *handed_to_);
+    event_base_loopbreak(base_.get());
+}
+
 void Daemon::on_signal(evutil_socket_t signal, short, void* self)
 {
     static_cast<Daemon*>(self)->handle_signal(static_cast<int>(signal));
@@ -442,6 +537,9 @@ void Daemon::handle_signal(int signal)
         break;
     case SIGUSR1:
         log_counters();
+        break;
+    case SIGUSR2:
+        (void)upgrade("signal=SIGUSR2");
         break;
     case SIGTERM:
     case SIGINT: {
@@ -795,6 +893,10 @@ void Daemon::finished(const std::string& name, Admission::Ticket ticket)
         for (auto& [key, slot] : listeners_)
             if (slot.listener->held(kHoldAllFull))
                 slot.listener->release(kHoldAllFull);
+    // Once the event that ended it is done: the builtin, relay or child
+    // table that held the connection may not have let go of it yet.
+    if (handed_to_)
+        drain_check_->arm(std::chrono::milliseconds(0));
 }
 
 // SIGCHLD: children with a pidfd are reaped through it, by pid; the
@@ -817,6 +919,7 @@ void Daemon::reap()
 void Daemon::sweep_orphans()
 {
     std::erase_if(retired_controls_, [](const auto& server) { return server->clients() == 0; });
+    exit_if_drained(); // what ends without a ticket: control clients
     end_lingering();
     watch_sigchld();
     if (!sigchld_blocked_)
@@ -851,6 +954,12 @@ void Daemon::watch_sigchld()
 
 void Daemon::child_exited(ChildExit& exit)
 {
+    if (upgrade_ && exit.pid == upgrade_->pid()) {
+        upgrade_->exited(exit.status);
+        spdlog::info("reaped pid={} status=\"{}\" (an upgrade's new superd)", exit.pid,
+                     describe_wait_status(exit.status));
+        return;
+    }
     if (!exit.known) {
         spdlog::debug("reaped pid={} status=\"{}\" (not a service)", exit.pid, describe_wait_status(exit.status));
         // Left behind by a service: its connection may have just ended.

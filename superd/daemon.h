@@ -18,7 +18,16 @@
 // listener is held while its child runs. Signals arrive as libevent events,
 // never as work done in a handler: SIGCHLD reaps, SIGHUP reloads, SIGUSR1
 // logs the counters, SIGTERM and SIGINT stop accepting and end run() with 0
-// (running services finish undisturbed).
+// (running services finish undisturbed), SIGUSR2 upgrades.
+//
+// An upgrade (upgrade.h) starts the superd binary at superd's path with
+// every socket superd listens on, the control socket included. Once the
+// new process says it serves, this one hands over: its listeners close
+// without removing a socket file, it tells the service manager the new
+// main pid, refuses reloads and upgrades, and ends run() with 0 when its
+// last connection (child, lingering group, relay, builtin, stage, control
+// client) has ended. Until then nothing has changed: a failed upgrade
+// leaves this superd serving as before.
 //
 // A connection lasts as long as its child's session: superd is a child
 // subreaper, so processes a child leaves behind come back to it and are
@@ -62,6 +71,7 @@
 #include "superd/notify.h"
 #include "superd/result.h"
 #include "superd/stderr_log.h"
+#include "superd/upgrade.h"
 
 #include <sys/resource.h>
 
@@ -88,6 +98,13 @@ struct DaemonSeams {
     // Tells the service manager (notify.h): main gives the one from the
     // environment; left empty, no one is told.
     Notifier notifier;
+    // How to start superd again for an upgrade (upgrade.h): main gives its
+    // own command line; left empty, upgrades are refused.
+    std::optional<SelfCommand> self;
+    // This superd is an upgrade's new process: the old one tells the
+    // service manager that it took over (MAINPID=), so start() does not say
+    // READY=1, which the manager would refuse from a process not yet its main.
+    bool replacing = false;
 };
 
 class Daemon {
@@ -104,7 +121,9 @@ public:
     // address that could not be opened; nothing is left half-open.
     std::optional<Error> start(Config config, InheritedSockets inherited = {});
 
-    // Serves until SIGTERM or SIGINT; returns the process exit status.
+    // Serves until SIGTERM or SIGINT, or until an upgrade's new process
+    // serves and this one's last connection has ended; returns the process
+    // exit status.
     int run();
 
 private:
@@ -167,6 +186,13 @@ private:
         std::string message; // the "reloaded ..." line, or the error
         std::chrono::system_clock::time_point when;
     };
+    // How the last upgrade went, for superctl.
+    struct UpgradeState {
+        pid_t pid = 0;      // the new process, 0 if none could be started
+        const char* state;  // "starting", "ready" or "failed"
+        std::string reason; // why it failed
+        std::chrono::system_clock::time_point when;
+    };
 
     static void on_signal(evutil_socket_t signal, short, void* self);
     void handle_signal(int signal);
@@ -180,6 +206,14 @@ private:
     const ReloadOutcome& reload(std::string_view trigger);
     void log_counters();
     void warn_fd_budget() const;
+    // Starts an upgrade's new process (upgrade.h); `trigger` says who asked,
+    // for the log. The error: it could not be started (logged).
+    Result<pid_t> upgrade(std::string_view trigger);
+    void upgrade_done(const Upgrade::Outcome& outcome);
+    // The new process serves: stop accepting, leaving it the sockets, and
+    // exit once the last connection has ended.
+    void hand_over(pid_t successor);
+    void exit_if_drained();
     // The service manager's one-line status (STATUS=).
     std::string status() const;
     // The metrics builtin's page: every service's counters and superd's
@@ -281,6 +315,12 @@ private:
     ChildTable children_;
     bool sigchld_blocked_ = false;
     bool started_ = false; // the first apply() is the start, later ones reloads
+    std::optional<SelfCommand> self_;
+    bool replacing_ = false;
+    std::unique_ptr<Upgrade> upgrade_;         // the last one, until the next
+    std::optional<UpgradeState> last_upgrade_; // none before the first
+    std::optional<pid_t> handed_to_;           // the new process, once it serves
+    std::unique_ptr<Timer> drain_check_;       // exit_if_drained(), once the current event is done
 };
 
 } // namespace superd

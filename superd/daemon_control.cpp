@@ -138,6 +138,12 @@ struct ControlCommands {
             last = {{"time", unix_seconds(d.last_reload_->when)},
                     {"ok", d.last_reload_->ok},
                     {"message", d.last_reload_->message}};
+        json upgrade = nullptr;
+        if (d.last_upgrade_)
+            upgrade = {{"time", unix_seconds(d.last_upgrade_->when)},
+                       {"pid", d.last_upgrade_->pid},
+                       {"state", d.last_upgrade_->state},
+                       {"reason", d.last_upgrade_->reason}};
         return {
             {"ok", true},
             {"pid", ::getpid()},
@@ -151,6 +157,8 @@ struct ControlCommands {
             {"log_level", level_name(spdlog::get_level())},
             {"control", d.control_ ? d.control_->settings().path : std::string()},
             {"last_reload", last},
+            {"last_upgrade", upgrade},
+            {"handed_to", d.handed_to_ ? json(*d.handed_to_) : json(nullptr)},
         };
     }
 
@@ -247,6 +255,17 @@ struct ControlCommands {
         return {{"ok", true}, {"children", out}};
     }
 
+    // Replies once the new process is started, not when it is ready: the
+    // reply would come from a process that may be gone by then. superctl
+    // asks status, on new connections, until the new pid answers.
+    static json upgrade(Daemon& d, Args, const ControlPeer& peer)
+    {
+        auto started = d.upgrade(fmt::format("by=control uid={} pid={}", peer.uid, peer.pid));
+        if (!started)
+            return failure(started.error());
+        return {{"ok", true}, {"pid", *started}, {"message", fmt::format("upgrade started pid={}", *started)}};
+    }
+
     static json reload(Daemon& d, Args, const ControlPeer& peer)
     {
         const auto& outcome = d.reload(fmt::format("by=control uid={} pid={}", peer.uid, peer.pid));
@@ -329,6 +348,7 @@ struct ControlCommands {
         {"services", "", 0, 0, false, services},
         {"children", "[SERVICE]", 0, 1, false, children},
         {"reload", "", 0, 0, true, reload},
+        {"upgrade", "", 0, 0, true, upgrade},
         {"pause", "SERVICE", 1, 1, true, pause},
         {"resume", "SERVICE", 1, 1, true, resume},
         {"kill", "PID [SIGNAL]", 1, 2, true, kill},

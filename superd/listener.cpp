@@ -294,7 +294,7 @@ void Listener::watch_with(event_base* base, Timers& timers, ReadyHandler handler
 // handler, and holds stay on: a wait child may still run.
 void Listener::start(event_base* base, Timers& timers)
 {
-    if (read_event_)
+    if (read_event_ || !fd_)
         return;
     base_ = base;
     timers_ = &timers;
@@ -304,6 +304,14 @@ void Listener::start(event_base* base, Timers& timers)
         return;
     }
     update();
+}
+
+void Listener::hand_over()
+{
+    read_event_.reset();
+    watching_ = false;
+    unix_file_.reset();
+    fd_.reset();
 }
 
 void Listener::update()

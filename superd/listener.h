@@ -116,6 +116,11 @@ public:
     // turn of accepting sets it non-blocking again and, should it be
     // cleared in mid-turn, a receive timeout ends a blocked accept.
     void lend();
+    // The socket is another process's now (an upgrade): stops watching it
+    // for good and closes superd's descriptor of it, leaving its file, which
+    // that process serves, in place. Holds still go on and off; nothing is
+    // watched again, and fd() is -1.
+    void hand_over();
     // Tells this socket from another one opened later on the same address.
     uint64_t id() const { return id_; }
 

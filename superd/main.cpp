@@ -1,20 +1,25 @@
 // superd: the command line. Everything else lives in the core library.
 //
-// Exit status: 0 after SIGTERM/SIGINT or a successful --check; 1 when superd
-// cannot start (a port already bound, ...); 2 for a bad command line or an
-// invalid config file.
+// Exit status: 0 after SIGTERM/SIGINT, a successful --check or an upgrade
+// that handed over; 1 when superd cannot start (a port already bound, ...);
+// 2 for a bad command line or an invalid config file. Started by an upgrade
+// (--ready-fd), superd also writes why it cannot start on that fd.
 #include "superd/config.h"
 #include "superd/daemon.h"
 #include "superd/log.h"
 #include "superd/notify.h"
 #include "superd/process.h"
+#include "superd/upgrade.h"
 
+#include <fcntl.h>
 #include <getopt.h>
 #include <sys/un.h>
 
+#include <charconv>
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <string_view>
 
 namespace {
 
@@ -28,11 +33,14 @@ const char kUsage[] = "usage: superd --config FILE [--inetd-conf FILE] [--contro
                       "      --control PATH     superctl's socket, in place of [superd] control (\"\": none)\n"
                       "      --check            validate the configuration and exit: 0 when valid, 2 when not\n"
                       "  -l, --log-level LEVEL  trace, debug, info (default), warn or error\n"
+                      "      --ready-fd FD      write \"ready\" on FD once serving, or why superd cannot\n"
+                      "                         start (an upgrade starts superd with it)\n"
                       "  -V, --version          print the version and exit\n"
                       "  -h, --help             print this help and exit\n"
                       "\n"
                       "superd runs in the foreground and logs to stderr. SIGHUP reloads the\n"
-                      "configuration; SIGTERM or SIGINT stop superd.\n";
+                      "configuration; SIGUSR2 starts the superd binary at this one's path again,\n"
+                      "which takes over every socket; SIGTERM or SIGINT stop superd.\n";
 
 int usage_error(const std::string& message)
 {
@@ -40,16 +48,27 @@ int usage_error(const std::string& message)
     return kExitUsage;
 }
 
+// An fd superd was started with, above stderr.
+std::optional<int> parse_inherited_fd(std::string_view text)
+{
+    int fd = -1;
+    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), fd);
+    if (error != std::errc() || end != text.data() + text.size() || fd <= 2 || ::fcntl(fd, F_GETFD) < 0)
+        return std::nullopt;
+    return fd;
+}
+
 } // namespace
 
 int main(int argc, char** argv)
 {
-    enum { kCheck = 256, kInetdConf, kControl };
+    enum { kCheck = 256, kInetdConf, kControl, kReadyFd };
     const option options[] = {
         {"config", required_argument, nullptr, 'c'},
         {"check", no_argument, nullptr, kCheck},
         {"inetd-conf", required_argument, nullptr, kInetdConf},
         {"control", required_argument, nullptr, kControl},
+        {"ready-fd", required_argument, nullptr, kReadyFd},
         {"log-level", required_argument, nullptr, 'l'},
         {"version", no_argument, nullptr, 'V'},
         {"help", no_argument, nullptr, 'h'},
@@ -58,6 +77,7 @@ int main(int argc, char** argv)
     superd::ConfigSources sources;
     bool check = false;
     auto level = spdlog::level::info;
+    superd::ReadyPipe ready;
 
     opterr = 0;
     for (int opt; (opt = getopt_long(argc, argv, "c:l:Vh", options, nullptr)) != -1;) {
@@ -76,6 +96,12 @@ int main(int argc, char** argv)
             break;
         case kCheck:
             check = true;
+            break;
+        case kReadyFd:
+            if (auto fd = parse_inherited_fd(optarg))
+                ready = superd::ReadyPipe(superd::UniqueFd(*fd));
+            else
+                return usage_error(std::string("--ready-fd: '") + optarg + "' is not an open fd above 2");
             break;
         case 'l':
             if (auto parsed = superd::parse_log_level(optarg))
@@ -101,6 +127,7 @@ int main(int argc, char** argv)
     auto started = superd::prepare_process();
     if (!started) {
         std::fprintf(stderr, "superd: %s\n", started.error().c_str());
+        ready.failed(started.error());
         return kExitCannotStart;
     }
     superd::init_logging(level);
@@ -108,15 +135,21 @@ int main(int argc, char** argv)
     // manager's variables, which are addressed to superd alone.
     superd::DaemonSeams seams;
     seams.notifier = superd::Notifier::from_environment();
+    seams.self = superd::SelfCommand::of_this_process(argc, argv);
+    seams.replacing = ready.active();
     auto inherited = superd::take_inherited_sockets();
     if (!inherited) {
         spdlog::error("cannot start: {}", inherited.error());
+        ready.failed("cannot start: " + inherited.error());
         return kExitCannotStart;
     }
+    if (ready.active())
+        inherited->from_upgrade();
 
     auto config = superd::load_config(sources);
     if (!config) {
         spdlog::error("{}", config.error());
+        ready.failed(config.error());
         return kExitUsage;
     }
     if (check) {
@@ -132,7 +165,9 @@ int main(int argc, char** argv)
     superd::Daemon daemon(sources, started->nofile, std::move(seams));
     if (auto error = daemon.start(std::move(*config), std::move(*inherited))) {
         spdlog::error("cannot start: {}", error->message);
+        ready.failed("cannot start: " + error->message);
         return kExitCannotStart;
     }
+    ready.ready();
     return daemon.run();
 }

@@ -142,6 +142,26 @@ void Notifier::status(std::string_view status)
         channel_->send(fmt::format("STATUS={}", Escaped{status}));
 }
 
+void Notifier::hand_over(pid_t successor)
+{
+    if (!channel_)
+        return;
+    channel_->send(fmt::format("MAINPID={}\nSTATUS=handed over to pid {}", successor, successor));
+    watchdog_event_.reset();
+    channel_.reset();
+}
+
+std::vector<std::string> Notifier::environment() const
+{
+    std::vector<std::string> out;
+    if (!channel_)
+        return out;
+    out.push_back("NOTIFY_SOCKET=" + channel_->name);
+    if (watchdog_)
+        out.push_back("WATCHDOG_USEC=" + std::to_string(watchdog_->count()));
+    return out;
+}
+
 std::optional<std::chrono::microseconds> Notifier::watchdog_interval() const
 {
     if (!channel_ || !watchdog_)

@@ -19,10 +19,14 @@
 
 #include "superd/event.h"
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace superd {
 
@@ -57,6 +61,15 @@ public:
     void reloading();
     void stopping();
     void status(std::string_view status);
+
+    // An upgrade's new process `successor` serves now (upgrade.h): says
+    // MAINPID= (which systemd takes from the main process), then tells no
+    // one: the new process speaks for superd from here on.
+    void hand_over(pid_t successor);
+    // NOTIFY_SOCKET= and WATCHDOG_USEC= as superd found them, for the new
+    // process of an upgrade (without WATCHDOG_PID, so the watchdog is its
+    // own); nothing when no one is told.
+    std::vector<std::string> environment() const;
 
     // How often WATCHDOG=1 is due: half of $WATCHDOG_USEC, as systemd
     // advises; none without a watchdog or anyone to tell.

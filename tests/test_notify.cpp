@@ -14,6 +14,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <csignal>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -357,4 +358,47 @@ TEST_CASE("a service never sees the service manager's variables, even asking for
     // A reload reads pass_env again, and finds them gone still.
     REQUIRE(superd.reload());
     CHECK(passed() == std::vector<std::string>{"SUPERD_TEST_PASSED=yes"});
+}
+
+TEST_CASE("an upgrade hands the service manager to the new process: its variables, then MAINPID, then silence",
+          "[notify]")
+{
+    TempDir dir;
+    Manager manager((dir.path() / "notify").string());
+    Notifier notifier(manager.address(), std::chrono::seconds(30));
+    CHECK(notifier.environment()
+          == std::vector<std::string>{"NOTIFY_SOCKET=" + manager.address(), "WATCHDOG_USEC=30000000"});
+    notifier.hand_over(4242);
+    CHECK(manager.receive() == "MAINPID=4242\nSTATUS=handed over to pid 4242");
+    CHECK_FALSE(notifier.active());
+    notifier.stopping();
+    CHECK(manager.receive(100ms).empty());
+    CHECK(Notifier().environment().empty());
+}
+
+TEST_CASE("under a service manager, an upgraded superd is the main pid, and only it says READY", "[notify][integration]")
+{
+    TempDir dir;
+    Manager manager((dir.path() / "notify").string());
+    uint16_t port = free_port();
+    StartOptions options;
+    options.env = {"NOTIFY_SOCKET=" + manager.address()};
+    Superd superd(service_toml("echo", {loopback(port)}, service_binary("echo")), options);
+    CHECK(manager.receive() == "READY=1\nSTATUS=services: 1, listeners: 1, running: 0");
+
+    ::kill(superd.pid(), SIGUSR2);
+    REQUIRE(superd.wait_for_log("upgrade ready pid="));
+    std::smatch m;
+    std::string log = superd.log();
+    REQUIRE(std::regex_search(log, m, std::regex("upgrade ready pid=([0-9]+)")));
+    pid_t successor = static_cast<pid_t>(std::stol(m[1]));
+    // The new process says nothing until it is the main one.
+    CHECK(manager.receive() == "MAINPID=" + std::to_string(successor) + "\nSTATUS=handed over to pid "
+                                   + std::to_string(successor));
+    CHECK(superd.wait_exit() == 0);
+    // The new process tells the manager about its reloads.
+    ::kill(successor, SIGHUP);
+    CHECK(std::regex_match(manager.receive(), std::regex("RELOADING=1\nMONOTONIC_USEC=[0-9]+")));
+    CHECK_THAT(manager.receive(), Catch::StartsWith("READY=1\n"));
+    kill_and_reap(successor);
 }

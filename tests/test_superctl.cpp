@@ -61,13 +61,13 @@ const char kChildren[] = R"({"ok":true,"children":[)"
                          R"({"pid":17,"service":"slow-service","client":"[::1]:40000","age_seconds":7300,)"
                          R"("timeout_left_seconds":245.5,"state":"lingering"}]})";
 
-std::string status_reply(const std::string& last_reload)
+std::string status_reply(const std::string& last_reload, const std::string& last_upgrade = "null")
 {
     return R"({"ok":true,"pid":123,"version":"0.9.0","started":1764428000.25,"uptime_seconds":12.5,)"
            R"("config_files":["/etc/superd/superd.toml","/etc/superd/superd.d/a.toml"],"services":4,)"
            R"("listeners":5,"running":2,"log_level":"info","control":"/run/superd/control.sock",)"
            R"("last_reload":)"
-           + last_reload + "}";
+           + last_reload + R"(,"last_upgrade":)" + last_upgrade + R"(,"handed_to":null})";
 }
 
 // Times show in the local time zone: UTC here, for fixed text.
@@ -192,7 +192,7 @@ TEST_CASE("superctl children shows ages, time left or '-', and each child's stat
              "  17  slow-service  [::1]:40000      2h01m    4m05s  lingering\n");
 }
 
-TEST_CASE("superctl status shows key: value lines, with the last reload's time and result", "[superctl]")
+TEST_CASE("superctl status shows key: value lines, with the last reload's and upgrade's time and result", "[superctl]")
 {
     UtcZone utc;
     std::string never = formatted(Shape::Status, status_reply("null"));
@@ -206,13 +206,21 @@ TEST_CASE("superctl status shows key: value lines, with the last reload's time a
              "running:      2\n"
              "log level:    info\n"
              "control:      /run/superd/control.sock\n"
-             "last reload:  none since start\n");
+             "last reload:  none since start\n"
+             "last upgrade: none since start\n");
     CHECK_THAT(formatted(Shape::Status, status_reply(R"({"time":1764428100.5,"ok":true,)"
                                                      R"("message":"reloaded services=4 listeners=5"})")),
-               Catch::EndsWith("\nlast reload:  2025-11-29 14:55:00 UTC: reloaded services=4 listeners=5\n"));
+               Catch::Contains("\nlast reload:  2025-11-29 14:55:00 UTC: reloaded services=4 listeners=5\n"));
     CHECK_THAT(formatted(Shape::Status, status_reply(R"({"time":1764428100.5,"ok":false,)"
                                                      R"("message":"/etc/superd/superd.toml:7: bad"})")),
-               Catch::EndsWith("\nlast reload:  2025-11-29 14:55:00 UTC: failed: /etc/superd/superd.toml:7: bad\n"));
+               Catch::Contains("\nlast reload:  2025-11-29 14:55:00 UTC: failed: /etc/superd/superd.toml:7: bad\n"));
+    CHECK_THAT(
+        formatted(Shape::Status, status_reply("null", R"({"time":1764428100.5,"pid":77,"state":"failed",)"
+                                                      R"("reason":"/etc/superd/superd.toml:7: bad"})")),
+        Catch::EndsWith("\nlast upgrade: 2025-11-29 14:55:00 UTC: pid 77 failed: /etc/superd/superd.toml:7: bad\n"));
+    CHECK_THAT(
+        formatted(Shape::Status, status_reply("null", R"({"time":1764428100.5,"pid":77,"state":"ready","reason":""})")),
+        Catch::EndsWith("\nlast upgrade: 2025-11-29 14:55:00 UTC: pid 77 ready\n"));
 }
 
 TEST_CASE("A reply superd would not give is an error, not a crash", "[superctl]")
