@@ -313,8 +313,12 @@ bool refused_tls(const Superd& superd, const std::string& service, uint16_t peer
 // with the harness's 10 s deadlines on its socket.
 class TlsConnection {
 public:
-    TlsConnection(uint16_t port, const Client& client) : fd_(connect_tcp(port)), ctx_(client_context(client))
+    // `before` goes out in plaintext first: a PROXY header, as a balancer
+    // sends it.
+    TlsConnection(uint16_t port, const Client& client, const std::string& before = "")
+        : fd_(connect_tcp(port)), ctx_(client_context(client))
     {
+        send_all(fd_.get(), before);
         if (ctx_)
             ssl_ = client_session(ctx_.get(), client, fd_.get());
     }
@@ -823,4 +827,35 @@ TEST_CASE("A client's reset, or a client idling after its program has gone, leav
     CHECK(::recv(idle.fd(), &byte, 1, 0) == 0); // its FIN, after the close_notify
 
     CHECK(eventually([&] { return fd_count(superd.pid()) == baseline; }));
+}
+
+TEST_CASE("A PROXY header comes before the handshake: behind both, a program and a builtin serve the header's client",
+          "[tls][proxy][integration]")
+{
+    Pki pki;
+    uint16_t program = free_port(), builtin = free_port();
+    std::string proxy = "proxy_protocol = \"v1\"\nproxy_from = [\"127.0.0.1\"]\n";
+    Superd superd(
+        tls_service("env", program,
+                    program_toml("/bin/sh", {"sh", "-c", "echo $REMOTE_ADDR $REMOTE_PORT $PROXY_ADDR $HTTPS"}) + proxy,
+                    pki)
+        + tls_service("becho", builtin, "builtin = \"echo\"\n" + proxy, pki));
+    Client client{pki.path("ca.pem")};
+
+    TlsConnection env(program, client, "PROXY TCP4 192.0.2.7 127.0.0.1 4711 443\r\n");
+    REQUIRE(env.handshake());
+    CHECK(env.read(100) == "192.0.2.7 4711 127.0.0.1 on\n");
+    TlsConnection echo(builtin, client, "PROXY TCP4 192.0.2.8 127.0.0.1 4712 443\r\n");
+    REQUIRE(echo.handshake());
+    REQUIRE(echo.send("through both\n"));
+    CHECK(echo.read(13) == "through both\n");
+    CHECK(echo.close());
+    // The handshake where the header should be is no header.
+    NoSigpipe quiet;
+    TlsConnection bare(program, client);
+    CHECK_FALSE(bare.handshake());
+    std::string counters = superd.counters("env");
+    CHECK(counter(counters, "refused_proxy") == 1);
+    CHECK(counter(counters, "refused_tls") == 0);
+    CHECK(counter(counters, "spawned") == 1);
 }
