@@ -55,6 +55,9 @@ std::vector<char*> pointers(std::vector<std::string>& strings)
     for (size_t i = 0; i < sources.size(); ++i)
         if (scratch[i] < 0 || ::dup2(scratch[i], 3 + static_cast<int>(i)) < 0)
             _exit(127);
+    // Exactly these: whatever superd inherited without close-on-exec stays
+    // out too (a failure leaves only what is close-on-exec anyway).
+    ::syscall(SYS_close_range, first_free, ~0U, 0U);
     if (nofile)
         ::setrlimit(RLIMIT_NOFILE, &*nofile);
     *std::to_chars(listen_pid, listen_pid + 20, static_cast<long>(::getpid())).ptr = '\0';
