@@ -258,3 +258,31 @@ TEST_CASE("Behind HAProxy's send-proxy and send-proxy-v2 a program sees the real
     CHECK(harness::counter(fenced_counters, "refused_acl") == 1);
     CHECK(harness::counter(fenced_counters, "spawned") == 1);
 }
+
+TEST_CASE("A builtin logs the balancer's own connections (v2 LOCAL) at debug and a client's at info",
+          "[proxy][integration]")
+{
+    uint16_t port = harness::free_port();
+    harness::Superd superd("[service.hc]\nlisten = [\"" + harness::loopback(port)
+                           + "\"]\nbuiltin = \"echo\"\nproxy_protocol = \"v2\"\nproxy_from = [\"127.0.0.1\"]\n");
+    auto exchange = [port](const std::string& header) {
+        UniqueFd client = harness::connect_tcp(port);
+        harness::send_all(client.get(), header + "ping\n");
+        ::shutdown(client.get(), SHUT_WR);
+        return harness::read_to_eof(client.get());
+    };
+    const std::string local = v2_header("", 0x20);
+    // Served all the same, the health check before the client: a builtin
+    // logs its close before closing, so the check's line would be in the
+    // log once the client's is.
+    CHECK(exchange(local) == "ping\n");
+    CHECK(exchange(v2_header()) == "ping\n");
+    INFO(superd.log());
+    CHECK(superd.wait_for_log(" info closed service=hc peer=10.1.2.3:51000 "));
+    CHECK(superd.count_in_log("peer=127.0.0.1:") == 0);
+
+    auto debug = harness::run_command({SUPERCTL_BINARY, "-s", superd.control_path(), "log-level", "debug"});
+    REQUIRE(debug.status == 0);
+    CHECK(exchange(local) == "ping\n");
+    CHECK(superd.wait_for_log(" debug closed service=hc peer=127.0.0.1:"));
+}
