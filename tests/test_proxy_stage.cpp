@@ -7,6 +7,7 @@
 #include "superd/event.h"
 #include "tests/harness.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -285,4 +286,20 @@ TEST_CASE("A builtin logs the balancer's own connections (v2 LOCAL) at debug and
     REQUIRE(debug.status == 0);
     CHECK(exchange(local) == "ping\n");
     CHECK(superd.wait_for_log(" debug closed service=hc peer=127.0.0.1:"));
+}
+
+TEST_CASE("A program behind a PROXY header gets its socket blocking, as inetd gives it", "[proxy][integration]")
+{
+    uint16_t port = harness::free_port();
+    // The flags of fd 0's open socket, which grep shares with sh.
+    harness::Superd superd("[service.flags]\nlisten = [\"" + harness::loopback(port)
+                           + "\"]\nprogram = \"/bin/sh\"\nargs = [\"sh\", \"-c\", \"grep flags /proc/self/fdinfo/0\"]\n"
+                             "proxy_protocol = \"v2\"\nproxy_from = [\"127.0.0.1\"]\n");
+    UniqueFd client = harness::connect_tcp(port);
+    harness::send_all(client.get(), v2_header());
+    std::string line = harness::read_to_eof(client.get());
+    INFO(line << superd.log());
+    REQUIRE(line.rfind("flags:", 0) == 0);
+    unsigned long flags = std::stoul(line.substr(6), nullptr, 8);
+    CHECK((flags & O_NONBLOCK) == 0);
 }
