@@ -15,6 +15,12 @@
 // --hold connections stay plain TCP connects. The plain path does no TLS
 // work at all: the two paths are separate functions.
 //
+// With --proxy v1 or v2 each connection starts with a PROXY protocol header
+// (as HAProxy's send-proxy and send-proxy-v2 write it) naming a made-up
+// client, 192.0.2.1:40000 to 198.51.100.1:80, sent with the message in one
+// write; the reply expected is the message's alone. For a server that reads
+// the header itself (superd's proxy_protocol), without a balancer in front.
+//
 // Prints one machine-readable line on stdout:
 //   conn_per_s=... completed=... errors=... p50_us=... p99_us=... max_us=... held=... seconds=...
 // Exit status: 0 no errors, 1 errors, 2 bad command line.
@@ -23,7 +29,7 @@
 //   loadgen --port P [--host 127.0.0.1] [--concurrency 16] [--duration 10]
 //           [--max-connections 0] [--greeting 0] [--message "hello\n"]
 //           [--expect STRING] [--hold 0] [--timeout 5] [--no-shutdown]
-//           [--tls CAFILE]
+//           [--tls CAFILE] [--proxy v1|v2]
 //
 // --concurrency 0 with --hold N only holds the N connections for --duration.
 //
@@ -68,13 +74,14 @@ struct Options {
     double timeout = 5.0;
     bool no_shutdown = false;
     std::string tls_ca; // empty: plain TCP
+    std::string proxy;  // empty: no PROXY header
 };
 
 const bench::CommandLine kCommandLine{"loadgen",
                                       "usage: loadgen --port P [--host 127.0.0.1] [--concurrency 16] [--duration 10]\n"
                                       "               [--max-connections 0] [--greeting 0] [--message \"hello\\n\"]\n"
                                       "               [--expect STRING] [--hold 0] [--timeout 5] [--no-shutdown]\n"
-                                      "               [--tls CAFILE]\n"};
+                                      "               [--tls CAFILE] [--proxy v1|v2]\n"};
 
 int hex_digit(char c)
 {
@@ -128,6 +135,20 @@ std::string unescape(std::string_view in)
     return out;
 }
 
+// The header of --proxy: TCP over IPv4 from 192.0.2.1:40000 to
+// 198.51.100.1:80 (documentation addresses), a PROXY command.
+std::string proxy_header(std::string_view version)
+{
+    if (version == "v1")
+        return "PROXY TCP4 192.0.2.1 198.51.100.1 40000 80\r\n";
+    std::string h("\r\n\r\n\0\r\nQUIT\n", 12);
+    h += "\x21\x11";                 // version 2, PROXY; TCP over IPv4
+    h += std::string("\x00\x0c", 2); // 12 bytes of addresses follow
+    h += std::string("\xc0\x00\x02\x01\xc6\x33\x64\x01", 8);
+    h += std::string("\x9c\x40\x00\x50", 4); // ports 40000 and 80
+    return h;
+}
+
 Options parse_args(int argc, char** argv)
 {
     Options o;
@@ -161,6 +182,8 @@ Options parse_args(int argc, char** argv)
             o.timeout = kCommandLine.number<double>(flag, value, 0.001, 1e7);
         else if (flag == "--tls")
             o.tls_ca = value;
+        else if (flag == "--proxy")
+            o.proxy = value;
         else
             kCommandLine.fail("unknown option " + std::string(flag));
     }
@@ -170,6 +193,13 @@ Options parse_args(int argc, char** argv)
         kCommandLine.fail("--concurrency 0 needs --hold");
     if (!o.expect_set)
         o.expect = o.message;
+    if (!o.proxy.empty()) {
+        if (!o.tls_ca.empty())
+            kCommandLine.fail("--proxy goes without --tls");
+        if (o.proxy != "v1" && o.proxy != "v2")
+            kCommandLine.fail("--proxy is v1 or v2");
+        o.message = proxy_header(o.proxy) + o.message;
+    }
     return o;
 }
 

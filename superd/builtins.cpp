@@ -42,6 +42,13 @@ size_t reply_from(const cmsghdr& received, const PktInfo& info, std::array<char,
     return CMSG_SPACE(sizeof info);
 }
 
+// The level of a connection's lines (but its failures'): a balancer's
+// health checks, one every few seconds from each, are debugging matter.
+spdlog::level::level_enum line_level(const Connection& connection)
+{
+    return connection.balancer_own ? spdlog::level::debug : spdlog::level::info;
+}
+
 } // namespace
 
 evbuffer* BuiltinStream::input() const { return bufferevent_get_input(bev); }
@@ -64,7 +71,8 @@ struct Builtins::Stream {
     std::unique_ptr<bufferevent, BuffereventDeleter> bev;
     Clock::time_point started = Clock::now();
     Admission::Ticket ticket;
-    bool client_done = false; // its end of the connection closed or failed
+    bool client_done = false;                              // its end of the connection closed or failed
+    spdlog::level::level_enum level = spdlog::level::info; // of its lines, but for failures
 };
 
 // A relay with the connection it serves.
@@ -74,6 +82,7 @@ struct Builtins::Relayed {
     SocketAddress peer;
     Clock::time_point started = Clock::now();
     Admission::Ticket ticket;
+    spdlog::level::level_enum level = spdlog::level::info;
 };
 
 Builtins::Builtins(event_base* base, OnClose on_close, MetricsSource metrics)
@@ -106,6 +115,7 @@ void Builtins::serve(const ServiceConfig& service, Connection& connection)
     c->service = service.name;
     c->peer = connection.shown;
     c->ticket = std::move(connection.ticket);
+    c->level = line_level(connection);
     Stream* raw = c.get();
     live_.emplace(raw, std::move(c));
 
@@ -141,6 +151,7 @@ void Builtins::relay(const ServiceConfig& service, Connection& connection)
     entry->service = service.name;
     entry->peer = connection.shown;
     entry->ticket = std::move(connection.ticket);
+    entry->level = line_level(connection);
     entry->relay = service.builtin->relay(service, connection, pipes_);
     Relay* raw = entry->relay.get();
     relays_.emplace(raw, std::move(entry));
@@ -158,7 +169,8 @@ void Builtins::relay_closed(Relay* relay, const RelayEnd& end)
     relays_.erase(it);
     if (!end.refusal) {
         std::chrono::duration<double> ran = Clock::now() - gone->started;
-        spdlog::info("closed service={} peer={} ran={:.3f}s {}", gone->service, gone->peer, ran.count(), end.detail);
+        spdlog::log(gone->level, "closed service={} peer={} ran={:.3f}s {}", gone->service, gone->peer, ran.count(),
+                    end.detail);
     }
     closed(gone->service, std::move(gone->ticket), gone->peer, end);
 }
@@ -188,7 +200,7 @@ void Builtins::on_event(bufferevent* bev, short what, void* ctx)
     // taken nothing for its stall timeout.
     if (what & BEV_EVENT_TIMEOUT) {
         bool stalled = c->stream.kind.idle_timeout.count() == 0;
-        spdlog::info("{} service={} peer={} (closing)", stalled ? "stalled" : "idle", c->service, c->peer);
+        spdlog::log(c->level, "{} service={} peer={} (closing)", stalled ? "stalled" : "idle", c->service, c->peer);
         c->owner->close(c);
         return;
     }
@@ -228,7 +240,7 @@ void Builtins::close(Stream* c)
         }
     }
     std::chrono::duration<double> ran = Clock::now() - c->started;
-    spdlog::info("closed service={} peer={} ran={:.3f}s", c->service, c->peer, ran.count());
+    spdlog::log(c->level, "closed service={} peer={} ran={:.3f}s", c->service, c->peer, ran.count());
     std::string service = std::move(c->service);
     SocketAddress peer = c->peer;
     Admission::Ticket ticket = std::move(c->ticket);

@@ -90,6 +90,10 @@ struct Connection {
     Admission::Ticket ticket;
     std::unique_ptr<Relay> relay;         // set by a stage (TLS): the handler starts it
     std::vector<std::string> environment; // "NAME=value" for a program, from the stages (TLS)
+    // The PROXY header named no client (v2 LOCAL, v1 UNKNOWN): the
+    // balancer's own connection, a health check. A builtin logs such a
+    // connection at debug: one line at info every check would drown the rest.
+    bool balancer_own = false;
 };
 
 // One step of the pipeline's middle, shared by every connection of the

@@ -724,6 +724,10 @@ void Daemon::stage_failed(const std::string& name, Connection& connection, const
 
 void Daemon::spawn_for(Slot& slot, Connection& connection)
 {
+    // A PROXY header is read non-blocking; the program gets the socket
+    // blocking, as inetd gives it (a TLS relay's socketpair end already is).
+    if (!connection.relay)
+        set_nonblocking(connection.fd.get(), false);
     Peer who{&connection.peer, &connection.local, connection.credentials, connection.environment};
     launch(slot, connection.fd.get(), who, connection.shown, "", std::move(connection.ticket),
            std::move(connection.relay));

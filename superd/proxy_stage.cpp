@@ -171,8 +171,10 @@ void apply_proxy_header(const ProxyHeader& header, Connection& connection)
         connection.environment.push_back("PROXY_AUTHORITY=" + printable(*header.authority));
     if (header.unique_id)
         connection.environment.push_back("PROXY_UNIQUE_ID=" + printable(*header.unique_id));
-    if (header.command != ProxyCommand::kProxy)
-        return; // health checks and the like: the balancer's own connection
+    if (header.command != ProxyCommand::kProxy) {
+        connection.balancer_own = true; // health checks and the like
+        return;
+    }
     connection.peer = header.source;
     connection.local = header.destination;
     connection.shown = header.source;

@@ -107,6 +107,23 @@ TEST_CASE("The load generator drives superd's spawned and builtin services", "[b
     CHECK(superd.settled_count("spawned service=cat", 300) == 300);
 }
 
+TEST_CASE("The load generator's PROXY headers name its made-up client to superd", "[bench][proxy][integration]")
+{
+    uint16_t v1 = free_port(), v2 = free_port();
+    auto proxied = [](const std::string& name, uint16_t port, const std::string& version) {
+        return service_toml(name, {loopback(port)}, "/bin/cat") + "proxy_protocol = \"" + version
+               + "\"\nproxy_from = [\"127.0.0.1/32\"]\n";
+    };
+    Superd superd(proxied("v1", v1, "v1") + proxied("v2", v2, "v2"));
+    check_run(v1, {"--proxy", "v1"}, 50);
+    check_run(v2, {"--proxy", "v2"}, 50);
+    CHECK(superd.settled_count("spawned service=v1 pid=", 50) == 50);
+    CHECK(superd.settled_count("spawned service=v2 pid=", 50) == 50);
+    // Every one of them from the header's client.
+    CHECK(superd.count_in_log("peer=192.0.2.1:40000") >= 100);
+    CHECK(superd.count_in_log("peer=127.0.0.1:") == 0);
+}
+
 TEST_CASE("The reference servers answer the load generator", "[bench][integration]")
 {
     uint16_t spawn_port = free_port(), echo_port = free_port();

@@ -7,6 +7,7 @@
 #include "superd/event.h"
 #include "tests/harness.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -257,4 +258,48 @@ TEST_CASE("Behind HAProxy's send-proxy and send-proxy-v2 a program sees the real
     std::string fenced_counters = superd.counters("fenced");
     CHECK(harness::counter(fenced_counters, "refused_acl") == 1);
     CHECK(harness::counter(fenced_counters, "spawned") == 1);
+}
+
+TEST_CASE("A builtin logs the balancer's own connections (v2 LOCAL) at debug and a client's at info",
+          "[proxy][integration]")
+{
+    uint16_t port = harness::free_port();
+    harness::Superd superd("[service.hc]\nlisten = [\"" + harness::loopback(port)
+                           + "\"]\nbuiltin = \"echo\"\nproxy_protocol = \"v2\"\nproxy_from = [\"127.0.0.1\"]\n");
+    auto exchange = [port](const std::string& header) {
+        UniqueFd client = harness::connect_tcp(port);
+        harness::send_all(client.get(), header + "ping\n");
+        ::shutdown(client.get(), SHUT_WR);
+        return harness::read_to_eof(client.get());
+    };
+    const std::string local = v2_header("", 0x20);
+    // Served all the same, the health check before the client: a builtin
+    // logs its close before closing, so the check's line would be in the
+    // log once the client's is.
+    CHECK(exchange(local) == "ping\n");
+    CHECK(exchange(v2_header()) == "ping\n");
+    INFO(superd.log());
+    CHECK(superd.wait_for_log(" info closed service=hc peer=10.1.2.3:51000 "));
+    CHECK(superd.count_in_log("peer=127.0.0.1:") == 0);
+
+    auto debug = harness::run_command({SUPERCTL_BINARY, "-s", superd.control_path(), "log-level", "debug"});
+    REQUIRE(debug.status == 0);
+    CHECK(exchange(local) == "ping\n");
+    CHECK(superd.wait_for_log(" debug closed service=hc peer=127.0.0.1:"));
+}
+
+TEST_CASE("A program behind a PROXY header gets its socket blocking, as inetd gives it", "[proxy][integration]")
+{
+    uint16_t port = harness::free_port();
+    // The flags of fd 0's open socket, which grep shares with sh.
+    harness::Superd superd("[service.flags]\nlisten = [\"" + harness::loopback(port)
+                           + "\"]\nprogram = \"/bin/sh\"\nargs = [\"sh\", \"-c\", \"grep flags /proc/self/fdinfo/0\"]\n"
+                             "proxy_protocol = \"v2\"\nproxy_from = [\"127.0.0.1\"]\n");
+    UniqueFd client = harness::connect_tcp(port);
+    harness::send_all(client.get(), v2_header());
+    std::string line = harness::read_to_eof(client.get());
+    INFO(line << superd.log());
+    REQUIRE(line.rfind("flags:", 0) == 0);
+    unsigned long flags = std::stoul(line.substr(6), nullptr, 8);
+    CHECK((flags & O_NONBLOCK) == 0);
 }
