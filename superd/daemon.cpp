@@ -726,7 +726,8 @@ void Daemon::spawn_for(Slot& slot, Connection& connection)
 {
     // A PROXY header is read non-blocking; the program gets the socket
     // blocking, as inetd gives it (a TLS relay's socketpair end already is).
-    if (!connection.relay)
+    // Without a header stage it was accepted blocking: no system call.
+    if (!connection.relay && !slot.service->header_stages.empty())
         set_nonblocking(connection.fd.get(), false);
     Peer who{&connection.peer, &connection.local, connection.credentials, connection.environment};
     launch(slot, connection.fd.get(), who, connection.shown, "", std::move(connection.ticket),
