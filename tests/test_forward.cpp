@@ -383,6 +383,24 @@ TEST_CASE("forward's PROXY header reaches the backend whole, before the client's
     }
 }
 
+TEST_CASE("A PROXY header in and send_proxy out: the backend learns the client the balancer named",
+          "[forward][proxy][integration]")
+{
+    uint16_t backend = free_port(), port = free_port();
+    UniqueFd listener = listen_tcp(backend);
+    Superd superd(forward_toml("chain", loopback(port), loopback(backend),
+                               "send_proxy = \"v1\"\nproxy_protocol = \"v2\"\nproxy_from = [\"127.0.0.1\"]\n"));
+    UniqueFd client = connect_tcp(port);
+    // 10.1.2.3:51000 -> 10.9.9.9:443, then the payload in the same write.
+    send_all(client.get(), kSignature + "\x21\x11" + be16(12) + ipv4_bytes("10.1.2.3") + ipv4_bytes("10.9.9.9")
+                               + be16(51000) + be16(443) + "X");
+    UniqueFd server = accept_one(listener.get());
+    std::string header = "PROXY TCP4 10.1.2.3 10.9.9.9 51000 443\r\n";
+    CHECK(read_n(server.get(), header.size() + 1, 5s) == header + "X");
+    send_all(server.get(), "Y");
+    CHECK(read_n(client.get(), 1) == "Y");
+}
+
 TEST_CASE("HAProxy 2.6 reads forward's PROXY v1 and v2 headers: the client's and superd's addresses",
           "[forward][integration]")
 {
