@@ -19,8 +19,10 @@
 // changed nothing.
 //
 // An Upgrade belongs to the daemon, which reaps the process (it is a child
-// like any other) and tells it through exited(); `done` is the Upgrade's last
-// act, and it may be destroyed from there on.
+// like any other) and tells it through exited(). `done` is the Upgrade's
+// last act, run from its own events: the Upgrade may be destroyed once
+// `done` has returned, not from within it. Destroyed while still pending
+// (superd stops meanwhile), it kills the new process.
 #pragma once
 
 #include "superd/clock.h"
