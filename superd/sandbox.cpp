@@ -338,6 +338,10 @@ Result<std::vector<sock_filter>> syscall_filter(SyscallPreset preset, const std:
     // A call from another architecture (int 0x80 on x86_64) is refused the
     // same way rather than killing the process.
     int rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, refuse);
+    // A binary tree of system call numbers rather than a list: a call the
+    // kernel's cache does not answer walks a few comparisons, not hundreds.
+    if (rc == 0)
+        rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
     auto add = [&](std::string_view name, uint32_t action, unsigned count, const scmp_arg_cmp* cmp) {
         int nr = seccomp_syscall_resolve_name(std::string(name).c_str());
         if (nr < 0 || rc < 0) // not a call on this architecture
