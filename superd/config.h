@@ -36,6 +36,7 @@
 #include "superd/limits.h"
 #include "superd/proxy_header.h"
 #include "superd/result.h"
+#include "superd/sandbox.h"
 
 #include <sys/types.h>
 
@@ -122,6 +123,11 @@ struct ServiceConfig {
     std::vector<std::string> tls_warnings;
 
     std::optional<Identity> identity;
+    // [service.NAME.sandbox] (sandbox.h): the settings, and what was prepared
+    // from them when the file was read (namespaces, Landlock ruleset,
+    // seccomp filter), which the launcher applies in each child.
+    std::optional<SandboxSettings> sandbox;
+    std::shared_ptr<const Sandbox> sandbox_prepared;
     std::vector<std::string> env; // "NAME=value", PATH first; per-connection variables come later
     StderrTarget stderr_target = StderrTarget::kSocket;
     std::optional<double> stderr_rate; // stderr = "log": lines a second; none: stderr_log.h's default

@@ -487,6 +487,125 @@ std::optional<Error> read_tls(const Value& value, ServiceConfig& config)
     return std::nullopt;
 }
 
+// A list of strings that may be empty (capabilities = [] keeps none).
+Result<std::vector<std::pair<std::string, int>>> maybe_empty_strings(const Value& value)
+{
+    if (const toml::array* array = value.node().as_array(); array && array->empty())
+        return std::vector<std::pair<std::string, int>>{};
+    return value.strings(false);
+}
+
+// [service.NAME.sandbox]: read whole, then prepared (sandbox.h), so that a
+// namespace that cannot be made or a path that does not exist is an error
+// at its line now, not a failed spawn later.
+std::optional<Error> read_sandbox(const Value& value, ServiceConfig& config)
+{
+    const toml::table* table = value.node().as_table();
+    if (!table)
+        return value.error("sandbox must be a table: [service." + config.name + ".sandbox]");
+    constexpr std::string_view kKeys[] = {"private_network",        "private_tmp", "no_new_privileges", "filesystem",
+                                          "filesystem_best_effort", "syscalls",    "syscalls_deny",     "capabilities"};
+    for (const auto& [key, node] : *table)
+        if (std::find(std::begin(kKeys), std::end(kKeys), key.str()) == std::end(kKeys))
+            return value.error_at(node, "unknown key 'sandbox." + std::string(key.str()) + "'");
+
+    SandboxSettings settings;
+    std::optional<bool> no_new_privileges;
+    const std::pair<std::string_view, bool*> flags[] = {{"private_network", &settings.private_network},
+                                                        {"private_tmp", &settings.private_tmp},
+                                                        {"filesystem_best_effort", &settings.filesystem_best_effort}};
+    for (const auto& [key, field] : flags)
+        if (Value v = value.within(*table, key))
+            if (auto e = store(v.boolean(), *field))
+                return e;
+    if (Value v = value.within(*table, "no_new_privileges"))
+        if (auto e = store(v.boolean(), no_new_privileges))
+            return e;
+
+    Value filesystem = value.within(*table, "filesystem");
+    if (filesystem) {
+        const toml::table* paths = filesystem.node().as_table();
+        if (!paths)
+            return filesystem.error("sandbox.filesystem must be a table, e.g. { read = [\"/usr\"] }");
+        FilesystemRules rules;
+        const std::pair<std::string_view, std::vector<std::string>*> lists[] = {
+            {"read", &rules.read}, {"write", &rules.write}, {"exec", &rules.exec}};
+        for (const auto& [key, node] : *paths) {
+            std::string_view name = key.str();
+            if (std::none_of(std::begin(lists), std::end(lists), [name](const auto& l) { return l.first == name; }))
+                return filesystem.error_at(node, "unknown key 'sandbox.filesystem." + std::string(name)
+                                                     + "' (read, write and exec are)");
+        }
+        for (const auto& [key, list] : lists) {
+            Value v = filesystem.within(*paths, key);
+            if (!v)
+                continue;
+            auto items = maybe_empty_strings(v);
+            if (!items)
+                return Error{items.error()};
+            for (const auto& [path, line] : *items) {
+                std::string absolute = v.absolute(path);
+                struct stat st;
+                if (::stat(absolute.c_str(), &st) != 0)
+                    return v.error_at(line, v.key() + ": " + absolute + " does not exist");
+                list->push_back(absolute);
+            }
+        }
+        settings.filesystem = std::move(rules);
+    } else if (settings.filesystem_best_effort) {
+        return value.within(*table, "filesystem_best_effort")
+            .error("sandbox.filesystem_best_effort goes with filesystem");
+    }
+
+    if (Value v = value.within(*table, "syscalls"))
+        if (auto e =
+                store(v.choice<SyscallPreset>({{"service", SyscallPreset::kService}, {"none", SyscallPreset::kNone}}),
+                      settings.syscalls))
+            return e;
+    if (Value v = value.within(*table, "syscalls_deny")) {
+        auto names = maybe_empty_strings(v);
+        if (!names)
+            return Error{names.error()};
+        for (const auto& [name, line] : *names) {
+            if (!known_syscall(name))
+                return v.error_at(line, v.key() + ": unknown system call '" + name + "'");
+            settings.syscalls_deny.push_back(name);
+        }
+    }
+    if (Value v = value.within(*table, "capabilities")) {
+        auto names = maybe_empty_strings(v);
+        if (!names)
+            return Error{names.error()};
+        settings.capabilities.emplace();
+        for (const auto& [name, line] : *names) {
+            auto cap = capability_number(name);
+            if (!cap)
+                return v.error_at(line, v.key() + ": unknown capability '" + name + "'");
+            settings.capabilities->push_back(*cap);
+        }
+    }
+
+    // Landlock and seccomp need no_new_privs (or CAP_SYS_ADMIN, which a
+    // sandbox should not leave).
+    bool implied = settings.filesystem || settings.syscalls != SyscallPreset::kNone || !settings.syscalls_deny.empty();
+    if (no_new_privileges == false && implied)
+        return value.within(*table, "no_new_privileges")
+            .error("sandbox.no_new_privileges cannot be false with filesystem or syscalls, which imply it");
+    settings.no_new_privileges = no_new_privileges.value_or(false) || implied;
+
+    auto prepared = Sandbox::prepare(config.name, settings, config.program);
+    if (!prepared) {
+        // "KEY: message": at that key's line when it is in the table.
+        const std::string& message = prepared.error();
+        std::string key = message.substr(0, message.find(':'));
+        Value at = value.within(*table, key);
+        return (at ? at : value).error("sandbox." + message);
+    }
+    config.sandbox = std::move(settings);
+    config.sandbox_prepared = std::move(*prepared);
+    return std::nullopt;
+}
+
 std::optional<Error> read_args(const Value& value, ServiceConfig& config)
 {
     if (!value) {
@@ -733,6 +852,7 @@ constexpr ServiceKey kServiceKeys[] = {
     {"rlimit_as", kProgram | kAnyProtocol, [](const V& v, C& c) { return read_rlimit(v, c, RLIMIT_AS, true); }},
     {"rlimit_nproc", kProgram | kAnyProtocol, [](const V& v, C& c) { return read_rlimit(v, c, RLIMIT_NPROC, false); }},
     {"rlimit_core", kProgram | kAnyProtocol, [](const V& v, C& c) { return read_rlimit(v, c, RLIMIT_CORE, true); }},
+    {"sandbox", kProgram | kAnyProtocol, read_sandbox}, // after program, which Landlock lets it run
     {"max_instances", kAccepted | kAnyProtocol,
      [](const V& v, C& c) { return store(v.integer<unsigned>(1, 1000000), c.max_instances); }},
     {"on_limit", kAccepted | kAnyProtocol,

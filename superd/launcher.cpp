@@ -15,6 +15,8 @@
 #include <cstring>
 #include <linux/close_range.h>
 
+#include <spdlog/spdlog.h>
+
 namespace superd {
 
 namespace {
@@ -42,8 +44,9 @@ struct ChildPlan {
     bool systemd;
     char* listen_pid; // "LISTEN_PID=" to complete, or null
     const Identity* identity;
-    const char* cwd; // or null
-    int umask;       // or -1
+    const Sandbox* sandbox; // or null
+    const char* cwd;        // or null
+    int umask;              // or -1
     bool set_nice;
     int nice;
     const ResourceLimit* rlimits;
@@ -89,12 +92,20 @@ void write_decimal(char* out, long value)
     for (size_t i = 0; i < plan->reset_count; ++i)
         ::syscall(SYS_rt_sigaction, plan->reset_signals[i], &dfl, nullptr, sizeof dfl.mask);
 
+    // The sandbox's first step, while the namespaces' fds (kept up high)
+    // are still in reach: joining them only reads the fd table.
+    const Sandbox* sandbox = plan->sandbox;
+    if (sandbox)
+        if (const char* step = sandbox->enter(plan->identity && plan->identity->change_user))
+            return failed(step);
+
     const SpawnIo& io = plan->io;
+    int ruleset = sandbox ? sandbox->ruleset_fd() : -1;
     if (plan->shared_files) {
         // The fd table is still the parent's. Take a private copy of just
         // its bottom, up to the highest fd needed here: the copy no longer
         // grows with the daemon's listeners and children.
-        unsigned highest = static_cast<unsigned>(std::max({io.socket, io.stderr_fd, io.null_fd, 3}));
+        unsigned highest = static_cast<unsigned>(std::max({io.socket, io.stderr_fd, io.null_fd, ruleset, 3}));
         if (::syscall(SYS_close_range, highest + 1, ~0U, CLOSE_RANGE_UNSHARE) < 0)
             return failed("close_range");
     }
@@ -115,6 +126,13 @@ void write_decimal(char* out, long value)
         first_unused = 4;
         if (plan->listen_pid)
             write_decimal(plan->listen_pid + sizeof "LISTEN_PID=" - 1, ::syscall(SYS_getpid));
+    }
+    // Landlock's ruleset is needed after the user switch: it moves to the
+    // first free fd (it is never 0-3) and stays close-on-exec.
+    if (ruleset >= 0) {
+        if (ruleset != first_unused && ::syscall(SYS_dup3, ruleset, first_unused, O_CLOEXEC) < 0)
+            return failed("dup");
+        ruleset = first_unused++;
     }
     // Every fd superd holds is close-on-exec already; this also keeps out any
     // a library opened without it. Its failure is no reason to fail: kernels
@@ -147,6 +165,11 @@ void write_decimal(char* out, long value)
         return failed("chdir");
     if (plan->umask >= 0)
         ::syscall(SYS_umask, plan->umask);
+    // The rest of the sandbox, seccomp last: capabilities, no_new_privs,
+    // Landlock, seccomp (sandbox.h).
+    if (sandbox)
+        if (const char* step = sandbox->restrict(ruleset))
+            return failed(step);
 
     uint64_t none = 0;
     ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof none);
@@ -186,8 +209,11 @@ Launcher::Launcher(const ServiceConfig& config, std::optional<rlimit> child_nofi
     : program_(config.program), args_(config.args), fixed_env_(config.env), protocol_(config.protocol),
       per_connection_(config.mode == Mode::kNowait), systemd_(config.fd_convention == FdConvention::kSystemd),
       identity_(config.identity), cwd_(config.cwd), umask_(config.umask ? static_cast<int>(*config.umask) : -1),
-      nice_(config.nice), rlimits_(config.rlimits), child_nofile_(child_nofile)
+      nice_(config.nice), rlimits_(config.rlimits), sandbox_(config.sandbox_prepared), child_nofile_(child_nofile)
 {
+    if (sandbox_)
+        for (const std::string& warning : sandbox_->warnings())
+            spdlog::warn("service={} sandbox=\"{}\"", config.name, warning);
     for (std::string& arg : args_)
         argv_.push_back(arg.data());
     argv_.push_back(nullptr);
@@ -260,6 +286,7 @@ SpawnResult Launcher::spawn(const SpawnIo& io, const Peer& peer)
     plan.systemd = systemd_;
     plan.listen_pid = systemd_ ? listen_pid_.data() : nullptr;
     plan.identity = identity_ ? &*identity_ : nullptr;
+    plan.sandbox = sandbox_.get();
     plan.cwd = cwd_.empty() ? nullptr : cwd_.c_str();
     plan.umask = umask_;
     plan.set_nice = nice_.has_value();

@@ -14,7 +14,9 @@
 // 1, stderr on 2 and the socket on fd 3 with LISTEN_FDS=1, LISTEN_PID and
 // LISTEN_FDNAMES. No other descriptor, an empty signal mask, every signal at
 // its default disposition, a session of its own, then nice, resource
-// limits, groups, group, user, cwd and umask as configured. Its environment is the service's (PATH,
+// limits, groups, group, user, cwd and umask as configured, inside its
+// sandbox if it has one (sandbox.h: namespaces before the user switch, the
+// rest after, seccomp last). Its environment is the service's (PATH,
 // env, pass_env) plus PROTO and, for a connection, the client and server
 // under systemd's names (REMOTE_ADDR, REMOTE_PORT) and UCSPI's (TCPREMOTEIP,
 // TCPREMOTEPORT, TCPLOCALIP, TCPLOCALPORT; for unix sockets UNIXREMOTEPID,
@@ -35,12 +37,14 @@
 #include "superd/address.h"
 #include "superd/config.h"
 #include "superd/fd.h"
+#include "superd/sandbox.h"
 
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
 #include <array>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -115,6 +119,7 @@ private:
     int umask_ = -1;
     std::optional<int> nice_;
     std::vector<ResourceLimit> rlimits_;
+    std::shared_ptr<const Sandbox> sandbox_; // or null; holds its namespaces open
     // Signals the child must put back to SIG_DFL: those superd handles or
     // ignores, read when the launcher is made (after superd has set up its
     // own), and glibc's internal 32 and 33.

@@ -1122,7 +1122,7 @@ std::set<std::string> table_keys()
 TEST_CASE("The README's config reference lists every key of the table, and no other", "[config]")
 {
     std::set<std::string> table = table_keys();
-    CHECK(table.size() == 51);
+    CHECK(table.size() == 52);
     CHECK(readme_keys() == table);
 }
 
