@@ -593,6 +593,14 @@ std::optional<Error> read_sandbox(const Value& value, ServiceConfig& config)
             .error("sandbox.no_new_privileges cannot be false with filesystem or syscalls, which imply it");
     settings.no_new_privileges = no_new_privileges.value_or(false) || implied;
 
+    // The private /tmp hides whatever the host has there, the program too.
+    if (settings.private_tmp)
+        for (std::string_view tmp : {"/tmp", "/var/tmp"})
+            if (config.program.starts_with(std::string(tmp) + "/"))
+                return value.within(*table, "private_tmp")
+                    .error("sandbox.private_tmp: the program " + config.program + " is under " + std::string(tmp)
+                           + ", which the private " + std::string(tmp) + " hides from it");
+
     auto prepared = Sandbox::prepare(config.name, settings, config.program);
     if (!prepared) {
         // "KEY: message": at that key's line when it is in the table.

@@ -116,6 +116,12 @@ TEST_CASE("sandbox mistakes are errors at their line", "[sandbox]")
     CHECK(f.error_at("syscalls = \"service\"\nno_new_privileges = false\n", 6)
           == "service 's': sandbox.no_new_privileges cannot be false with filesystem or syscalls, which imply it");
     CHECK(f.load("").ok()); // an empty table: nothing to sandbox, and no error
+    // The fixture's program is in a folder under /tmp (unless $TMPDIR says
+    // otherwise), which a private /tmp hides.
+    if (f.path.starts_with("/tmp/"))
+        CHECK(f.error_at("\nprivate_tmp = true\n", 6)
+              == "service 's': sandbox.private_tmp: the program " + (f.dir.path() / "prog").string()
+                     + " is under /tmp, which the private /tmp hides from it");
 
     f.head = "[service.s]\nlisten = [\"127.0.0.1:7000\"]\nprogram = \"prog\"\nsandbox = true\n";
     CHECK(f.error_at("", 4) == "service 's': sandbox must be a table: [service.s.sandbox]");

@@ -20,13 +20,45 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// The probe where a private /tmp does not hide it: a checkout (and its
+// build folder) may be under /tmp, where superd refuses a program that has
+// private_tmp. Copied, then, to a folder of its own under /var/lib, removed
+// when the tests end.
+const std::string& probe_program()
+{
+    struct Copy {
+        std::string folder, path = SANDBOX_PROBE_BINARY;
+        Copy()
+        {
+            if (!path.starts_with("/tmp/") && !path.starts_with("/var/tmp/"))
+                return;
+            char pattern[] = "/var/lib/superd-test-XXXXXX";
+            if (!::mkdtemp(pattern))
+                return;
+            folder = pattern;
+            std::error_code ec;
+            fs::copy_file(path, folder + "/sandbox_probe", ec);
+            if (!ec)
+                path = folder + "/sandbox_probe";
+        }
+        ~Copy()
+        {
+            std::error_code ec;
+            if (!folder.empty())
+                fs::remove_all(folder, ec);
+        }
+    };
+    static Copy copy;
+    return copy.path;
+}
+
 // A sandbox_probe service on `port`, `keys` in its table, `sandbox` in its
 // sandbox table (none when empty). Its stderr goes nowhere: a sanitizer's
 // report (LeakSanitizer needs ptrace, which a filter refuses) must not reach
 // the client.
 std::string probe(const std::string& name, uint16_t port, const std::string& sandbox, const std::string& keys = "")
 {
-    std::string text = service_toml(name, {loopback(port)}, SANDBOX_PROBE_BINARY) + "stderr = \"null\"\n" + keys;
+    std::string text = service_toml(name, {loopback(port)}, probe_program()) + "stderr = \"null\"\n" + keys;
     if (!sandbox.empty())
         text += "[service." + name + ".sandbox]\n" + sandbox + "\n";
     return text;
