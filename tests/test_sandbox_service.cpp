@@ -36,6 +36,8 @@ const std::string& probe_program()
             if (!::mkdtemp(pattern))
                 return;
             folder = pattern;
+            // mkdtemp makes it 0700: a service run as nobody must reach it.
+            ::chmod(pattern, 0755);
             std::error_code ec;
             fs::copy_file(path, folder + "/sandbox_probe", ec);
             if (!ec)
