@@ -57,6 +57,13 @@ pid_t pid_in(const std::string& log, const std::string& prefix)
 
 bool alive(pid_t pid) { return ::kill(pid, 0) == 0; }
 
+// The new superd of an upgrade, ended by pid even when an assertion ends
+// the test first: once the old one has exited, no Superd owns it.
+struct Successor {
+    pid_t pid = -1;
+    ~Successor() { kill_and_reap(pid); }
+};
+
 std::string superctl(const Superd& superd, const std::vector<std::string>& command)
 {
     std::vector<std::string> argv{SUPERCTL_BINARY, "-s", superd.control_path(), "-t", "20"};
@@ -160,6 +167,7 @@ TEST_CASE("SIGUSR2 under load: no connection is refused, the new superd serves a
     ::kill(superd.pid(), SIGUSR2);
     REQUIRE(superd.wait_for_log("upgrade ready pid="));
     pid_t successor = pid_in(superd.log(), "upgrade ready pid=");
+    Successor ending{successor};
     REQUIRE(successor > 0);
     CHECK(successor != superd.pid());
 
@@ -175,7 +183,6 @@ TEST_CASE("SIGUSR2 under load: no connection is refused, the new superd serves a
     CHECK(superd.count_in_log("upgraded: exiting, pid " + std::to_string(successor) + " serves") == 1);
     CHECK(round_trip(echo, "still\n") == "still\n");
     CHECK(alive(successor));
-    kill_and_reap(successor);
 }
 
 TEST_CASE("An upgrade to a configuration with an error is refused and the old superd serves on",
@@ -202,9 +209,8 @@ TEST_CASE("An upgrade to a configuration with an error is refused and the old su
     superd.rewrite_config(config);
     CHECK(superctl(superd, {"upgrade"}).starts_with("0 upgraded: pid "));
     CHECK(superd.wait_exit(10s) == 0);
-    pid_t successor = pid_in(superd.log(), "upgrade ready pid=");
+    Successor ending{pid_in(superd.log(), "upgrade ready pid=")};
     CHECK(round_trip(port, "new\n") == "new\n");
-    kill_and_reap(successor);
 }
 
 TEST_CASE("Connections waiting in the backlog at the upgrade are served by the new superd", "[upgrade][integration]")
@@ -223,10 +229,10 @@ TEST_CASE("Connections waiting in the backlog at the upgrade are served by the n
     INFO(said);
     REQUIRE(said.starts_with("0 upgraded: pid "));
     pid_t successor = pid_in(said, "upgraded: pid ");
+    Successor ending{successor};
     for (auto& fd : waiting)
         CHECK(read_to_eof(fd.get()) == std::to_string(successor) + "\n");
     CHECK(superd.wait_exit(10s) == 0);
-    kill_and_reap(successor);
 }
 
 TEST_CASE("superctl upgrade says why an upgrade failed", "[upgrade][integration]")
