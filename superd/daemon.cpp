@@ -486,7 +486,7 @@ void Daemon::upgrade_done(const Upgrade::Outcome& outcome)
     last_upgrade_ =
         UpgradeState{pid, outcome.ready ? "ready" : "failed", outcome.reason, std::chrono::system_clock::now()};
     if (!outcome.ready) {
-        spdlog::error("upgrade failed pid={} reason=\"{}\" (this superd serves on)", pid, outcome.reason);
+        spdlog::error("upgrade failed pid={} reason=\"{}\" (this superd serves on)", pid, Escaped{outcome.reason});
         return;
     }
     hand_over(pid);
