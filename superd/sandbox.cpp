@@ -162,6 +162,13 @@ constexpr std::string_view kServiceRefused[] = {
     "setresuid32", "setresgid", "setresgid32", "setgroups", "setgroups32", "setfsuid", "setfsuid32", "setfsgid",
     "setfsgid32"};
 
+// What a spawn calls once the helper's filter is attached (launcher.cpp):
+// the helper receives a connection's fds, clones a child into superd's
+// care and answers with its pidfd; the child moves the fds into place,
+// starts a session, closes the rest, sets its limits and execs.
+constexpr std::string_view kSpawnCalls[] = {"recvmsg", "sendmsg", "clone",  "close",     "close_range", "dup3",
+                                            "fcntl",   "getpid",  "setsid", "prlimit64", "execve",      "exit_group"};
+
 constexpr uint64_t kNamespaceFlags = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER
                                      | CLONE_NEWPID | CLONE_NEWNET | 0x00000080 /* CLONE_NEWTIME */;
 
@@ -238,6 +245,7 @@ int landlock_abi()
 
 std::span<const std::string_view> service_preset() { return kServicePreset; }
 std::span<const std::string_view> service_preset_refused() { return kServiceRefused; }
+std::span<const std::string_view> spawn_calls() { return kSpawnCalls; }
 
 bool known_syscall(const std::string& name) { return seccomp_syscall_resolve_name(name.c_str()) != __NR_SCMP_ERROR; }
 
@@ -325,7 +333,8 @@ Result<UniqueFd> landlock_ruleset(const FilesystemRules& rules, const std::strin
     return ruleset;
 }
 
-Result<std::vector<sock_filter>> syscall_filter(SyscallPreset preset, const std::vector<std::string>& deny)
+Result<std::vector<sock_filter>> syscall_filter(SyscallPreset preset, const std::vector<std::string>& deny,
+                                                const std::vector<std::string>& allow)
 {
     if (preset == SyscallPreset::kNone && deny.empty())
         return std::vector<sock_filter>{};
@@ -357,6 +366,8 @@ Result<std::vector<sock_filter>> syscall_filter(SyscallPreset preset, const std:
             add("clone", SCMP_ACT_ALLOW, 1, &no_namespace);
         if (!denied("clone3"))
             add("clone3", SCMP_ACT_ERRNO(ENOSYS), 0, nullptr);
+        for (const std::string& name : allow)
+            add(name, SCMP_ACT_ALLOW, 0, nullptr);
     } else {
         for (const std::string& name : deny)
             add(name, refuse, 0, nullptr);
@@ -407,12 +418,35 @@ Result<std::shared_ptr<const Sandbox>> Sandbox::prepare(const std::string& servi
             sandbox->ruleset_ = std::move(*ruleset);
         }
     }
-    auto filter = syscall_filter(settings.syscalls, settings.syscalls_deny);
+    // The helper needs the spawn calls (all in the preset) whatever the
+    // deny list says; its children refuse those the list names, with a
+    // filter of their own, which seccomp() must let them attach: the
+    // helper allows it then, the child's filter refuses it where the
+    // service's would.
+    std::vector<std::string> deny_helper, deny_child;
+    for (const std::string& name : settings.syscalls_deny) {
+        bool spawn_call = std::find(std::begin(kSpawnCalls), std::end(kSpawnCalls), name) != std::end(kSpawnCalls);
+        (spawn_call || name == "seccomp" ? deny_child : deny_helper).push_back(name);
+    }
+    std::vector<std::string> allow_helper;
+    if (!deny_child.empty()) {
+        allow_helper.push_back("seccomp");
+        if (settings.syscalls == SyscallPreset::kService
+            && std::find(deny_child.begin(), deny_child.end(), "seccomp") == deny_child.end())
+            deny_child.push_back("seccomp");
+    }
+    auto filter = syscall_filter(settings.syscalls, deny_helper, allow_helper);
     if (!filter)
         return Error{"syscalls: " + filter.error()};
+    auto child_filter = syscall_filter(SyscallPreset::kNone, deny_child);
+    if (!child_filter)
+        return Error{"syscalls: " + child_filter.error()};
     sandbox->filter_ = std::move(*filter);
     sandbox->program_.len = static_cast<unsigned short>(sandbox->filter_.size());
     sandbox->program_.filter = sandbox->filter_.data();
+    sandbox->child_filter_ = std::move(*child_filter);
+    sandbox->child_program_.len = static_cast<unsigned short>(sandbox->child_filter_.size());
+    sandbox->child_program_.filter = sandbox->child_filter_.data();
 
     if (settings.capabilities) {
         cap_t own = cap_get_proc();
@@ -441,12 +475,13 @@ Result<std::shared_ptr<const Sandbox>> Sandbox::prepare(const std::string& servi
                 sandbox->drop_.push_back(cap);
         sandbox->set_capabilities_ = true;
     }
-    sandbox->no_new_privs_ = settings.no_new_privileges || sandbox->ruleset_ || !sandbox->filter_.empty();
+    sandbox->no_new_privs_ =
+        settings.no_new_privileges || sandbox->ruleset_ || !sandbox->filter_.empty() || !sandbox->child_filter_.empty();
     return std::shared_ptr<const Sandbox>(std::move(sandbox));
 }
 
-// The two functions below run in a spawn's child: raw system calls on what
-// prepare() made, nothing allocated (see launcher.cpp).
+// The functions below run in the spawn helper and its children: raw system
+// calls on what prepare() made, nothing allocated (see launcher.cpp).
 
 [[gnu::no_sanitize_address]] const char* Sandbox::enter(bool changes_user) const
 {
@@ -494,6 +529,13 @@ Result<std::shared_ptr<const Sandbox>> Sandbox::prepare(const std::string& servi
     if (ruleset_fd >= 0 && ::syscall(SYS_landlock_restrict_self, ruleset_fd, 0) < 0)
         return "landlock";
     if (!filter_.empty() && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &program_) < 0)
+        return "seccomp";
+    return nullptr;
+}
+
+[[gnu::no_sanitize_address]] const char* Sandbox::restrict_child() const
+{
+    if (!child_filter_.empty() && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &child_program_) < 0)
         return "seccomp";
     return nullptr;
 }

@@ -1,6 +1,6 @@
 // Sandbox: what a service's [service.NAME.sandbox] table takes away from its
-// program, prepared once when the configuration is loaded and applied in each
-// child with about one system call per protection.
+// program, prepared once when the configuration is loaded and entered once
+// by the service's spawn helper, whose children inherit it.
 //
 // At load, everything that costs is done: the empty network namespace and
 // the mount namespace with a private /tmp and /var/tmp are made by a
@@ -10,18 +10,26 @@
 // out with libcap. The Sandbox object owns all of it, and the Launcher of the
 // load holds it, so that the namespaces live as long as some load uses them.
 //
-// In the child (launcher.cpp), in this order, each step a raw system call on
-// what was prepared, with no allocation (async-signal-safe, as the rest of a
-// spawn's child):
+// The Launcher's spawn helper (launcher.h), a fork of superd, takes these
+// steps on itself, once, in this order, each a raw system call on what was
+// prepared:
 //   1. namespaces: setns() into the network and mount namespaces;
 //   2. identity (the launcher's: groups, group, user, cwd, umask);
 //   3. capabilities: the bounding set cut to the listed ones, which become
 //      permitted, effective, inheritable and ambient;
 //   4. no_new_privs;
 //   5. Landlock: landlock_restrict_self() with the ruleset;
-//   6. seccomp, last, so that the steps above need not be allowed by it;
-// then exec. A step that fails names itself; the spawn fails and nothing
-// runs without the protection asked for.
+//   6. seccomp, last, so that the steps above need not be allowed by it.
+// A child the helper forks inherits all six: joining, cutting and compiling
+// them again for every connection is what made a sandboxed spawn cost twice
+// a plain one (the bounding set alone is some forty prctl calls, and the
+// kernel translates a filter anew for each process that attaches it). The
+// helper's filter lets through the calls a spawn still makes after it
+// (spawn_calls()); those of them the service's own filter refuses are
+// refused again by a second, small filter each child attaches just before
+// exec (restrict_child()); the helper's filter then lets seccomp() through
+// too, and the child's refuses it again where the service's would. A step that fails names itself; the spawn fails
+// and nothing runs without the protection asked for.
 //
 // Namespaces are shared between loads through a small registry (by service
 // name and kind): a reload that keeps private_network or private_tmp gets the
@@ -76,6 +84,10 @@ int landlock_abi();
 // (for the README and the tests; anything not allowed is refused).
 std::span<const std::string_view> service_preset();
 std::span<const std::string_view> service_preset_refused();
+// The calls a spawn makes once the helper's filter is in place: the
+// helper's own (receiving a connection, cloning, answering) and its child's
+// until exec. The "service" preset allows every one.
+std::span<const std::string_view> spawn_calls();
 // Whether libseccomp knows `name` on some architecture.
 bool known_syscall(const std::string& name);
 // A capability's number from "CAP_NET_BIND_SERVICE", "cap_net_bind_service"
@@ -104,8 +116,9 @@ private:
 Result<UniqueFd> landlock_ruleset(const FilesystemRules& rules, const std::string& program, int abi);
 
 // The seccomp filter for `preset` less `deny`, as BPF; empty when there is
-// nothing to filter.
-Result<std::vector<sock_filter>> syscall_filter(SyscallPreset preset, const std::vector<std::string>& deny);
+// nothing to filter. `allow` adds calls to the "service" preset.
+Result<std::vector<sock_filter>> syscall_filter(SyscallPreset preset, const std::vector<std::string>& deny,
+                                                const std::vector<std::string>& allow = {});
 
 class Sandbox {
 public:
@@ -118,23 +131,28 @@ public:
     // kernel without Landlock), for the log when the load is applied.
     const std::vector<std::string>& warnings() const { return warnings_; }
 
-    // In the child. Each returns null, or the step that failed with errno set.
-    // Before identity: joins the namespaces; when capabilities are kept and
-    // the user changes, asks the kernel to keep them across the switch.
+    // In the spawn helper. Each returns null, or the step that failed with
+    // errno set. Before identity: joins the namespaces; when capabilities are
+    // kept and the user changes, asks the kernel to keep them across the
+    // switch.
     const char* enter(bool changes_user) const;
-    // The Landlock ruleset the child must still hold when restrict() runs
-    // (launcher.cpp keeps it past its close_range); -1 for none. Never 0-3.
+    // The Landlock ruleset the helper must still hold when restrict() runs;
+    // -1 for none. Never 0-3.
     int ruleset_fd() const { return ruleset_.get(); }
     // After identity: capabilities, no_new_privs, Landlock (with the
-    // ruleset at `ruleset_fd`, the child's copy of ruleset_fd()), seccomp.
+    // ruleset at `ruleset_fd`), seccomp with the helper's filter.
     const char* restrict(int ruleset_fd) const;
+    // In each child the helper forks, last before exec: the spawn calls the
+    // service's filter refuses (none, mostly: then nothing is attached).
+    // Raw system calls only, nothing allocated.
+    const char* restrict_child() const;
 
 private:
     Sandbox() = default;
     std::shared_ptr<const Namespace> network_, tmp_;
     UniqueFd ruleset_;
-    std::vector<sock_filter> filter_;
-    sock_fprog program_{};
+    std::vector<sock_filter> filter_, child_filter_;
+    sock_fprog program_{}, child_program_{};
     bool no_new_privs_ = false;
     bool set_capabilities_ = false;
     uint64_t keep_ = 0;          // capabilities kept

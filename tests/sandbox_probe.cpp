@@ -8,19 +8,25 @@
 //   mount               mount a tmpfs on a folder that does not exist
 //                       (ENOENT where mount is allowed, and harmless)
 //   ptrace              ptrace(PTRACE_TRACEME)
+//   dup3                dup3(0, 100, 0), closed again
+//   seccomp             seccomp(SECCOMP_GET_ACTION_AVAIL), which changes nothing
+//   ppid                its parent's pid
 //   status              CapEff, CapBnd, CapAmb and NoNewPrivs from
 //                       /proc/self/status, one line each, in its order
 // It never opens anything before the commands ask.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/seccomp.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -75,6 +81,19 @@ std::string run(const std::string& command, const std::string& rest)
         return outcome(::mount("none", "/nonexistent-superd-sandbox-probe", "tmpfs", 0, nullptr));
     if (command == "ptrace")
         return outcome(::ptrace(PTRACE_TRACEME, 0, nullptr, nullptr));
+    if (command == "dup3") {
+        int fd = ::dup3(0, 100, 0);
+        std::string result = outcome(fd);
+        if (fd >= 0)
+            ::close(fd);
+        return result;
+    }
+    if (command == "seccomp") {
+        uint32_t action = SECCOMP_RET_ALLOW;
+        return outcome(::syscall(SYS_seccomp, SECCOMP_GET_ACTION_AVAIL, 0, &action));
+    }
+    if (command == "ppid")
+        return std::to_string(::getppid());
     if (command == "status") {
         std::string report;
         FILE* status = std::fopen("/proc/self/status", "re");

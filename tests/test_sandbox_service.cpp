@@ -6,6 +6,8 @@
 
 #include "tests/harness.h"
 
+#include <pwd.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,7 +15,9 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
+#include <vector>
 
 using namespace harness;
 namespace fs = std::filesystem;
@@ -87,6 +91,25 @@ size_t namespace_fds(pid_t pid, const std::string& type)
         count += !ec && target.string().rfind(type + ":[", 0) == 0;
     }
     return count;
+}
+
+// superd's children that are spawn helpers ("superd-sandbox" in ps).
+std::vector<pid_t> helpers(const Superd& superd)
+{
+    std::vector<pid_t> found;
+    for (pid_t pid : superd.children()) {
+        std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+        std::string name;
+        if (std::getline(comm, name) && name == "superd-sandbox" && proc_status(pid, "State").rfind("Z", 0) != 0)
+            found.push_back(pid);
+    }
+    return found;
+}
+
+bool gone_or_zombie(pid_t pid)
+{
+    std::string state = proc_status(pid, "State");
+    return state.empty() || state[0] == 'Z';
 }
 
 bool have_landlock()
@@ -230,4 +253,66 @@ TEST_CASE("Without Landlock, filesystem is an error at its line unless best effo
     Superd superd(probe("s", port, "filesystem = { read = [\"/usr\"] }\nfilesystem_best_effort = true"), options);
     CHECK(superd.wait_for_log("service=s sandbox=\"filesystem not enforced"));
     CHECK(round_trip(port, "read /etc/hostname\n").find("EACCES") == std::string::npos);
+}
+
+TEST_CASE("A deny list that names a call the spawn makes still refuses it to the program", "[sandbox][integration]")
+{
+    uint16_t preset = free_port(), bare = free_port();
+    Superd superd(probe("preset", preset, "syscalls = \"service\"\nsyscalls_deny = [\"dup3\", \"setsid\"]")
+                  + probe("bare", bare, "syscalls_deny = [\"dup3\"]"));
+    // The spawn itself placed the fds with dup3 and made the session; the
+    // program may do neither. The preset refuses seccomp() too, which the
+    // spawn needed to attach that refusal.
+    CHECK(round_trip(preset, "dup3\nseccomp\nptrace\n") == "dup3: EPERM\nseccomp: EPERM\nptrace: EPERM\n");
+    // A deny list alone refuses only what it names.
+    CHECK(round_trip(bare, "dup3\nseccomp\n") == "dup3: EPERM\nseccomp: ok\n");
+}
+
+TEST_CASE("A sandboxed service's programs come from one sandboxed helper, replaced when killed, gone with the sandbox",
+          "[sandbox][integration]")
+{
+    uint16_t port = free_port();
+    std::string sandbox = "private_network = true\nsyscalls = \"service\"\ncapabilities = []";
+    std::string as_nobody = "user = \"nobody\"\n";
+    Superd superd(probe("helped", port, sandbox, as_nobody));
+    // The programs are superd's children, reaped by it as any other.
+    std::string parent = "ppid: " + std::to_string(superd.pid()) + "\n";
+    CHECK(round_trip(port, "ppid\n") == parent);
+    CHECK(round_trip(port, "ppid\n") == parent);
+    auto first = helpers(superd);
+    REQUIRE(first.size() == 1);
+    // The helper is inside the sandbox itself, as the service's user, and
+    // holds nothing of superd's but its stdio and its own socket.
+    const passwd* nobody = ::getpwnam("nobody");
+    REQUIRE(nobody);
+    CHECK(proc_status(first[0], "Uid").rfind(std::to_string(nobody->pw_uid) + "\t", 0) == 0);
+    CHECK(proc_status(first[0], "NoNewPrivs") == "1");
+    CHECK(proc_status(first[0], "Seccomp") == "2");
+    CHECK(proc_status(first[0], "CapBnd") == "0000000000000000");
+    CHECK(fd_count(first[0]) == 4);
+    CHECK(superd.wait_for_log("sandbox service=helped helper=" + std::to_string(first[0])));
+
+    // Killed, it is reaped, and the next connection starts another.
+    ::kill(first[0], SIGKILL);
+    REQUIRE(eventually([&] { return gone_or_zombie(first[0]); }));
+    CHECK(round_trip(port, "ppid\n") == parent);
+    auto second = helpers(superd);
+    REQUIRE(second.size() == 1);
+    CHECK(second[0] != first[0]);
+    CHECK(eventually([&] { return proc_status(first[0], "State").empty(); }));
+
+    // A reload without the sandbox ends it; the service runs on without.
+    superd.rewrite_config(probe("helped", port, "", as_nobody));
+    REQUIRE(superd.reload());
+    CHECK(round_trip(port, "ppid\n") == parent);
+    CHECK(eventually([&] { return helpers(superd).empty() && proc_status(second[0], "State").empty(); }));
+
+    // And superd's end ends it.
+    superd.rewrite_config(probe("helped", port, sandbox, as_nobody));
+    REQUIRE(superd.reload());
+    CHECK(round_trip(port, "ppid\n") == parent);
+    auto third = helpers(superd);
+    REQUIRE(third.size() == 1);
+    CHECK(superd.stop() == 0);
+    CHECK(eventually([&] { return gone_or_zombie(third[0]); }));
 }
