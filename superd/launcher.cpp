@@ -276,9 +276,10 @@ ssize_t send_with_fds(int socket, const void* data, size_t size, std::span<const
 }
 
 // Receives one message into `data` and up to 3 fds (close-on-exec) into
-// `fds`, their number into `nfds`. A message or fds cut short are an error
-// (EMSGSIZE), their fds closed.
-ssize_t receive_with_fds(int socket, void* data, size_t size, int* fds, size_t& nfds)
+// `fds`, their number into `nfds`; `flags` gets the message's: MSG_TRUNC
+// when it was cut short, MSG_CTRUNC when fds were lost (superd out of fds:
+// then none is kept).
+ssize_t receive_with_fds(int socket, void* data, size_t size, int* fds, size_t& nfds, int& flags)
 {
     iovec iov{data, size};
     msghdr msg{};
@@ -292,6 +293,7 @@ ssize_t receive_with_fds(int socket, void* data, size_t size, int* fds, size_t& 
         n = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC);
     while (n < 0 && errno == EINTR);
     nfds = 0;
+    flags = n < 0 ? 0 : msg.msg_flags;
     if (n < 0)
         return n;
     for (cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg; cmsg = CMSG_NXTHDR(&msg, cmsg))
@@ -300,12 +302,10 @@ ssize_t receive_with_fds(int socket, void* data, size_t size, int* fds, size_t& 
             for (size_t i = 0; i < count && nfds < 3; ++i)
                 std::memcpy(&fds[nfds++], CMSG_DATA(cmsg) + i * sizeof(int), sizeof(int));
         }
-    if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+    if (flags & MSG_CTRUNC) {
         for (size_t i = 0; i < nfds; ++i)
             ::close(fds[i]);
         nfds = 0;
-        errno = EMSGSIZE;
-        return -1;
     }
     return n;
 }
@@ -536,9 +536,12 @@ int Launcher::read_reply(HelperReply& reply, UniqueFd* pidfd)
 {
     int fds[3];
     size_t nfds = 0;
-    ssize_t n = receive_with_fds(helper_->socket.get(), &reply, sizeof reply, fds, nfds);
+    int flags = 0;
+    ssize_t n = receive_with_fds(helper_->socket.get(), &reply, sizeof reply, fds, nfds, flags);
     int error = n < 0 ? (errno == EAGAIN ? ETIMEDOUT : errno) : n == 0 ? EPIPE : 0;
-    if (error == 0 && n != static_cast<ssize_t>(sizeof reply))
+    // A pidfd lost to a full fd table (MSG_CTRUNC) is no error: the child
+    // is then reaped through SIGCHLD, as one spawned without a pidfd.
+    if (error == 0 && (n != static_cast<ssize_t>(sizeof reply) || (flags & MSG_TRUNC)))
         error = EPROTO;
     reply.step[sizeof reply.step - 1] = '\0';
     for (size_t i = 0; i < nfds; ++i)
@@ -697,18 +700,19 @@ void Launcher::serve_one(std::vector<char>& request)
 {
     int fds[3];
     size_t nfds = 0;
-    ssize_t n = receive_with_fds(kHelperSocket, request.data(), request.size(), fds, nfds);
-    if (n == 0 || (n < 0 && errno != EMSGSIZE))
+    int flags = 0;
+    ssize_t n = receive_with_fds(kHelperSocket, request.data(), request.size(), fds, nfds, flags);
+    if (n <= 0)
         ::syscall(SYS_exit_group, 0); // superd has closed its end
     HelperReply reply;
     HelperRequest header;
-    bool valid = n >= static_cast<ssize_t>(sizeof header);
+    bool valid = n >= static_cast<ssize_t>(sizeof header) && !(flags & (MSG_TRUNC | MSG_CTRUNC));
     if (valid)
         std::memcpy(&header, request.data(), sizeof header);
     valid = valid && header.vars <= kMaxHelperVars && nfds == 1u + header.has_stderr + header.has_null;
 
     connection_envp_.assign(envp_.begin(), envp_.begin() + static_cast<std::ptrdiff_t>(fixed_vars_));
-    const char* end = request.data() + (n > 0 ? n : 0);
+    const char* end = request.data() + n;
     const char* var = request.data() + sizeof header;
     for (uint32_t i = 0; valid && i < header.vars; ++i) {
         const char* nul = static_cast<const char*>(std::memchr(var, '\0', static_cast<size_t>(end - var)));
@@ -722,7 +726,7 @@ void Launcher::serve_one(std::vector<char>& request)
     int pidfd = -1;
     if (!valid) {
         reply.pid = -1;
-        reply.error = n < 0 ? EMSGSIZE : EPROTO;
+        reply.error = flags & (MSG_TRUNC | MSG_CTRUNC) ? EMSGSIZE : EPROTO;
         copy_step(reply.step, sizeof reply.step, "sandbox helper");
     } else {
         ChildPlan plan{};
@@ -739,11 +743,11 @@ void Launcher::serve_one(std::vector<char>& request)
         plan.rlimits = rlimits_.data();
         plan.rlimit_count = rlimits_.size();
         alignas(16) std::array<char, kChildStack> stack;
-        int flags = CLONE_VM | CLONE_VFORK | CLONE_PARENT | SIGCHLD;
-        pid_t pid = ::clone(run_child, stack.data() + stack.size(), flags | CLONE_PIDFD, &plan, &pidfd);
+        int clone_flags = CLONE_VM | CLONE_VFORK | CLONE_PARENT | SIGCHLD;
+        pid_t pid = ::clone(run_child, stack.data() + stack.size(), clone_flags | CLONE_PIDFD, &plan, &pidfd);
         if (pid < 0 && errno == EINVAL) {
             pidfd = -1;
-            pid = ::clone(run_child, stack.data() + stack.size(), flags, &plan);
+            pid = ::clone(run_child, stack.data() + stack.size(), clone_flags, &plan);
         }
         reply.pid = pid;
         reply.error = pid < 0 ? errno : plan.error;
