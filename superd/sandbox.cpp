@@ -326,8 +326,8 @@ Result<UniqueFd> landlock_ruleset(const FilesystemRules& rules, const std::strin
                 return *e;
     if (auto e = allow(program, kExec))
         return *e;
-    // The child keeps it past fds 0-3 (launcher.cpp); up high it would make
-    // the child copy more of the fd table.
+    // The spawn helper keeps it where it is, above its stdio and its socket
+    // on fd 3 (launcher.cpp), until it has restricted itself.
     if (ruleset.get() <= 3)
         ruleset.reset(::fcntl(ruleset.get(), F_DUPFD_CLOEXEC, 4));
     return ruleset;

@@ -316,3 +316,17 @@ TEST_CASE("A sandboxed service's programs come from one sandboxed helper, replac
     CHECK(superd.stop() == 0);
     CHECK(eventually([&] { return gone_or_zombie(third[0]); }));
 }
+
+TEST_CASE("A helper that cannot enter its sandbox fails the spawn with its step and leaves nothing behind",
+          "[sandbox][integration]")
+{
+    uint16_t port = free_port();
+    // Above the kernel's fs.nr_open: the helper cannot raise its hard limit
+    // to it, as a plain child could not.
+    Superd superd(probe("unfit", port, "private_network = true", "rlimit_nofile = 2000000000\n"));
+    CHECK(round_trip(port, "ppid\n").empty());
+    CHECK(round_trip(port, "ppid\n").empty());
+    CHECK(superd.wait_for_log("/sandbox_probe: setrlimit: Operation not permitted\"", 2));
+    CHECK(eventually([&] { return superd.children().empty(); }));
+    CHECK(superd.count_in_log("sandbox service=unfit helper=") == 0);
+}
