@@ -1,6 +1,7 @@
 #include "superd/builtins.h"
 
 #include "superd/children.h"
+#include "superd/event.h"
 #include "superd/log.h"
 
 #include <arpa/inet.h>
@@ -25,10 +26,6 @@ namespace superd {
 namespace {
 
 constexpr int kDatagramBatch = 64;
-
-struct BuffereventDeleter {
-    void operator()(bufferevent* bev) const { bufferevent_free(bev); }
-};
 
 // Writes into `control` a control message of `received`'s kind carrying
 // `info`: the source address for sendmsg(). Returns its length.
@@ -68,7 +65,7 @@ struct Builtins::Stream {
     BuiltinStream stream;
     std::string service;
     SocketAddress peer;
-    std::unique_ptr<bufferevent, BuffereventDeleter> bev;
+    Bufferevent bev;
     Clock::time_point started = Clock::now();
     Admission::Ticket ticket;
     bool client_done = false;                              // its end of the connection closed or failed

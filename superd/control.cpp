@@ -1,5 +1,6 @@
 #include "superd/control.h"
 
+#include "superd/event.h"
 #include "superd/log.h"
 
 #include <event2/buffer.h>
@@ -18,10 +19,6 @@
 namespace superd {
 
 namespace {
-
-struct BuffereventDeleter {
-    void operator()(bufferevent* bev) const { bufferevent_free(bev); }
-};
 
 std::string error_reply(const std::string& message) { return nlohmann::json{{"ok", false}, {"error", message}}.dump(); }
 
@@ -69,7 +66,7 @@ bool control_allowed(const ControlPeer& peer, std::span<const gid_t> groups, uid
 
 struct ControlServer::Client {
     ControlServer* server = nullptr;
-    std::unique_ptr<bufferevent, BuffereventDeleter> bev;
+    Bufferevent bev;
     ControlPeer peer;
     bool closing = false; // close once the replies have gone
 };

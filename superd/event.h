@@ -4,6 +4,7 @@
 // callback it runs, so a callback can never outlive its target.
 #pragma once
 
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include <memory>
@@ -17,8 +18,13 @@ struct EventDeleter {
     void operator()(event* ev) const { event_free(ev); }
 };
 
+struct BuffereventDeleter {
+    void operator()(bufferevent* bev) const { bufferevent_free(bev); }
+};
+
 using EventBase = std::unique_ptr<event_base, EventBaseDeleter>;
 using Event = std::unique_ptr<event, EventDeleter>;
+using Bufferevent = std::unique_ptr<bufferevent, BuffereventDeleter>;
 
 // An event that is added only while it is wanted, for relays that watch a
 // socket's reading and writing apart. Each change is an epoll_ctl, so only

@@ -183,11 +183,10 @@ void LogSink::on_writable(evutil_socket_t, short, void* self) { static_cast<LogS
 
 void LogSink::finish(std::chrono::milliseconds limit)
 {
-    using Clock = std::chrono::steady_clock;
-    auto deadline = Clock::now() + limit;
+    auto deadline = std::chrono::steady_clock::now() + limit;
     write_queue();
     while (queued_bytes() > 0) {
-        auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+        auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
         if (left.count() <= 0)
             break;
         pollfd p{out_.fd, POLLOUT, 0};

@@ -19,9 +19,9 @@ namespace {
 constexpr size_t kBuffer = 16 * 1024;
 // Rounds of both ways per wakeup, so that one bulk transfer cannot keep the
 // loop from everything else; what is left is taken up on the next turn.
-constexpr int kPasses = 16;
+constexpr int kRounds = 16;
 
-std::string error_text(const char* what, int error) { return std::string(what) + ": " + std::strerror(error); }
+std::string call_error(const char* what, int error) { return std::string(what) + ": " + std::strerror(error); }
 
 // One connection's handshake. The connection stays in the pipeline's
 // flight until `done`, so holding a reference to it is safe.
@@ -65,7 +65,7 @@ private:
     {
         int pair[2];
         if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
-            fail(error_text("socketpair", errno));
+            fail(call_error("socketpair", errno));
             return;
         }
         UniqueFd service(pair[0]), relay(pair[1]);
@@ -145,7 +145,7 @@ void TlsRelay::on_io(evutil_socket_t, short, void* self) { static_cast<TlsRelay*
 void TlsRelay::pump()
 {
     int pass = 0;
-    for (; pass < kPasses; ++pass) {
+    for (; pass < kRounds; ++pass) {
         progress_ = false;
         std::optional<std::string> failure = up();
         if (!failure)
@@ -163,7 +163,7 @@ void TlsRelay::pump()
     }
     // Still moving after every pass: the next turn of the loop goes on. An
     // event of its own, which no change of interest below can cancel.
-    if (pass == kPasses)
+    if (pass == kRounds)
         event_active(resume_.get(), 0, 0);
     client_read_.want(read_waits_ == Wait::kRead || write_waits_ == Wait::kRead);
     client_write_.want(read_waits_ == Wait::kWrite || write_waits_ == Wait::kWrite);
@@ -204,7 +204,7 @@ std::optional<std::string> TlsRelay::up()
     if (up_.ended && up_.empty() && !up_.shut) {
         up_.shut = progress_ = true;
         if (!down_.shut && ::shutdown(service_.get(), SHUT_WR) != 0 && errno != ENOTCONN)
-            return error_text("service", errno);
+            return call_error("service", errno);
     }
     return std::nullopt;
 }
@@ -244,7 +244,7 @@ std::optional<std::string> TlsRelay::down()
         if (result >= 0) {
             down_.shut = progress_ = true;
             if (!up_.shut && ::shutdown(client_.get(), SHUT_WR) != 0 && errno != ENOTCONN)
-                return error_text("client", errno);
+                return call_error("client", errno);
         } else if (auto failure = blocked(result, write_waits_)) {
             return failure;
         }

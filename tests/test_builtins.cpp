@@ -442,7 +442,7 @@ ServiceConfig file_service(const std::string& path, BuiltinKind& row)
     return config;
 }
 
-std::string random_bytes(size_t size)
+std::string random_contents(size_t size)
 {
     std::mt19937 random(42);
     std::string bytes(size, '\0');
@@ -459,7 +459,7 @@ TEST_CASE("file sends the whole file, then a FIN, and an empty one nothing", "[b
     EventBase base(event_base_new());
     Builtins builtins(base.get());
     BuiltinKind row = *find_builtin("file");
-    const std::string contents = random_bytes(3 * 1024 * 1024 + 17);
+    const std::string contents = random_contents(3 * 1024 * 1024 + 17);
     for (const std::string& text : {contents, std::string()}) {
         TcpPair pair;
         serve(builtins, file_service(dir.write("f", text), row), std::move(pair.server), {});

@@ -40,7 +40,7 @@ std::string v6(uint16_t port) { return "[::1]:" + std::to_string(port); }
 
 // Large strings compared without Catch printing them whole; the sizes are
 // reported with the next assertion.
-bool same(const std::string& got, const std::string& wanted)
+bool same_bytes(const std::string& got, const std::string& wanted)
 {
     UNSCOPED_INFO("got " << got.size() << " bytes, wanted " << wanted.size());
     return got == wanted;
@@ -66,9 +66,9 @@ void reset(UniqueFd& fd)
 
 // SIGPIPE ignored while it lives, as superd has it: a test writing into a
 // socket its peer may reset must see EPIPE, not die.
-struct NoSigpipe {
+struct SigpipeIgnored {
     void (*old)(int) = ::signal(SIGPIPE, SIG_IGN);
-    ~NoSigpipe() { ::signal(SIGPIPE, old); }
+    ~SigpipeIgnored() { ::signal(SIGPIPE, old); }
 };
 
 // Sends `data` from another thread, then half-closes; what went wrong, if
@@ -138,7 +138,7 @@ TEST_CASE("forward relays to superd's own echo over IPv4, IPv6 and a unix socket
 TEST_CASE("forward carries 50 MB and the client's half-close to a program that answers at EOF",
           "[forward][integration]")
 {
-    NoSigpipe no_sigpipe;
+    SigpipeIgnored no_sigpipe;
     uint16_t hash = free_port(), fwd = free_port();
     Superd superd(service_toml("hash", {loopback(hash)}, "/usr/bin/sha256sum")
                   + forward_toml("fwd", loopback(fwd), loopback(hash)));
@@ -157,7 +157,7 @@ TEST_CASE("forward carries 50 MB and the client's half-close to a program that a
 
 TEST_CASE("forward carries 50 MB both ways at once through cat, and each side's FIN", "[forward][integration]")
 {
-    NoSigpipe no_sigpipe;
+    SigpipeIgnored no_sigpipe;
     uint16_t cat = free_port(), fwd = free_port();
     Superd superd(service_toml("cat", {loopback(cat)}, "/bin/cat") + forward_toml("fwd", loopback(fwd), loopback(cat)));
     std::string data = random_bytes(50 << 20, 12);
@@ -170,7 +170,7 @@ TEST_CASE("forward carries 50 MB both ways at once through cat, and each side's 
         sender.thread.join();
         CHECK(sender.error == "");
     }
-    CHECK(same(back, data));
+    CHECK(same_bytes(back, data));
     CHECK(closed_with(superd, "fwd", data.size(), data.size()));
 }
 
@@ -257,7 +257,7 @@ TEST_CASE("forward applies allow and deny before it connects to the backend", "[
 
 TEST_CASE("Resets in the middle of a forward leave no descriptor behind", "[forward][integration]")
 {
-    NoSigpipe no_sigpipe;
+    SigpipeIgnored no_sigpipe;
     uint16_t chargen = free_port(), to_chargen = free_port(), resetting = free_port(), to_resetting = free_port();
     UniqueFd backend = listen_tcp(resetting);
     Superd superd(builtin_toml("chargen", loopback(chargen), "chargen")
@@ -348,7 +348,7 @@ TEST_CASE("A reload that changes forward_to leaves live forwards on their old ba
 namespace {
 
 // The v2 header's twelve-byte signature (it holds a NUL).
-const std::string kSignature("\r\n\r\n\0\r\nQUIT\n", 12);
+const std::string kProxySignature("\r\n\r\n\0\r\nQUIT\n", 12);
 
 std::string be16(uint16_t v) { return {static_cast<char>(v >> 8), static_cast<char>(v & 0xff)}; }
 
@@ -374,7 +374,7 @@ TEST_CASE("forward's PROXY header reaches the backend whole, before the client's
         uint16_t client_port = local_port(client.get());
         std::string header = port == v1 ? "PROXY TCP4 127.0.0.2 127.0.0.1 " + std::to_string(client_port) + " "
                                               + std::to_string(port) + "\r\n"
-                                        : kSignature + "\x21\x11" + be16(12) + ipv4_bytes("127.0.0.2")
+                                        : kProxySignature + "\x21\x11" + be16(12) + ipv4_bytes("127.0.0.2")
                                               + ipv4_bytes("127.0.0.1") + be16(client_port) + be16(port);
         UniqueFd server = accept_one(listener.get());
         CHECK(read_n(server.get(), header.size() + 1, 5s) == header + "X");
@@ -392,7 +392,7 @@ TEST_CASE("A PROXY header in and send_proxy out: the backend learns the client t
                                "send_proxy = \"v1\"\nproxy_protocol = \"v2\"\nproxy_from = [\"127.0.0.1\"]\n"));
     UniqueFd client = connect_tcp(port);
     // 10.1.2.3:51000 -> 10.9.9.9:443, then the payload in the same write.
-    send_all(client.get(), kSignature + "\x21\x11" + be16(12) + ipv4_bytes("10.1.2.3") + ipv4_bytes("10.9.9.9")
+    send_all(client.get(), kProxySignature + "\x21\x11" + be16(12) + ipv4_bytes("10.1.2.3") + ipv4_bytes("10.9.9.9")
                                + be16(51000) + be16(443) + "X");
     UniqueFd server = accept_one(listener.get());
     std::string header = "PROXY TCP4 10.1.2.3 10.9.9.9 51000 443\r\n";

@@ -21,7 +21,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_text(const fs::path& path)
+std::string read_file_text(const fs::path& path)
 {
     std::ifstream in(path, std::ios::binary);
     std::ostringstream text;
@@ -88,7 +88,7 @@ std::vector<std::string> unit_values(const std::string& text, const std::string&
 // The README's example socket unit: the ```ini block after "superd.socket".
 std::string readme_socket_unit()
 {
-    std::string readme = read_text(fs::path(SOURCE_DIR) / "README.md");
+    std::string readme = read_file_text(fs::path(SOURCE_DIR) / "README.md");
     size_t named = readme.find("`/etc/systemd/system/superd.socket`");
     REQUIRE(named != std::string::npos);
     size_t start = readme.find("```ini\n", named);
@@ -121,7 +121,7 @@ TEST_CASE("Installed into a prefix, superd serves the bundled services from ther
     }
 
     // The config names the installed programs and includes its drop-in folder.
-    std::string config = read_text(install.config());
+    std::string config = read_file_text(install.config());
     INFO(config);
     CHECK(config.find("include = [\"superd.d/*.toml\"]") != std::string::npos);
     for (const char* service : {"echo", "increment", "peer", "daytime"})
@@ -155,13 +155,13 @@ TEST_CASE("Installed into a prefix, superd serves the bundled services from ther
 
     // Installing again leaves an edited config alone.
     succeed({CMAKE_COMMAND, "--install", BUILD_DIR, "--prefix", x.string()});
-    CHECK(read_text(install.config()) == config);
+    CHECK(read_file_text(install.config()) == config);
 }
 
 TEST_CASE("The installed unit runs the installed superd on its config, and systemd accepts it", "[install]")
 {
     Install install;
-    std::string unit = read_text(install.unit());
+    std::string unit = read_file_text(install.unit());
     INFO(unit);
     std::string superd = (install.prefix / "sbin/superd").string();
     CHECK(unit_values(unit, "ExecStart")
@@ -203,7 +203,7 @@ TEST_CASE("The man pages are built and format without a warning", "[install][man
         fs::path built = fs::path(BUILD_DIR) / "man" / page;
         INFO(built);
         REQUIRE(fs::is_regular_file(built));
-        CHECK(read_text(built).find(".TH ") != std::string::npos);
+        CHECK(read_file_text(built).find(".TH ") != std::string::npos);
         auto formatted = run_command({"/usr/bin/groff", "-ww", "-z", "-man", built.string()});
         INFO(formatted.output);
         CHECK(formatted.status == 0);
@@ -254,11 +254,11 @@ TEST_CASE("cpack makes a Debian package of the build: /usr, a conffile in /etc, 
     // the folder cpack staged the package in.
     fs::path root = out.path() / "root";
     succeed({"/usr/bin/dpkg-deb", "--extract", deb.string(), root.string()});
-    CHECK(unit_values(read_text(root / "usr/lib/systemd/system/superd.service"), "ExecStart")
+    CHECK(unit_values(read_file_text(root / "usr/lib/systemd/system/superd.service"), "ExecStart")
           == std::vector<std::string>{"/usr/sbin/superd --config /etc/superd/superd.toml"});
-    CHECK(unit_values(read_text(root / "usr/lib/systemd/system/superd.service"), "ExecReload")
+    CHECK(unit_values(read_file_text(root / "usr/lib/systemd/system/superd.service"), "ExecReload")
           == std::vector<std::string>{"/usr/bin/superctl reload"});
-    CHECK(listen_ports(read_text(root / "etc/superd/superd.toml")).size() == 4);
-    CHECK(read_text(root / "etc/superd/superd.toml").find("program = \"/usr/libexec/superd/echo\"")
+    CHECK(listen_ports(read_file_text(root / "etc/superd/superd.toml")).size() == 4);
+    CHECK(read_file_text(root / "etc/superd/superd.toml").find("program = \"/usr/libexec/superd/echo\"")
           != std::string::npos);
 }

@@ -10,7 +10,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-Cidr cidr(std::string_view text)
+Cidr cidr_of(std::string_view text)
 {
     auto parsed = Cidr::parse(text);
     INFO((parsed.ok() ? std::string() : parsed.error()));
@@ -24,19 +24,19 @@ SocketAddress at(const std::string& host) { return harness::socket_address(host,
 
 TEST_CASE("CIDR prefixes parse, normalise and match", "[limits]")
 {
-    CHECK(cidr("10.1.2.3/8").to_string() == "10.0.0.0/8");
-    CHECK(cidr("192.0.2.7").to_string() == "192.0.2.7/32");
-    CHECK(cidr("2001:db8::1/32").to_string() == "2001:db8::/32");
-    CHECK(cidr("::1").to_string() == "::1/128");
-    CHECK(cidr("0.0.0.0/0").contains(at("203.0.113.9")));
-    CHECK(cidr("10.0.0.0/8").contains(at("10.255.0.1")));
-    CHECK_FALSE(cidr("10.0.0.0/8").contains(at("11.0.0.1")));
-    CHECK(cidr("10.0.0.0/8").contains(at("::ffff:10.0.0.1"))); // unmapped first
-    CHECK_FALSE(cidr("10.0.0.0/8").contains(at("2001:db8::1")));
-    CHECK(cidr("2001:db8::/64").contains(at("2001:db8::ffff:1")));
-    CHECK_FALSE(cidr("2001:db8::/64").contains(at("2001:db8:0:1::1")));
-    CHECK(cidr("10.0.0.0/12").contains(at("10.15.255.255")));
-    CHECK_FALSE(cidr("10.0.0.0/12").contains(at("10.16.0.0")));
+    CHECK(cidr_of("10.1.2.3/8").to_string() == "10.0.0.0/8");
+    CHECK(cidr_of("192.0.2.7").to_string() == "192.0.2.7/32");
+    CHECK(cidr_of("2001:db8::1/32").to_string() == "2001:db8::/32");
+    CHECK(cidr_of("::1").to_string() == "::1/128");
+    CHECK(cidr_of("0.0.0.0/0").contains(at("203.0.113.9")));
+    CHECK(cidr_of("10.0.0.0/8").contains(at("10.255.0.1")));
+    CHECK_FALSE(cidr_of("10.0.0.0/8").contains(at("11.0.0.1")));
+    CHECK(cidr_of("10.0.0.0/8").contains(at("::ffff:10.0.0.1"))); // unmapped first
+    CHECK_FALSE(cidr_of("10.0.0.0/8").contains(at("2001:db8::1")));
+    CHECK(cidr_of("2001:db8::/64").contains(at("2001:db8::ffff:1")));
+    CHECK_FALSE(cidr_of("2001:db8::/64").contains(at("2001:db8:0:1::1")));
+    CHECK(cidr_of("10.0.0.0/12").contains(at("10.15.255.255")));
+    CHECK_FALSE(cidr_of("10.0.0.0/12").contains(at("10.16.0.0")));
 
     CHECK_THAT(Cidr::parse("10.0.0.0/33").error(), Catch::Contains("0 to 32"));
     CHECK_THAT(Cidr::parse("::/129").error(), Catch::Contains("0 to 128"));
@@ -49,22 +49,22 @@ TEST_CASE("The most specific prefix decides, deny wins a tie", "[limits]")
     AccessList open;
     CHECK(open.allows(at("203.0.113.9")));
 
-    AccessList only_local({cidr("127.0.0.0/8"), cidr("::1/128")}, {});
+    AccessList only_local({cidr_of("127.0.0.0/8"), cidr_of("::1/128")}, {});
     CHECK(only_local.allows(at("127.0.0.1")));
     CHECK(only_local.allows(at("::1")));
     CHECK_FALSE(only_local.allows(at("192.0.2.1")));
 
-    AccessList carve({cidr("10.0.0.0/8"), cidr("10.1.2.3")}, {cidr("10.1.0.0/16")});
+    AccessList carve({cidr_of("10.0.0.0/8"), cidr_of("10.1.2.3")}, {cidr_of("10.1.0.0/16")});
     CHECK(carve.allows(at("10.2.0.1")));       // /8 allow
     CHECK_FALSE(carve.allows(at("10.1.9.9"))); // /16 deny is more specific
     CHECK(carve.allows(at("10.1.2.3")));       // /32 allow beats the /16 deny
     CHECK_FALSE(carve.allows(at("11.0.0.1"))); // not allowed at all
 
-    AccessList deny_only({}, {cidr("192.0.2.0/24")});
+    AccessList deny_only({}, {cidr_of("192.0.2.0/24")});
     CHECK_FALSE(deny_only.allows(at("192.0.2.55")));
     CHECK(deny_only.allows(at("198.51.100.1")));
 
-    AccessList tie({cidr("192.0.2.0/24")}, {cidr("192.0.2.0/24")});
+    AccessList tie({cidr_of("192.0.2.0/24")}, {cidr_of("192.0.2.0/24")});
     CHECK_FALSE(tie.allows(at("192.0.2.1")));
 }
 

@@ -26,7 +26,7 @@ using superd::UniqueFd;
 
 namespace {
 
-SocketAddress parse(const std::string& text)
+SocketAddress address_of(const std::string& text)
 {
     auto parsed = superd::parse_listen_address(text);
     REQUIRE(parsed.ok());
@@ -45,9 +45,9 @@ superd::SocketSpec tcp(const SocketAddress& address)
 TEST_CASE("A taken address is refused with the address and the reason", "[listener]")
 {
     std::string address = "127.0.0.1:" + std::to_string(harness::free_port());
-    auto first = Listener::open(tcp(parse(address)));
+    auto first = Listener::open(tcp(address_of(address)));
     REQUIRE(first.ok());
-    auto second = Listener::open(tcp(parse(address)));
+    auto second = Listener::open(tcp(address_of(address)));
     REQUIRE_FALSE(second.ok());
     CHECK_THAT(second.error(), Catch::Contains(address) && Catch::Contains("Address already in use"));
 }
@@ -55,7 +55,7 @@ TEST_CASE("A taken address is refused with the address and the reason", "[listen
 TEST_CASE("reuse_port lets two sockets listen on one address, both asking for it", "[listener]")
 {
     std::string address = "127.0.0.1:" + std::to_string(harness::free_port());
-    superd::SocketSpec shared = tcp(parse(address));
+    superd::SocketSpec shared = tcp(address_of(address));
     shared.reuse_port = true;
     auto first = Listener::open(shared);
     REQUIRE(first.ok());
@@ -63,11 +63,11 @@ TEST_CASE("reuse_port lets two sockets listen on one address, both asking for it
     INFO((second.ok() ? std::string() : second.error()));
     REQUIRE(second.ok());
     // One that does not ask cannot join them.
-    CHECK_FALSE(Listener::open(tcp(parse(address))).ok());
+    CHECK_FALSE(Listener::open(tcp(address_of(address))).ok());
 
     // The kernel decides at bind: a reload that changes it on a kept socket
     // is told so, and the socket keeps it.
-    auto changed = (*first)->apply_settings(tcp(parse(address)));
+    auto changed = (*first)->apply_settings(tcp(address_of(address)));
     REQUIRE(changed);
     CHECK_THAT(changed->message, Catch::Contains("reuse_port = false on " + address));
     CHECK(Listener::open(shared).ok());
@@ -94,7 +94,7 @@ TEST_CASE("Accepted connections are blocking, close-on-exec, with the peer's add
     superd::EventBase base(event_base_new()); // outlives the listener's events
     fake::FakeTimers timers;
     uint16_t port = harness::free_port();
-    auto listener = Listener::open(tcp(parse("127.0.0.1:" + std::to_string(port))));
+    auto listener = Listener::open(tcp(address_of("127.0.0.1:" + std::to_string(port))));
     REQUIRE(listener.ok());
     CHECK((::fcntl((*listener)->fd(), F_GETFD) & FD_CLOEXEC) != 0);
 
@@ -129,7 +129,7 @@ TEST_CASE("Connections for an in-process service are accepted non-blocking", "[l
     superd::EventBase base(event_base_new());
     fake::FakeTimers timers;
     uint16_t port = harness::free_port();
-    auto listener = Listener::open(tcp(parse("127.0.0.1:" + std::to_string(port))));
+    auto listener = Listener::open(tcp(address_of("127.0.0.1:" + std::to_string(port))));
     REQUIRE(listener.ok());
     superd::UniqueFd accepted;
     (*listener)->accept_with(
@@ -151,7 +151,7 @@ TEST_CASE("On a lent socket made blocking in mid-turn, an accept that finds noth
     superd::EventBase base(event_base_new());
     fake::FakeTimers timers;
     uint16_t port = harness::free_port();
-    auto listener = Listener::open(tcp(parse("127.0.0.1:" + std::to_string(port))));
+    auto listener = Listener::open(tcp(address_of("127.0.0.1:" + std::to_string(port))));
     REQUIRE(listener.ok());
     (*listener)->lend(); // as for a wait child, now gone
     int fd = (*listener)->fd();
@@ -185,7 +185,7 @@ TEST_CASE("A turn of accepting that runs long yields to the rest of the loop", "
     superd::EventBase base(event_base_new());
     fake::FakeTimers timers;
     uint16_t port = harness::free_port();
-    auto listener = Listener::open(tcp(parse("127.0.0.1:" + std::to_string(port))));
+    auto listener = Listener::open(tcp(address_of("127.0.0.1:" + std::to_string(port))));
     REQUIRE(listener.ok());
     // Each connection takes longer than a turn may (as a spawn on a loaded
     // machine does): one per turn, the rest stay queued for the next.
@@ -213,7 +213,7 @@ namespace {
 superd::SocketSpec unix_spec(const std::string& path, mode_t mode)
 {
     superd::SocketSpec spec;
-    spec.address = parse("unix:" + path);
+    spec.address = address_of("unix:" + path);
     spec.mode = mode;
     return spec;
 }
@@ -354,7 +354,7 @@ TEST_CASE("A timed hold keeps connections in the backlog until its time is up", 
     superd::EventBase base(event_base_new());
     fake::FakeTimers timers;
     uint16_t port = harness::free_port();
-    auto listener = Listener::open(tcp(parse("127.0.0.1:" + std::to_string(port))));
+    auto listener = Listener::open(tcp(address_of("127.0.0.1:" + std::to_string(port))));
     REQUIRE(listener.ok());
     Listener& l = **listener;
     size_t accepted = 0;
@@ -414,7 +414,7 @@ TEST_CASE("An adopted socket gets what superd gives its own and keeps its maker'
 
     SECTION("tcp: non-blocking, close-on-exec, moved up high, the config's backlog")
     {
-        superd::SocketSpec spec = tcp(parse("127.0.0.1:" + std::to_string(harness::free_port())));
+        superd::SocketSpec spec = tcp(address_of("127.0.0.1:" + std::to_string(harness::free_port())));
         spec.backlog = 3;
         UniqueFd fd = blocking_socket(AF_INET, SOCK_STREAM);
         REQUIRE(::bind(fd.get(), spec.address.get(), spec.address.length) == 0);
@@ -432,7 +432,7 @@ TEST_CASE("An adopted socket gets what superd gives its own and keeps its maker'
     }
     SECTION("udp: asked for each datagram's destination, as builtins answer from it")
     {
-        superd::SocketSpec spec = tcp(parse("127.0.0.1:" + std::to_string(harness::free_port())));
+        superd::SocketSpec spec = tcp(address_of("127.0.0.1:" + std::to_string(harness::free_port())));
         spec.protocol = superd::Protocol::kUdp;
         UniqueFd fd = blocking_socket(AF_INET, SOCK_DGRAM);
         REQUIRE(::bind(fd.get(), spec.address.get(), spec.address.length) == 0);

@@ -26,17 +26,17 @@ using superd::LogSink;
 
 namespace {
 
-struct Pipe {
+struct SinkPipe {
     UniqueFd read_end;
     UniqueFd write_end; // blocking, as a shell's pipe is
 };
 
 // A pipe that holds one page, so that a few lines fill it.
-Pipe small_pipe()
+SinkPipe small_pipe()
 {
     int fds[2];
     REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
-    Pipe p{UniqueFd(fds[0]), UniqueFd(fds[1])};
+    SinkPipe p{UniqueFd(fds[0]), UniqueFd(fds[1])};
     REQUIRE(::fcntl(p.read_end.get(), F_SETPIPE_SZ, 4096) >= 0);
     ::fcntl(p.read_end.get(), F_SETFL, O_NONBLOCK);
     return p;
@@ -94,7 +94,7 @@ const std::string kPadding(40, '.');
 // A sink on a small pipe that nobody reads yet, given `lines` numbered
 // lines: the pipe is full and the rest queued (or dropped past `limit`).
 struct StuckLog {
-    Pipe pipe = small_pipe();
+    SinkPipe pipe = small_pipe();
     std::shared_ptr<LogSink> sink;
     std::shared_ptr<spdlog::logger> logger;
 
@@ -112,7 +112,7 @@ struct StuckLog {
 
 TEST_CASE("a pipe is written through a description of superd's own, the shared one stays blocking", "[log_sink]")
 {
-    Pipe p = small_pipe();
+    SinkPipe p = small_pipe();
     superd::LogFd out = superd::open_log_fd(p.write_end.get());
     REQUIRE(out.owned);
     CHECK(out.fd != p.write_end.get());
@@ -249,7 +249,7 @@ TEST_CASE("a log whose reader is gone drops and counts, and never kills superd",
     BlockGuard guard;
     auto old = ::signal(SIGPIPE, SIG_IGN); // as superd has it (process.cpp)
     {
-        Pipe p = small_pipe();
+        SinkPipe p = small_pipe();
         auto sink = std::make_shared<LogSink>(superd::open_log_fd(p.write_end.get()));
         auto logger = superd::make_logger(sink, spdlog::level::info);
         logger->info("read");

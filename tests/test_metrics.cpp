@@ -248,7 +248,7 @@ std::string metrics_toml(uint16_t port)
     return "[service.metrics]\nlisten = [\"" + loopback(port) + "\"]\nbuiltin = \"metrics\"\n\n";
 }
 
-std::string echo_toml(uint16_t port)
+std::string allowed_echo_toml(uint16_t port)
 {
     return "[service.echo]\nlisten = [\"" + loopback(port) + "\"]\nprogram = \"" + service_binary("echo")
            + "\"\nallow = [\"127.0.0.3\"]\n\n";
@@ -264,7 +264,7 @@ std::string daytime_toml(uint16_t port)
 TEST_CASE("GET /metrics counts what the test did, and promtool accepts the page", "[metrics][integration]")
 {
     uint16_t metrics = free_port(), echo = free_port(), daytime = free_port();
-    Superd superd(metrics_toml(metrics) + echo_toml(echo) + daytime_toml(daytime));
+    Superd superd(metrics_toml(metrics) + allowed_echo_toml(echo) + daytime_toml(daytime));
     for (int i = 0; i < 3; ++i)
         CHECK(echo_from(echo, "127.0.0.3", "hello\n") == "hello\n");
     CHECK(echo_from(echo, "127.0.0.1", "refused\n") == ""); // not on the allow list
@@ -370,12 +370,12 @@ TEST_CASE("A metrics client that says nothing is closed after the idle timeout, 
 TEST_CASE("The metrics' counters keep counting across reloads, and reloads are counted", "[metrics][integration]")
 {
     uint16_t metrics = free_port(), echo = free_port(), daytime = free_port();
-    Superd superd(metrics_toml(metrics) + echo_toml(echo));
+    Superd superd(metrics_toml(metrics) + allowed_echo_toml(echo));
     for (int i = 0; i < 2; ++i)
         CHECK(echo_from(echo, "127.0.0.3", "a\n") == "a\n");
     auto first = samples(scrape(metrics));
 
-    superd.rewrite_config(metrics_toml(metrics) + echo_toml(echo) + daytime_toml(daytime));
+    superd.rewrite_config(metrics_toml(metrics) + allowed_echo_toml(echo) + daytime_toml(daytime));
     REQUIRE(superd.reload());
     CHECK(echo_from(echo, "127.0.0.3", "b\n") == "b\n");
     std::map<std::string, double> m;

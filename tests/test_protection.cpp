@@ -36,7 +36,7 @@ bool served(int fd, std::chrono::milliseconds limit = 5s)
 }
 
 // CPU seconds superd has used so far (user + system), from /proc.
-double cpu_seconds(pid_t pid)
+double cpu_seconds_of(pid_t pid)
 {
     std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
     std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -281,9 +281,9 @@ TEST_CASE("Out of file descriptors, superd rests instead of spinning, and recove
         clients.push_back(connect_tcp(echo));
     CHECK(superd.wait_for_log("reason=\"out of file descriptors\""));
     std::this_thread::sleep_for(500ms);
-    double before = cpu_seconds(superd.pid());
+    double before = cpu_seconds_of(superd.pid());
     std::this_thread::sleep_for(2s);
-    double used = cpu_seconds(superd.pid()) - before;
+    double used = cpu_seconds_of(superd.pid()) - before;
     INFO("superd used " << used << " s of CPU in 2 s while saturated");
     CHECK(used < 0.5); // a busy loop would use about 2
 

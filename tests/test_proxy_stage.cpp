@@ -27,7 +27,7 @@ using superd::UniqueFd;
 
 namespace {
 
-struct Result {
+struct StageOutcome {
     bool served = false;
     std::optional<std::string> failure;
     Connection connection; // as the handler got it
@@ -43,7 +43,7 @@ public:
     {
     }
 
-    Result run(const std::vector<std::string>& pieces, bool close_after = false)
+    StageOutcome run(const std::vector<std::string>& pieces, bool close_after = false)
     {
         int pair[2];
         REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) == 0);
@@ -53,7 +53,7 @@ public:
         c.peer = harness::socket_address("192.0.2.1", 4000);
         c.local = harness::socket_address("127.0.0.1", 7007);
         c.shown = c.peer;
-        Result result;
+        StageOutcome result;
         pipeline_.run(
             std::move(c), stages_,
             [&result](Connection& done) {
@@ -124,7 +124,7 @@ std::string tlv(uint8_t type, const std::string& value)
 TEST_CASE("A v1 header names the client, and the payload behind it is left whole", "[proxy]")
 {
     Harness h(ProxyAccept::kV1);
-    Result r = h.run({"PROXY TCP4 198.51.100.7 127.0.0.1 40001 7007\r\nHELLO"});
+    StageOutcome r = h.run({"PROXY TCP4 198.51.100.7 127.0.0.1 40001 7007\r\nHELLO"});
     REQUIRE(r.served);
     CHECK(r.connection.peer.to_string() == "198.51.100.7:40001");
     CHECK(r.connection.shown.to_string() == "198.51.100.7:40001");
@@ -143,7 +143,7 @@ TEST_CASE("A header split across reads is put together, and only it is taken", "
             pieces.emplace_back(1, c); // a byte a read
         pieces.back() += "GET /";
         Harness h(accept);
-        Result r = h.run(pieces);
+        StageOutcome r = h.run(pieces);
         INFO(r.failure.value_or(""));
         REQUIRE(r.served);
         CHECK(r.connection.peer.to_string() == "10.1.2.3:51000");
@@ -154,7 +154,7 @@ TEST_CASE("A header split across reads is put together, and only it is taken", "
     }
     // v1 line by line, for "any".
     Harness h(ProxyAccept::kAny);
-    Result r = h.run({"PROXY TCP6 2001:db8::1 ", "::1 5", "000 7007\r", "\nX"});
+    StageOutcome r = h.run({"PROXY TCP6 2001:db8::1 ", "::1 5", "000 7007\r", "\nX"});
     REQUIRE(r.served);
     CHECK(r.connection.peer.to_string() == "[2001:db8::1]:5000");
     CHECK(rest(r.connection) == "X");
@@ -163,7 +163,7 @@ TEST_CASE("A header split across reads is put together, and only it is taken", "
 TEST_CASE("A v2 LOCAL header (a health check) keeps the balancer as the peer", "[proxy]")
 {
     Harness h(ProxyAccept::kV2);
-    Result r = h.run({v2_header("", 0x20)});
+    StageOutcome r = h.run({v2_header("", 0x20)});
     REQUIRE(r.served);
     CHECK(r.connection.peer.to_string() == "192.0.2.1:4000");
     CHECK(env(r.connection, "PROXY_ADDR") == "192.0.2.1");
@@ -173,25 +173,25 @@ TEST_CASE("Garbage, the other version, a cut header and a slow one are refused w
 {
     {
         Harness h(ProxyAccept::kV1);
-        Result r = h.run({"GET / HTTP/1.1\r\n\r\n"});
+        StageOutcome r = h.run({"GET / HTTP/1.1\r\n\r\n"});
         CHECK_FALSE(r.served);
         CHECK(r.failure.has_value());
     }
     {
         Harness h(ProxyAccept::kV1);
-        Result r = h.run({v2_header()});
+        StageOutcome r = h.run({v2_header()});
         CHECK_FALSE(r.served);
         CHECK(r.failure.has_value());
     }
     {
         Harness h(ProxyAccept::kV2);
-        Result r = h.run({v2_header().substr(0, 20)}, true);
+        StageOutcome r = h.run({v2_header().substr(0, 20)}, true);
         CHECK_FALSE(r.served);
         CHECK(r.failure == "the connection closed before the header ended");
     }
     {
         Harness h(ProxyAccept::kAny, 200ms);
-        Result r = h.run({"PROXY TCP4 198.51.100.7"});
+        StageOutcome r = h.run({"PROXY TCP4 198.51.100.7"});
         CHECK_FALSE(r.served);
         CHECK(r.failure == "header timed out after 200ms");
     }

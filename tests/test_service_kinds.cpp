@@ -36,7 +36,7 @@ std::string builtin_toml(const std::string& name, const std::string& protocol, u
            + "\", \"[::1]:" + std::to_string(port) + "\"]\nbuiltin = \"" + builtin + "\"\n\n";
 }
 
-long rss_kib(pid_t pid)
+long rss_kib_of(pid_t pid)
 {
     std::string rss = proc_status(pid, "VmRSS"); // "1234 kB"
     return rss.empty() ? -1 : std::stol(rss);
@@ -260,7 +260,7 @@ TEST_CASE("A client that does not read stalls only itself", "[kinds][integration
 {
     uint16_t chargen = free_port(), echo = free_port();
     Superd superd(builtin_toml("chargen", "tcp", chargen, "chargen") + builtin_toml("echo", "tcp", echo, "echo"));
-    long before = rss_kib(superd.pid());
+    long before = rss_kib_of(superd.pid());
 
     // A chargen client that never reads, and an echo client that sends 32 MiB
     // without reading: both fill their socket buffers, then superd waits.
@@ -281,7 +281,7 @@ TEST_CASE("A client that does not read stalls only itself", "[kinds][integration
 
     // superd still serves others promptly, and has not buffered the flood.
     CHECK(round_trip(echo, "still responsive\n") == "still responsive\n");
-    long during = rss_kib(superd.pid());
+    long during = rss_kib_of(superd.pid());
     INFO("RSS before " << before << " KiB, during " << during << " KiB");
     CHECK(during - before < 16 * 1024); // half the flood: buffering it would show
     ::shutdown(flooder.get(), SHUT_RDWR);

@@ -31,7 +31,8 @@ using superctl::Shape;
 namespace {
 
 // The command line as superctl would read it, with no $SUPERD_CONTROL.
-superd::Result<superctl::Invocation> parse(const std::vector<std::string>& args, const std::string& environment = "")
+superd::Result<superctl::Invocation> read_command_line(const std::vector<std::string>& args,
+                                                       const std::string& environment = "")
 {
     return superctl::parse_command_line(args, environment);
 }
@@ -83,7 +84,7 @@ struct UtcZone {
 
 TEST_CASE("superctl reads its command line: options anywhere, the request line from the words", "[superctl]")
 {
-    auto plain = parse({"status"});
+    auto plain = read_command_line({"status"});
     REQUIRE(plain.ok());
     CHECK(plain->action == superctl::Invocation::Action::Run);
     CHECK(plain->socket == "/run/superd/control.sock");
@@ -92,32 +93,32 @@ TEST_CASE("superctl reads its command line: options anywhere, the request line f
     CHECK(plain->command->shape == Shape::Status);
     CHECK_FALSE(plain->json);
 
-    auto full = parse({"-s", "/tmp/c.sock", "kill", "--json", "4242", "hup", "-t", "1.5"});
+    auto full = read_command_line({"-s", "/tmp/c.sock", "kill", "--json", "4242", "hup", "-t", "1.5"});
     REQUIRE(full.ok());
     CHECK(full->socket == "/tmp/c.sock");
     CHECK(full->json);
     CHECK(full->timeout == std::chrono::milliseconds(1500));
     CHECK(full->request == "kill 4242 hup");
 
-    CHECK(parse({"children"})->request == "children");
-    CHECK(parse({"children", "echo"})->request == "children echo");
-    CHECK(parse({"--socket=/x", "log-level", "debug"})->request == "log-level debug");
-    CHECK(parse({"--socket=/x", "log-level", "debug"})->socket == "/x");
-    CHECK(parse({"kill", "7"})->request == "kill 7");
-    CHECK(parse({"--timeout", "2", "reload"})->timeout == std::chrono::seconds(2));
+    CHECK(read_command_line({"children"})->request == "children");
+    CHECK(read_command_line({"children", "echo"})->request == "children echo");
+    CHECK(read_command_line({"--socket=/x", "log-level", "debug"})->request == "log-level debug");
+    CHECK(read_command_line({"--socket=/x", "log-level", "debug"})->socket == "/x");
+    CHECK(read_command_line({"kill", "7"})->request == "kill 7");
+    CHECK(read_command_line({"--timeout", "2", "reload"})->timeout == std::chrono::seconds(2));
 
     // $SUPERD_CONTROL names the socket; -s wins over it.
-    CHECK(parse({"status"}, "/env.sock")->socket == "/env.sock");
-    CHECK(parse({"-s", "/flag.sock", "status"}, "/env.sock")->socket == "/flag.sock");
+    CHECK(read_command_line({"status"}, "/env.sock")->socket == "/env.sock");
+    CHECK(read_command_line({"-s", "/flag.sock", "status"}, "/env.sock")->socket == "/flag.sock");
 
-    CHECK(parse({"--help"})->action == superctl::Invocation::Action::Help);
-    CHECK(parse({"-V"})->action == superctl::Invocation::Action::Version);
+    CHECK(read_command_line({"--help"})->action == superctl::Invocation::Action::Help);
+    CHECK(read_command_line({"-V"})->action == superctl::Invocation::Action::Version);
 }
 
 TEST_CASE("superctl refuses a bad command line before it connects, saying why", "[superctl]")
 {
     auto error = [](const std::vector<std::string>& args) {
-        auto parsed = parse(args);
+        auto parsed = read_command_line(args);
         return parsed.ok() ? std::string("(accepted)") : parsed.error();
     };
     CHECK(error({}) == "no command given");
@@ -236,7 +237,7 @@ TEST_CASE("A reply superd would not give is an error, not a crash", "[superctl]"
 
 TEST_CASE("A reply becomes output and an exit status: 0 done, 1 refused, 3 not a reply", "[superctl]")
 {
-    auto invocation = *parse({"-s", "/c.sock", "pause", "echo"});
+    auto invocation = *read_command_line({"-s", "/c.sock", "pause", "echo"});
     auto done = superctl::present(invocation, R"({"ok":true,"message":"paused service=echo listeners=2"})");
     CHECK(done.status == 0);
     CHECK(done.out == "paused service=echo listeners=2\n");
@@ -261,7 +262,7 @@ TEST_CASE("A reply becomes output and an exit status: 0 done, 1 refused, 3 not a
     CHECK_THAT(incomplete.err, Catch::StartsWith("superctl: unexpected reply from /c.sock: "));
 
     // --json: the line as it came, whatever superd said.
-    auto as_json = *parse({"--json", "pause", "echo"});
+    auto as_json = *read_command_line({"--json", "pause", "echo"});
     std::string odd_spacing = R"({ "message" : "paused",   "ok":true })";
     CHECK(superctl::present(as_json, odd_spacing).out == odd_spacing + "\n");
     auto json_refused = superctl::present(as_json, R"({"ok":false,"error":"no"})");

@@ -66,7 +66,7 @@ std::optional<std::string> env_value(const std::vector<std::string>& env, const 
     return std::nullopt;
 }
 
-struct Outcome {
+struct HandshakeOutcome {
     bool server_ok = false;
     std::string server_errors;
     std::vector<std::string> env;
@@ -83,7 +83,7 @@ struct Outcome {
 // the client's handshake ends before the server has judged its
 // certificate, and only that read sees a refusal. Both ends time out after
 // 10 s, so a broken handshake fails the test instead of hanging it.
-Outcome handshake(const TlsContext& context, const Client& client)
+HandshakeOutcome handshake(const TlsContext& context, const Client& client)
 {
     int pair[2];
     REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
@@ -94,7 +94,7 @@ Outcome handshake(const TlsContext& context, const Client& client)
         ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
     }
 
-    Outcome outcome;
+    HandshakeOutcome outcome;
     UniqueSsl server = context.new_session();
     REQUIRE(server);
     REQUIRE(SSL_set_fd(server.get(), server_end.get()) == 1);
@@ -132,9 +132,9 @@ Outcome handshake(const TlsContext& context, const Client& client)
 }
 
 // A handshake that must succeed on both sides.
-Outcome served(const TlsContext& context, const Client& client)
+HandshakeOutcome served(const TlsContext& context, const Client& client)
 {
-    Outcome outcome = handshake(context, client);
+    HandshakeOutcome outcome = handshake(context, client);
     INFO(outcome.server_errors << outcome.client_errors);
     REQUIRE(outcome.server_ok);
     REQUIRE(outcome.client_ok);
@@ -285,7 +285,7 @@ TEST_CASE("After a handshake the service learns the protocol, cipher, SNI and AL
     std::shared_ptr<TlsContext> context = loaded(settings);
 
     // The server's order decides, not the client's.
-    Outcome outcome =
+    HandshakeOutcome outcome =
         served(*context, {.ca = pki.path("ca.pem"), .sni = "service.example", .alpn = {"spdy/1", "http/1.1", "h2"}});
     const auto& env = outcome.env;
     CHECK(env_value(env, "HTTPS") == "on");
@@ -320,7 +320,7 @@ TEST_CASE("A required client certificate is verified and described, and a client
     std::shared_ptr<TlsContext> context = loaded(settings);
 
     Client alice{.ca = pki.path("ca.pem"), .cert = pki.path("alice.pem"), .key = pki.path("alice.key")};
-    Outcome outcome = served(*context, alice);
+    HandshakeOutcome outcome = served(*context, alice);
     const auto& env = outcome.env;
     CHECK(env_value(env, "SSL_CLIENT_VERIFY") == "SUCCESS");
     CHECK(env_value(env, "SSL_CLIENT_S_DN") == "CN=alice,O=Example\\, Inc.");
@@ -354,7 +354,7 @@ TEST_CASE("A client certificate's names cannot add a line to the environment")
     settings.client_ca = pki.path("ca.pem");
     std::shared_ptr<TlsContext> context = loaded(settings);
 
-    Outcome outcome =
+    HandshakeOutcome outcome =
         handshake(*context, {.ca = pki.path("ca.pem"), .cert = pki.path("evil.pem"), .key = pki.path("evil.key")});
     INFO(outcome.server_errors << outcome.client_errors);
     REQUIRE(outcome.server_ok);
@@ -369,7 +369,7 @@ TEST_CASE("min_version 1.3 refuses a client that speaks only TLS 1.2, which 1.2 
     TlsSettings settings = pki.server();
     std::shared_ptr<TlsContext> context = loaded(settings);
     Client old_client{.ca = pki.path("ca.pem"), .tls12_only = true};
-    Outcome outcome = handshake(*context, old_client);
+    HandshakeOutcome outcome = handshake(*context, old_client);
     INFO(outcome.server_errors << outcome.client_errors);
     REQUIRE(outcome.server_ok);
     CHECK(env_value(outcome.env, "SSL_PROTOCOL") == "TLSv1.2");

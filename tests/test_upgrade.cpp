@@ -23,13 +23,14 @@ using superd::Upgrade;
 namespace {
 
 // Runs an Upgrade of `script` (sh -c) on a loop of its own until it is done.
-struct Run {
+struct UpgradeRun {
     superd::EventBase base{event_base_new()};
     superd::EventTimers timers{base.get()};
     std::optional<Upgrade::Outcome> outcome;
     pid_t pid = -1;
 
-    Run(const std::string& script, std::span<const HandedSocket> sockets = {}, std::chrono::milliseconds deadline = 10s)
+    UpgradeRun(const std::string& script, std::span<const HandedSocket> sockets = {},
+               std::chrono::milliseconds deadline = 10s)
     {
         SelfCommand command{"/bin/sh", {"sh", "-c", script, "sh"}};
         auto upgrade = Upgrade::start(
@@ -59,12 +60,12 @@ bool alive(pid_t pid) { return ::kill(pid, 0) == 0; }
 
 // The new superd of an upgrade, ended by pid even when an assertion ends
 // the test first: once the old one has exited, no Superd owns it.
-struct Successor {
+struct NewSuperd {
     pid_t pid = -1;
-    ~Successor() { kill_and_reap(pid); }
+    ~NewSuperd() { kill_and_reap(pid); }
 };
 
-std::string superctl(const Superd& superd, const std::vector<std::string>& command)
+std::string superctl_says(const Superd& superd, const std::vector<std::string>& command)
 {
     std::vector<std::string> argv{SUPERCTL_BINARY, "-s", superd.control_path(), "-t", "20"};
     argv.insert(argv.end(), command.begin(), command.end());
@@ -83,7 +84,7 @@ std::string parent_service(uint16_t port)
 
 TEST_CASE("An upgrade's new process that says ready is ready", "[upgrade]")
 {
-    Run run("echo ready >&3");
+    UpgradeRun run("echo ready >&3");
     REQUIRE(run.outcome);
     CHECK(run.outcome->ready);
 }
@@ -98,9 +99,9 @@ TEST_CASE("An upgrade hands over its sockets on fds 3 and up, named, with LISTEN
     std::vector<HandedSocket> sockets{{pair[0][0], "echo"}, {pair[1][0], "control"}};
     // The sockets, the pipe on the next fd, nothing else open above it;
     // what it says is not "ready", so it comes back as the reason.
-    Run run("test -S /proc/self/fd/3 && test -S /proc/self/fd/4 && test -p /proc/self/fd/5 "
-            "&& ! test -e /proc/self/fd/6 && echo \"$LISTEN_FDS $LISTEN_FDNAMES $LISTEN_PID $$ $*\" >&5",
-            sockets);
+    UpgradeRun run("test -S /proc/self/fd/3 && test -S /proc/self/fd/4 && test -p /proc/self/fd/5 "
+                   "&& ! test -e /proc/self/fd/6 && echo \"$LISTEN_FDS $LISTEN_FDNAMES $LISTEN_PID $$ $*\" >&5",
+                   sockets);
     REQUIRE(run.outcome);
     CHECK_FALSE(run.outcome->ready);
     CHECK(run.outcome->reason
@@ -109,7 +110,7 @@ TEST_CASE("An upgrade hands over its sockets on fds 3 and up, named, with LISTEN
 
 TEST_CASE("An upgrade's new process that exits without a word has failed", "[upgrade]")
 {
-    Run run("exit 3");
+    UpgradeRun run("exit 3");
     REQUIRE(run.outcome);
     CHECK_FALSE(run.outcome->ready);
     CHECK(run.outcome->reason == "exited before it was ready");
@@ -118,7 +119,7 @@ TEST_CASE("An upgrade's new process that exits without a word has failed", "[upg
 TEST_CASE("An upgrade's new process that is not ready in time is killed", "[upgrade]")
 {
     auto started = std::chrono::steady_clock::now();
-    Run run("exec sleep 30", {}, 200ms);
+    UpgradeRun run("exec sleep 30", {}, 200ms);
     REQUIRE(run.outcome);
     CHECK_FALSE(run.outcome->ready);
     CHECK(run.outcome->reason == "not ready within 200ms");
@@ -167,7 +168,7 @@ TEST_CASE("SIGUSR2 under load: no connection is refused, the new superd serves a
     ::kill(superd.pid(), SIGUSR2);
     REQUIRE(superd.wait_for_log("upgrade ready pid="));
     pid_t successor = pid_in(superd.log(), "upgrade ready pid=");
-    Successor ending{successor};
+    NewSuperd ending{successor};
     REQUIRE(successor > 0);
     CHECK(successor != superd.pid());
 
@@ -207,9 +208,9 @@ TEST_CASE("An upgrade to a configuration with an error is refused and the old su
     CHECK(round_trip(port, "on\n") == "on\n");
     // A second try, the file fixed, goes through.
     superd.rewrite_config(config);
-    CHECK(superctl(superd, {"upgrade"}).starts_with("0 upgraded: pid "));
+    CHECK(superctl_says(superd, {"upgrade"}).starts_with("0 upgraded: pid "));
     CHECK(superd.wait_exit(10s) == 0);
-    Successor ending{pid_in(superd.log(), "upgrade ready pid=")};
+    NewSuperd ending{pid_in(superd.log(), "upgrade ready pid=")};
     CHECK(round_trip(port, "new\n") == "new\n");
 }
 
@@ -218,18 +219,18 @@ TEST_CASE("Connections waiting in the backlog at the upgrade are served by the n
     uint16_t port = free_port();
     Superd superd(parent_service(port));
     // Paused, the old superd accepts nothing: the backlog holds them.
-    CHECK(superctl(superd, {"pause", "parent"}).starts_with("0 "));
+    CHECK(superctl_says(superd, {"pause", "parent"}).starts_with("0 "));
     std::vector<superd::UniqueFd> waiting;
     for (int i = 0; i < 3; ++i)
         waiting.push_back(connect_tcp(port));
     superd.settle();
     CHECK(superd.count_in_log("spawned service=parent") == 0);
 
-    auto said = superctl(superd, {"upgrade"});
+    auto said = superctl_says(superd, {"upgrade"});
     INFO(said);
     REQUIRE(said.starts_with("0 upgraded: pid "));
     pid_t successor = pid_in(said, "upgraded: pid ");
-    Successor ending{successor};
+    NewSuperd ending{successor};
     for (auto& fd : waiting)
         CHECK(read_to_eof(fd.get()) == std::to_string(successor) + "\n");
     CHECK(superd.wait_exit(10s) == 0);
@@ -241,7 +242,7 @@ TEST_CASE("superctl upgrade says why an upgrade failed", "[upgrade][integration]
     std::string config = service_toml("echo", {loopback(port)}, service_binary("echo"));
     Superd superd(config);
     superd.rewrite_config(config + "bogus = 1\n");
-    auto said = superctl(superd, {"upgrade"});
+    auto said = superctl_says(superd, {"upgrade"});
     CHECK(std::regex_search(said, std::regex(R"(^1 superctl: upgrade failed: \S*superd\.toml:\d+: )")));
     CHECK(round_trip(port, "on\n") == "on\n");
     CHECK(alive(superd.pid()));
