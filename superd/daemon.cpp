@@ -32,26 +32,6 @@ constexpr std::chrono::milliseconds kOutOfMemoryPause{1000};
 // How often orphans and emptied process groups are looked for.
 constexpr std::chrono::milliseconds kOrphanSweep{1000};
 
-const char* signal_name(int signal)
-{
-    switch (signal) {
-    case SIGCHLD:
-        return "SIGCHLD";
-    case SIGTERM:
-        return "SIGTERM";
-    case SIGINT:
-        return "SIGINT";
-    case SIGHUP:
-        return "SIGHUP";
-    case SIGUSR1:
-        return "SIGUSR1";
-    case SIGUSR2:
-        return "SIGUSR2";
-    default:
-        return "?";
-    }
-}
-
 SocketSpec spec_for(const ServiceConfig& service, const ListenAddress& listen)
 {
     return SocketSpec{service.protocol,    listen.address,     service.backlog,   service.reuse_port,
@@ -169,7 +149,7 @@ std::optional<Error> Daemon::start(Config config, InheritedSockets inherited)
     for (int signal : kSignals) {
         Event ev(evsignal_new(base_.get(), signal, on_signal, this));
         if (!ev || event_add(ev.get(), nullptr) != 0)
-            return Error{std::string("cannot watch ") + signal_name(signal)};
+            return Error{std::string("cannot watch SIG") + sigabbrev_np(signal)};
         signal_events_.push_back(std::move(ev));
     }
     watch_sigchld();
@@ -552,7 +532,7 @@ void Daemon::handle_signal(int signal)
         sigaddset(&stop, SIGTERM);
         sigaddset(&stop, SIGINT);
         ::sigprocmask(SIG_BLOCK, &stop, nullptr);
-        spdlog::info("stopping signal={} running={} (left to finish)", signal_name(signal), live_children());
+        spdlog::info("stopping signal=SIG{} running={} (left to finish)", sigabbrev_np(signal), live_children());
         notifier_.stopping();
         event_base_loopbreak(base_.get());
         break;

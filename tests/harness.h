@@ -13,10 +13,13 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <initializer_list>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace harness {
@@ -237,6 +240,24 @@ private:
     std::string log_path_;
     pid_t pid_ = -1;
     UniqueFd input_;
+};
+
+// Sets environment variables for a scope and removes them again at its
+// end, whatever the code under test did with them.
+struct ScopedEnv {
+    ScopedEnv(std::initializer_list<std::pair<std::string, std::string>> vars) : vars_(vars)
+    {
+        for (const auto& [name, value] : vars_)
+            ::setenv(name.c_str(), value.c_str(), 1);
+    }
+    ~ScopedEnv()
+    {
+        for (const auto& [name, value] : vars_)
+            ::unsetenv(name.c_str());
+    }
+    ScopedEnv(const ScopedEnv&) = delete;
+    ScopedEnv& operator=(const ScopedEnv&) = delete;
+    std::vector<std::pair<std::string, std::string>> vars_;
 };
 
 // Asks `condition` every 10 ms until it holds (true) or `limit` passes (false).

@@ -94,22 +94,6 @@ unsigned long long monotonic_usec()
            + static_cast<unsigned long long>(now.tv_nsec) / 1000ULL;
 }
 
-// Sets the variables for a test and removes them again, whatever
-// from_environment did with them.
-struct ScopedEnv {
-    ScopedEnv(std::initializer_list<std::pair<std::string, std::string>> vars) : vars_(vars)
-    {
-        for (const auto& [name, value] : vars_)
-            ::setenv(name.c_str(), value.c_str(), 1);
-    }
-    ~ScopedEnv()
-    {
-        for (const auto& [name, value] : vars_)
-            ::unsetenv(name.c_str());
-    }
-    std::vector<std::pair<std::string, std::string>> vars_;
-};
-
 } // namespace
 
 TEST_CASE("the service manager gets READY with STATUS, RELOADING with the monotonic time, STOPPING", "[notify]")
@@ -376,7 +360,8 @@ TEST_CASE("an upgrade hands the service manager to the new process: its variable
     CHECK(Notifier().environment().empty());
 }
 
-TEST_CASE("under a service manager, an upgraded superd is the main pid, and only it says READY", "[notify][integration]")
+TEST_CASE("under a service manager, an upgraded superd is the main pid, and only it says READY",
+          "[notify][integration]")
 {
     TempDir dir;
     Manager manager((dir.path() / "notify").string());
@@ -393,8 +378,8 @@ TEST_CASE("under a service manager, an upgraded superd is the main pid, and only
     REQUIRE(std::regex_search(log, m, std::regex("upgrade ready pid=([0-9]+)")));
     pid_t successor = static_cast<pid_t>(std::stol(m[1]));
     // The new process says nothing until it is the main one.
-    CHECK(manager.receive() == "MAINPID=" + std::to_string(successor) + "\nSTATUS=handed over to pid "
-                                   + std::to_string(successor));
+    CHECK(manager.receive()
+          == "MAINPID=" + std::to_string(successor) + "\nSTATUS=handed over to pid " + std::to_string(successor));
     CHECK(superd.wait_exit() == 0);
     // The new process tells the manager about its reloads.
     ::kill(successor, SIGHUP);

@@ -54,16 +54,6 @@ struct Fixture {
     }
 };
 
-// Sets an environment variable for one scope.
-struct ScopedEnv {
-    std::string name;
-    ScopedEnv(std::string n, const std::string& value) : name(std::move(n))
-    {
-        ::setenv(name.c_str(), value.c_str(), 1);
-    }
-    ~ScopedEnv() { ::unsetenv(name.c_str()); }
-};
-
 bool allows(std::string_view name)
 {
     auto preset = superd::service_preset();
@@ -133,7 +123,7 @@ TEST_CASE("sandbox mistakes are errors at their line", "[sandbox]")
 TEST_CASE("a kernel without Landlock refuses filesystem unless best effort is allowed", "[sandbox]")
 {
     Fixture f;
-    ScopedEnv no_landlock("SUPERD_TEST_LANDLOCK_ABI", "0");
+    harness::ScopedEnv no_landlock{{"SUPERD_TEST_LANDLOCK_ABI", "0"}};
     CHECK(superd::landlock_abi() == 0);
     CHECK(f.error_at("\n\nfilesystem = { read = [\"/usr\"] }\n", 7)
           == "service 's': sandbox.filesystem: this kernel has no Landlock (5.13 or later with it enabled), so the "
