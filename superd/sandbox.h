@@ -28,8 +28,9 @@
 // (spawn_calls()); those of them the service's own filter refuses are
 // refused again by a second, small filter each child attaches just before
 // exec (restrict_child()); the helper's filter then lets seccomp() through
-// too, and the child's refuses it again where the service's would. A step that fails names itself; the spawn fails
-// and nothing runs without the protection asked for.
+// too, and the child's refuses it again where the service's would. A step
+// that fails names itself; the spawn fails and nothing runs without the
+// protection asked for.
 //
 // Namespaces are shared between loads through a small registry (by service
 // name and kind): a reload that keeps private_network or private_tmp gets the
@@ -86,7 +87,8 @@ std::span<const std::string_view> service_preset();
 std::span<const std::string_view> service_preset_refused();
 // The calls a spawn makes once the helper's filter is in place: the
 // helper's own (receiving a connection, cloning, answering) and its child's
-// until exec. The "service" preset allows every one.
+// until exec. The "service" preset allows every one (clone without
+// namespace flags, as the helper calls it).
 std::span<const std::string_view> spawn_calls();
 // Whether libseccomp knows `name` on some architecture.
 bool known_syscall(const std::string& name);
