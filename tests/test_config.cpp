@@ -2,6 +2,7 @@
 #include "superd/config_keys.h"
 
 #include "superd/builtin_kind.h"
+#include "tests/config_fixture.h"
 #include "tests/harness.h"
 
 #include <fcntl.h>
@@ -26,38 +27,7 @@ using superd::UniqueFd;
 
 namespace {
 
-// A folder with an executable "prog", a non-executable "plain" and a
-// sub-folder "sub", where config files can be written.
-struct Fixture {
-    TempDir dir;
-    std::string path;
-
-    Fixture()
-    {
-        std::string prog = dir.write("prog", "#!/bin/sh\nexit 0\n");
-        ::chmod(prog.c_str(), 0755);
-        dir.write("plain", "not a program\n");
-        dir.write("sub/.keep", "");
-        path = (dir.path() / "superd.toml").string();
-    }
-
-    superd::Result<superd::Config> load(const std::string& text)
-    {
-        dir.write("superd.toml", text);
-        return superd::load_config(path);
-    }
-
-    // The error for `text`, which must start with "PATH:LINE: ".
-    std::string error_at(const std::string& text, int line)
-    {
-        auto config = load(text);
-        REQUIRE_FALSE(config.ok());
-        std::string prefix = path + ":" + std::to_string(line) + ": ";
-        INFO(config.error());
-        REQUIRE(config.error().rfind(prefix, 0) == 0);
-        return config.error().substr(prefix.size());
-    }
-};
+using Fixture = ConfigFixture;
 
 } // namespace
 

@@ -5,6 +5,7 @@
 #include "superd/config.h"
 #include "superd/sandbox.h"
 
+#include "tests/config_fixture.h"
 #include "tests/harness.h"
 
 #include <linux/capability.h>
@@ -17,40 +18,19 @@
 #include <cstdlib>
 #include <string>
 
-using harness::TempDir;
-
 namespace {
 
-struct Fixture {
-    TempDir dir;
-    std::string path;
-    // A service "s" with the sandbox table's lines after it (line 5 on).
-    std::string head;
-
-    Fixture()
-    {
-        std::string prog = dir.write("prog", "#!/bin/sh\nexit 0\n");
-        ::chmod(prog.c_str(), 0755);
-        dir.write("sub/.keep", "");
-        path = (dir.path() / "superd.toml").string();
-        head = "[service.s]\nlisten = [\"127.0.0.1:7000\"]\nprogram = \"prog\"\n[service.s.sandbox]\n";
-    }
+// A service "s" with the sandbox table's lines after it (line 5 on).
+struct Fixture : ConfigFixture {
+    std::string head = "[service.s]\nlisten = [\"127.0.0.1:7000\"]\nprogram = \"prog\"\n[service.s.sandbox]\n";
 
     superd::Result<superd::Config> load(const std::string& sandbox_lines)
     {
-        dir.write("superd.toml", head + sandbox_lines);
-        return superd::load_config(path);
+        return ConfigFixture::load(head + sandbox_lines);
     }
-
-    // The error for the sandbox lines, which must start with "PATH:LINE: ".
     std::string error_at(const std::string& sandbox_lines, int line)
     {
-        auto config = load(sandbox_lines);
-        REQUIRE_FALSE(config.ok());
-        std::string prefix = path + ":" + std::to_string(line) + ": ";
-        INFO(config.error());
-        REQUIRE(config.error().rfind(prefix, 0) == 0);
-        return config.error().substr(prefix.size());
+        return ConfigFixture::error_at(head + sandbox_lines, line);
     }
 };
 
